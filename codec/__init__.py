@@ -1,0 +1,1 @@
+"""aecodec: a learned lossy image codec (runtime; never imports torch)."""
