@@ -1,0 +1,109 @@
+"""Training images: a folder or one compact archive, held in memory, cut into random crops.
+
+Why an archive: the same training command runs on a laptop and on a borrowed GPU machine; one
+tar file under 64 MiB moves between them easily and reads fast.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in EXTS)
+
+
+def _fit(img: Image.Image, max_side: int) -> Image.Image:
+    img = img.convert("RGB")
+    scale = max_side / max(img.size)
+    if scale < 1:
+        size = (round(img.width * scale), round(img.height * scale))
+        img = img.resize(size, Image.Resampling.LANCZOS)
+    return img
+
+
+def build_archive(folders: list[Path], out: Path, max_side: int = 1024, quality: int = 95) -> int:
+    """Write every image of `folders` into one tar; large ones are downscaled to `max_side`.
+
+    JPEGs that already fit keep their original bytes (no second generation of artefacts);
+    the others are re-encoded as JPEG at `quality` (4:4:4). Returns the archive's size in bytes.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with tarfile.open(tmp, "w") as tar:
+        for folder in folders:
+            for path in image_files(folder):
+                with Image.open(path) as img:
+                    keep = path.suffix.lower() in {".jpg", ".jpeg"} and max(img.size) <= max_side
+                    if keep:
+                        data = path.read_bytes()
+                    else:
+                        buf = io.BytesIO()
+                        _fit(img, max_side).save(buf, "JPEG", quality=quality, subsampling=0)
+                        data = buf.getvalue()
+                info = tarfile.TarInfo(f"{folder.name}/{path.stem}.jpg")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    tmp.replace(out)
+    return out.stat().st_size
+
+
+def load_images(source: Path, min_side: int) -> list[tuple[str, np.ndarray]]:
+    """Decode all images of a folder or a tar archive as (name, HxWx3 uint8), sorted by name."""
+    source = Path(source)
+    items: list[tuple[str, np.ndarray]] = []
+    if source.is_file():
+        with tarfile.open(source) as tar:
+            for m in tar.getmembers():
+                if m.isfile() and Path(m.name).suffix.lower() in EXTS:
+                    f = tar.extractfile(m)
+                    assert f is not None
+                    items.append((m.name, np.asarray(Image.open(f).convert("RGB"))))
+    elif source.is_dir():
+        for p in image_files(source):
+            items.append((str(p.relative_to(source)), np.asarray(Image.open(p).convert("RGB"))))
+    else:
+        raise FileNotFoundError(f"no training images at {source}")
+    items = [(n, a) for n, a in sorted(items) if min(a.shape[:2]) >= min_side]
+    if not items:
+        raise ValueError(f"no image of at least {min_side}px a side in {source}")
+    return items
+
+
+def split(items: list, every: int = 50) -> tuple[list, list]:
+    """Hold out every `every`-th image (by name) for validation."""
+    val = items[::every]
+    train = [it for i, it in enumerate(items) if i % every]
+    return train, val
+
+
+class Crops:
+    """Endless batches of random crops (with flips) from images kept on `device` as uint8."""
+
+    def __init__(self, images: list[np.ndarray], size: int, batch: int, device: str, seed=0):
+        self.images = [torch.from_numpy(a.copy()).permute(2, 0, 1).to(device) for a in images]
+        self.size, self.batch = size, batch
+        self.gen = np.random.default_rng(seed)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        while True:
+            out = []
+            for i in self.gen.integers(0, len(self.images), self.batch):
+                img = self.images[i]
+                _, h, w = img.shape
+                top = int(self.gen.integers(0, h - self.size + 1))
+                left = int(self.gen.integers(0, w - self.size + 1))
+                c = img[:, top : top + self.size, left : left + self.size]
+                if self.gen.random() < 0.5:
+                    c = c.flip(2)
+                out.append(c)
+            yield torch.stack(out).float() / 255

@@ -1,0 +1,150 @@
+"""`aecodec mnist ...`: train, export, figures, sample and bench for the MNIST models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .data import MnistNotFoundError
+
+KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae")
+MODELS_DIR = Path(__file__).resolve().parents[2] / "codec" / "models"
+DATA_HELP = "folder with the MNIST IDX files (default: $AECODEC_MNIST or ../shared/data/mnist)"
+
+
+def _data_guard(fn):
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except MnistNotFoundError as e:
+            raise click.ClickException(str(e)) from None
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@click.group()
+def mnist() -> None:
+    """The seed autoencoders on MNIST (784-32-784, deep, sparse, conv, denoising, VAE)."""
+
+
+@mnist.command()
+@click.option("--model", "kinds", type=click.Choice([*KINDS, "all"]), multiple=True,
+              default=("all",), show_default=True, help="which architecture(s)")
+@click.option("--minutes", type=float, default=None, help="time budget per model "
+              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse)")
+@click.option("--data", default=None, help=DATA_HELP)
+@click.option("--runs", default="runs/mnist", show_default=True, help="checkpoint folder")
+@click.option("--export-to", default=str(MODELS_DIR), show_default=True,
+              help="write the model folders mnist-<kind>/ here")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@_data_guard
+def train(kinds, minutes, data, runs, export_to, seed, threads) -> None:
+    """Train (time-boxed, CPU) and export the models."""
+    import torch
+
+    from .data import load_mnist
+    from .exporter import export_model
+    from .train import load_checkpoint
+    from .train import train as train_one
+
+    budget = {"conv": 3.5, "vae": 3.5, "denoise": 3.0, "deep": 2.0, "dense": 1.5, "sparse": 1.5}
+    kinds = KINDS if "all" in kinds else kinds
+    test, _ = load_mnist("test", data, limit=64)
+    check = torch.from_numpy(test).float().div(255).unsqueeze(1)
+    for k in kinds:
+        ckpt = Path(runs) / f"{k}.pt"
+        train_one(k, data, ckpt, minutes=minutes or budget[k], seed=seed, threads=threads,
+                  log=click.echo)
+        model = load_checkpoint(ckpt)
+        man = export_model(model, Path(export_to) / f"mnist-{k}", record=model.record,
+                           check=check)
+        click.echo(f"exported mnist-{k} (id {man['id']}) to {Path(export_to) / f'mnist-{k}'}")
+
+
+@mnist.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, help="model folder to write")
+@click.option("--name", default=None, help="model name (default mnist-<kind>)")
+@click.option("--data", default=None, help=DATA_HELP)
+@_data_guard
+def export_cmd(checkpoint, out, name, data) -> None:
+    """Export a checkpoint written by `train` as a model folder."""
+    import torch
+
+    from .data import load_mnist
+    from .exporter import export_model
+    from .train import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    test, _ = load_mnist("test", data, limit=64)
+    check = torch.from_numpy(test).float().div(255).unsqueeze(1)
+    man = export_model(model, out, name=name, record=model.record, check=check)
+    click.echo(f"exported {man['name']} (id {man['id']}) to {out}; "
+               f"ONNX parity {man['training']['onnx_parity']}")
+
+
+@mnist.command()
+@click.option("--out", default="docs/mnist", show_default=True, help="folder for the PNGs")
+@click.option("--data", default=None, help=DATA_HELP)
+@_data_guard
+def figures(out, data) -> None:
+    """Originals vs reconstructions, t-SNE latent map, VAE samples, denoising."""
+    from .figures import make_all
+
+    make_all(out, data, log=click.echo)
+
+
+@mnist.command()
+@click.option("-n", "count", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model", default="mnist-vae", show_default=True)
+@click.option("-o", "--output", default="vae_samples.png", show_default=True,
+              help="a grid PNG (8 per row)")
+def sample(count, seed, model, output) -> None:
+    """New digits from the VAE: synthesis(z) with z ~ N(0, I)."""
+    from PIL import Image
+
+    from .figures import grid, vae_samples
+
+    Image.fromarray(grid(vae_samples(count, seed, model))).save(output)
+    click.echo(f"wrote {count} samples to {output}")
+
+
+@mnist.command()
+@click.option("--digits", type=int, default=1000, show_default=True,
+              help="first N test digits")
+@click.option("--data", default=None, help=DATA_HELP)
+@click.option("--out", default="docs/mnist", show_default=True,
+              help="folder for mnist_bench.json / mnist_bench.md")
+@click.option("--model", "models", multiple=True, help="mnist-* models (default: all shipped)")
+@click.option("--update-manifests", is_flag=True,
+              help="record the measured curves in the shipped manifests' results")
+@_data_guard
+def bench(digits, data, out, models, update_manifests) -> None:
+    """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR."""
+    import json
+
+    from aecodec.bench import mnist as mb
+
+    res = mb.run(digits, data, list(models) or None, log=click.echo)
+    md = mb.markdown(res)
+    click.echo(md)
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    (outp / "mnist_bench.json").write_text(json.dumps(res, indent=1) + "\n")
+    (outp / "mnist_bench.md").write_text(md)
+    if update_manifests:
+        import aecodec
+
+        from .exporter import update_results
+
+        for name, rows in res["learned"].items():
+            info = aecodec.Codec(name).model.info
+            update_results(info.path, {
+                f"mnist_test{res['digits']}": [
+                    f"q{r['setting']}: {r['bytes']:.2f} B/digit, {r['psnr']:.2f} dB"
+                    for r in rows[:: max(1, len(rows) // 4)]]})

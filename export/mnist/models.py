@@ -1,0 +1,218 @@
+"""The MNIST autoencoder family of the Keras tutorials, in PyTorch, each one a variable-rate codec.
+
+Every model has an analysis transform ``encode(x) -> y [B,M]``, a synthesis transform
+``decode(y_hat [B,M]) -> x_hat [B,1,28,28]`` in [0,1], K rate levels (gain vectors, Cui et al.
+2021) and a factorized density per latent channel (Ballé et al. 2018's non-parametric one).
+Training: the rate is -log2 of the density's mass over the unit bin around the noisy latent
+``y*gain + u``; the synthesis sees the rounded latent (straight-through), as the codec does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODEL_NAMES = ("dense", "deep", "sparse", "conv", "denoise", "vae")
+DESCRIPTIONS = {
+    "dense": "single-layer dense autoencoder 784-32-784 (the Keras tutorial's first model)",
+    "deep": "deep dense autoencoder 784-128-64-32 and back",
+    "sparse": "single-layer dense autoencoder 784-32-784 with an L1 activity penalty",
+    "conv": "convolutional autoencoder (2 strided convs 16/32 + dense 256 + bottleneck 32)",
+    "denoise": "convolutional denoising autoencoder: trained on noisy digits, decodes clean ones",
+    "vae": "variational autoencoder (Gaussian latent, KL term); codes the posterior mean",
+}
+
+
+class FactorizedDensity(nn.Module):
+    """Ballé et al. 2018 non-parametric univariate density, one per channel (float32 params)."""
+
+    def __init__(self, channels: int, filters=(3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        self.channels = channels
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+
+    def logits_cdf(self, v: torch.Tensor) -> torch.Tensor:
+        """v [C,1,N] -> logit of the CDF at v, [C,1,N]."""
+        logits = v
+        for i in range(len(self.matrices)):
+            logits = torch.matmul(F.softplus(self.matrices[i].to(v.dtype)), logits)
+            logits = logits + self.biases[i].to(v.dtype)
+            if i < len(self.factors):
+                logits = logits + torch.tanh(self.factors[i].to(v.dtype)) * torch.tanh(logits)
+        return logits
+
+    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
+        """y [B,C] -> mass of [y-1/2, y+1/2] under each channel's density, [B,C]."""
+        v = y.t().unsqueeze(1)  # C,1,B
+        lower = self.logits_cdf(v - 0.5)
+        upper = self.logits_cdf(v + 0.5)
+        sign = -torch.sign(lower + upper).detach()
+        lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        return lik.squeeze(1).t()
+
+    @torch.no_grad()
+    def integer_pmf(self, radius: int = 400) -> np.ndarray:
+        """Probabilities at the integers -radius..radius, [C, 2*radius+1], float64."""
+        v = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        v = v.expand(self.channels, 1, -1).contiguous()
+        lower = self.logits_cdf(v - 0.5)
+        upper = self.logits_cdf(v + 0.5)
+        sign = -torch.sign(lower + upper)
+        pmf = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        return pmf.squeeze(1).numpy()
+
+
+def _dense_encoder(sizes):
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(nn.Flatten(), *layers)
+
+
+def _dense_decoder(sizes):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers, nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28)))
+
+
+def _conv_encoder(m_out):
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 4, 2, 1), nn.ReLU(),          # 14x14
+        nn.Conv2d(16, 32, 4, 2, 1), nn.ReLU(),         # 7x7
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 256), nn.ReLU(),
+        nn.Linear(256, m_out),
+    )
+
+
+def _conv_decoder(m):
+    return nn.Sequential(
+        nn.Linear(m, 256), nn.ReLU(),
+        nn.Linear(256, 32 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
+        nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),  # 14x14
+        nn.ConvTranspose2d(16, 1, 4, 2, 1),              # 28x28
+        nn.Sigmoid(),
+    )
+
+
+class MnistCodec(nn.Module):
+    """One member of the family; ``kind`` picks the architecture."""
+
+    def __init__(self, kind: str, latent: int = 32, levels: int = 5):
+        super().__init__()
+        if kind not in MODEL_NAMES:
+            raise ValueError(f"unknown MNIST model {kind!r}; choose one of {MODEL_NAMES}")
+        self.kind, self.M, self.K = kind, latent, levels
+        m = latent
+        if kind in ("dense", "sparse"):
+            self.encoder = _dense_encoder((784, m))
+            self.decoder = _dense_decoder((m, 784))
+        elif kind == "deep":
+            self.encoder = _dense_encoder((784, 128, 64, m))
+            self.decoder = _dense_decoder((m, 64, 128, 784))
+        elif kind in ("conv", "denoise"):
+            self.encoder = _conv_encoder(m)
+            self.decoder = _conv_decoder(m)
+        else:  # vae: encoder gives mean and log-variance
+            self.encoder = _conv_encoder(2 * m)
+            self.decoder = _conv_decoder(m)
+        # gains (level 0 = lowest rate): a learned base vector times fixed half-octave steps,
+        # so the levels keep their spacing; the inverse gains get a learned per-level correction
+        steps = torch.tensor([(k - (levels - 1)) * 0.5 * math.log(2) for k in range(levels)])
+        self.register_buffer("level_steps", steps)
+        self.log_gain = nn.Parameter(torch.zeros(m))
+        self.log_inv_corr = nn.Parameter(torch.zeros(levels, m))
+        self.density = FactorizedDensity(m)
+
+    # -- transforms -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Analysis: x [B,1,28,28] -> y [B,M] (for the VAE, the posterior mean)."""
+        out = self.encoder(x)
+        return out[:, : self.M] if self.kind == "vae" else out
+
+    def encode_stats(self, x):
+        out = self.encoder(x)
+        return out[:, : self.M], out[:, self.M :].clamp(-12, 8)
+
+    def decode(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.decoder(y_hat)
+
+    def gains(self):
+        """(gain, inv_gain), each [K, M]."""
+        log_g = self.log_gain[None, :] + self.level_steps[:, None]
+        return torch.exp(log_g), torch.exp(-log_g + self.log_inv_corr)
+
+    # -- training forward -------------------------------------------------------------------
+    def forward(self, x_in: torch.Tensor, level: torch.Tensor):
+        """Returns (x_hat, bits [B], y [B,M], extra dict)."""
+        extra = {}
+        if self.kind == "vae":
+            mu, logvar = self.encode_stats(x_in)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            extra["x_sample"] = self.decode(z)
+            extra["kl"] = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+            y = mu
+        else:
+            y = self.encode(x_in)
+        g, ig = self.gains()
+        yg = y * g[level]
+        noisy = yg + torch.empty_like(yg).uniform_(-0.5, 0.5)
+        bits = -torch.log2(self.density.likelihood(noisy).clamp_min(1e-9)).sum(1)
+        yq = yg + (torch.round(yg) - yg).detach()
+        x_hat = self.decode(yq * ig[level])
+        extra["yg"] = yg
+        return x_hat, bits, y, extra
+
+    @torch.no_grad()
+    def codec_roundtrip(self, x: torch.Tensor, level: int):
+        """Deterministic quantized reconstruction and ideal bits (tables not trimmed)."""
+        y = self.encode(x)
+        g, ig = self.gains()
+        sym = torch.round(y * g[level])
+        lik = self.density.likelihood(sym).clamp_min(1e-12)
+        return self.decode(sym * ig[level]), -torch.log2(lik).sum(1), sym
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """VAE only: decode latents drawn from the prior N(0, I)."""
+        z = torch.randn(n, self.M, generator=generator)
+        return self.decode(z)
+
+
+class AnalysisGraph(nn.Module):
+    """x [1,1,28,28] -> y [1,M,1,1]"""
+
+    def __init__(self, model: MnistCodec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        y = self.model.encode(x)
+        return y.reshape(y.shape[0], self.model.M, 1, 1)
+
+
+class SynthesisGraph(nn.Module):
+    """y_hat [1,M,1,1] -> x_hat [1,1,28,28]"""
+
+    def __init__(self, model: MnistCodec):
+        super().__init__()
+        self.model = model
+
+    def forward(self, y_hat):
+        return self.model.decode(y_hat.reshape(y_hat.shape[0], self.model.M))

@@ -1,0 +1,184 @@
+"""Export a trained model to the folder the runtime reads (docs/model-format.md).
+
+One ONNX file per graph (no external data), the entropy tables, the exact integer hyper-decoder
+and a manifest with the training record. Each graph is checked against torch on a real image
+before the folder is written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from aecodec.model import file_sha256, folder_sha256
+from onnx import numpy_helper
+from torch import nn
+
+from .entropy import gaussian_tables
+from .intnet import MEAN_BITS
+from .models import Codec, Hyperprior
+from .train import load_weights
+
+FORMAT = 1
+
+
+class _Graph(nn.Module):
+    """Wraps one transform so that its forward argument carries the graph's input name."""
+
+    def __init__(self, body: nn.Module, arg: str) -> None:
+        super().__init__()
+        self.body = body
+        self.arg = arg
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return self.body(args[0])
+
+
+def _named(body: nn.Module, arg: str) -> nn.Module:
+    ns: dict = {}
+    exec(f"def forward(self, {arg}):\n    return self.body({arg})", ns)  # noqa: S102
+    cls = type(f"Graph_{arg}", (_Graph,), {"forward": ns["forward"]})
+    return cls(body, arg)
+
+
+def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tensor, path: Path,
+                  fp16: bool) -> None:
+    module = _named(body, arg).eval()
+    h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
+    torch.onnx.export(
+        module, (example,), str(path), dynamo=True, external_data=False,
+        input_names=[arg], output_names=[out_name],
+        dynamic_shapes={arg: {2: h * 1, 3: w * 1}},
+    )
+    if fp16:
+        _weights_to_fp16(path)
+    # Parity with torch on the example (a real image, or its latents).
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {arg: example.numpy()})[0]
+    with torch.no_grad():
+        ref = body(example).numpy()
+    err = float(np.max(np.abs(got - ref)) / (np.max(np.abs(ref)) + 1e-12))
+    if err > (2e-3 if fp16 else 1e-4):
+        raise RuntimeError(f"{path.name}: ONNX differs from torch (relative error {err:.2e})")
+
+
+def _weights_to_fp16(path: Path) -> None:
+    """Store large float32 initializers as float16 with a Cast back: half the bytes, same math."""
+    model = onnx.load(str(path))
+    g = model.graph
+    casts = []
+    for init in list(g.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < 4096:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), name + "_fp16"))
+        casts.append(onnx.helper.make_node("Cast", [name + "_fp16"], [name], to=1))
+    for i, node in enumerate(casts):
+        g.node.insert(i, node)
+    onnx.save(model, str(path))
+
+
+def _image_example(eval_dir: Path | None, size: int = 256) -> torch.Tensor:
+    from PIL import Image
+
+    files = sorted(eval_dir.glob("*.png")) if eval_dir else []
+    if files:
+        a = np.asarray(Image.open(files[0]).convert("RGB"))[:size, :size]
+    else:
+        a = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def _table_arrays(prefix: str, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}_pmf": t["pmf"].astype(np.float64),
+        f"{prefix}_len": t["len"].astype(np.int32),
+        f"{prefix}_offset": t["offset"].astype(np.int32),
+    }
+
+
+def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None = None,
+                 version: str = "1.0.0", fp16: bool = True, description: str = "") -> Path:
+    """Write the model folder for `weights` at `folder` (replaced atomically)."""
+    model, state = load_weights(weights)
+    model.eval()
+    model.freeze()
+    cfg = model.cfg
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    tmp.chmod(0o755)
+    try:
+        x = _image_example(eval_dir)
+        with torch.no_grad():
+            y = model.g_a(x)
+        _export_graph(model.g_a, "x", "y", x, tmp / "analysis.onnx", fp16)
+        _export_graph(model.g_s, "y_hat", "x_hat", torch.round(y * 4) / 4,
+                      tmp / "synthesis.onnx", fp16)
+        gain = torch.exp(model.gains.log_gain).detach().numpy().astype(np.float32)
+        inv_gain = torch.exp(model.gains.log_inv_gain).detach().numpy().astype(np.float32)
+        tables = {"gain": gain, "inv_gain": inv_gain}
+        if isinstance(model, Hyperprior):
+            _export_graph(model.h_a, "y", "z", y * torch.from_numpy(gain[-1])[None, :, None, None],
+                          tmp / "hyper_analysis.onnx", fp16)
+            np.savez_compressed(tmp / "hyper_synthesis.npz", **model.h_s.to_numpy())
+            tables |= _table_arrays("z", model.bottleneck.tables())
+            tables |= _table_arrays("y", gaussian_tables())
+        else:
+            tables |= _table_arrays("y", model.bottleneck.tables())
+        np.savez_compressed(tmp / "tables.npz", **tables)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        digest = folder_sha256(files)
+        manifest = {
+            "format": FORMAT,
+            "name": name,
+            "version": version,
+            "family": cfg.family,
+            "description": description or _describe(model),
+            "image": {"channels": 3, "pad_multiple": 64, "fixed_size": None},
+            "latent": {"channels": cfg.m, "stride": 16, "hyper_channels": cfg.nz,
+                       "hyper_stride": 64},
+            "rate": {"levels": len(cfg.lambdas), "lambdas": list(cfg.lambdas)},
+            "mean_bits": MEAN_BITS,
+            "architecture": cfg.to_dict(),
+            "files": files,
+            "sha256": digest,
+            "id": digest[:8],
+            "training": _training_record(state),
+            "results": {},
+            "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.replace(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return folder
+
+
+def _describe(model: Codec) -> str:
+    c = model.cfg
+    kind = {"hyperprior": "Mean-scale hyperprior (Minnen 2018) with an integer hyper-decoder",
+            "factorized": "Factorized prior (Ballé 2018)"}[c.family]
+    return f"{kind}, GDN, N={c.n} M={c.m}, {c.upsample} decoder, {len(c.lambdas)} gain levels"
+
+
+def _training_record(state: dict) -> dict:
+    rec = state.get("record", {})
+    return {
+        "iterations": rec.get("iterations"),
+        "runs": rec.get("runs", []),
+        "validation_estimate": rec.get("validation"),
+        "loss": "lambda * 255^2 * MSE + bpp, lambda per image from the level's lambda",
+        "data": "BSDS500 + photos (shared/data/train); Kodak never used for training",
+    }

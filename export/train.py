@@ -1,0 +1,187 @@
+"""Training loop: random crops, rate + lambda * MSE with lambda sampled per image, Adam.
+
+Checkpoints every few minutes (`checkpoint.pt`, with optimizer state, for --resume) and writes
+`weights.pt` (model only, what a shipped model keeps). Every run appends its iterations and
+hardware to the record inside the weights, so the manifest can tell the whole history.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import Crops, load_images, split
+from .models import Codec, Config, build
+
+
+@dataclass
+class Recipe:
+    iterations: int = 200_000
+    batch: int = 16
+    crop: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    decay_at: float = 0.85  # lr drops 10x after this fraction of the iterations
+    qat_from: float = 0.5  # the integer hyper-decoder trains quantized after this fraction
+    bf16: bool = True
+    clip: float = 1.0
+
+
+def hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def load_weights(path: Path, device: str = "cpu") -> tuple[Codec, dict]:
+    """A model from `weights.pt` or `checkpoint.pt`, with its training record."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    model = build(Config(**state["config"])).to(device)
+    model.load_state_dict(state["model"])
+    return model, state
+
+
+def rd_loss(model: Codec, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor):
+    out = model(x, level)
+    mse = torch.mean((out["x_hat"].float() - x) ** 2, dim=(1, 2, 3))
+    bpp = out["bits"] / (x.shape[2] * x.shape[3])
+    loss = torch.mean(lambdas[level] * 255**2 * mse + bpp)
+    return loss, mse, bpp
+
+
+@torch.no_grad()
+def evaluate(model: Codec, images: list[np.ndarray], device: str) -> list[dict]:
+    """Per rate level: mean estimated bpp and PSNR with real rounding (images cropped to /64)."""
+    model.eval()
+    rows = []
+    for k in range(len(model.cfg.lambdas)):
+        bpps, psnrs = [], []
+        for a in images:
+            h, w = a.shape[0] // 64 * 64, a.shape[1] // 64 * 64
+            x = torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1)[None].float().to(device) / 255
+            out = model(x, torch.tensor([k], device=device))
+            x_hat = out["x_hat"].float().clamp(0, 1)
+            mse = torch.mean((torch.round(x_hat * 255) - x * 255) ** 2).item()
+            psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+            bpps.append(out["bits"].item() / (h * w))
+        rows.append({"level": k, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+    model.train()
+    return rows
+
+
+def train(
+    data: Path,
+    out: Path,
+    cfg: Config,
+    recipe: Recipe,
+    device: str = "cpu",
+    resume: Path | None = None,
+    minutes: float | None = None,
+    checkpoint_minutes: float = 5.0,
+    seed: int = 0,
+) -> Path:
+    """Train (or continue) a model; returns the path of the final weights.pt."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    items = load_images(data, recipe.crop)
+    train_items, val_items = split(items)
+    crops = iter(Crops([a for _, a in train_items], recipe.crop, recipe.batch, device, seed))
+
+    record: dict = {"runs": [], "iterations": 0}
+    state = None
+    if resume is not None and resume.exists():
+        model, state = load_weights(resume, device)
+        cfg = model.cfg
+        record = state.get("record", record)
+    else:
+        model = build(cfg).to(device)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=recipe.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=recipe.aux_lr)
+    if state is not None and "optimizer" in state:
+        opt.load_state_dict(state["optimizer"])
+        aux_opt.load_state_dict(state["aux_optimizer"])
+    start_it = int(record["iterations"])
+    lambdas = torch.tensor(cfg.lambdas, device=device)
+    run = {
+        "hardware": hardware(device),
+        "device": device,
+        "start_iteration": start_it,
+        "recipe": recipe.__dict__,
+        "torch": torch.__version__,
+        "train_images": len(train_items),
+        "val_images": [n for n, _ in val_items],
+        "seconds": 0.0,
+    }
+    record["runs"].append(run)
+
+    def snapshot(it: int, with_opt: bool) -> dict:
+        record["iterations"] = it
+        s = {"config": cfg.to_dict(), "model": model.state_dict(), "record": record}
+        if with_opt:
+            s |= {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
+        return s
+
+    t0 = last_ckpt = time.time()
+    it = start_it
+    bar = tqdm(range(start_it, recipe.iterations), initial=start_it, total=recipe.iterations,
+               dynamic_ncols=True, mininterval=5)
+    for it in bar:
+        # With a time budget the schedule follows the clock, so a short run still decays.
+        frac = it / recipe.iterations
+        if minutes is not None:
+            frac = max(frac, (time.time() - t0) / (minutes * 60))
+        for g in opt.param_groups:
+            g["lr"] = recipe.lr * (0.1 if frac >= recipe.decay_at else 1.0)
+        if hasattr(model, "h_s"):
+            model.h_s.quantize = frac >= recipe.qat_from
+        x = next(crops)
+        level = torch.randint(0, len(cfg.lambdas), (x.shape[0],), device=device)
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                            enabled=recipe.bf16):
+            loss, mse, bpp = rd_loss(model, x, level, lambdas)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
+        opt.step()
+        aux = model.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        if it % 50 == 0:
+            psnr = float(torch.mean(-10 * torch.log10(mse.detach().clamp(min=1e-10))))
+            bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp.mean().item():.3f}",
+                            psnr=f"{psnr:.2f}", aux=f"{aux.item():.1f}")
+        now = time.time()
+        if now - last_ckpt > checkpoint_minutes * 60:
+            run["seconds"] = now - t0
+            save_atomic(snapshot(it + 1, True), out / "checkpoint.pt")
+            save_atomic(snapshot(it + 1, False), out / "weights.pt")
+            last_ckpt = now
+        if minutes is not None and now - t0 > minutes * 60:
+            break
+    it += 1
+    run["seconds"] = time.time() - t0
+    run["end_iteration"] = it
+    record["validation"] = evaluate(model, [a for _, a in val_items], device)
+    save_atomic(snapshot(it, True), out / "checkpoint.pt")
+    save_atomic(snapshot(it, False), out / "weights.pt")
+    return out / "weights.pt"
