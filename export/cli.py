@@ -23,7 +23,8 @@ import click
               help="Fraction of the run after which the hyper-decoder trains quantized.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 @click.option("--bf16/--no-bf16", default=True, help="bfloat16 autocast for the transforms.")
-@click.option("--minutes", type=float, default=None, help="Stop after this long (schedule follows).")
+@click.option("--minutes", type=float, default=None, 
+              help="Stop after this long (schedule follows).")
 @click.option("--checkpoint-minutes", type=float, default=5.0)
 @click.option("--resume", type=click.Path(path_type=Path), default=None,
               help="checkpoint.pt or weights.pt to continue from.")
@@ -68,6 +69,12 @@ def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsamp
 
         folder = export_model(weights, export_to, name=name or family, eval_dir=eval_dir)
         click.echo(f"model: {folder}")
+        if eval_dir is not None:
+            from .evaluate import evaluate_folder, record_results
+
+            res = evaluate_folder(folder, eval_dir)
+            record_results(folder, eval_dir.name, res)
+            click.echo(f"{eval_dir.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
 
 
 if __name__ == "__main__":

@@ -142,9 +142,18 @@ def bench(digits, data, out, models, update_manifests) -> None:
 
         from .exporter import update_results
 
-        for name, rows in res["learned"].items():
+        for name in res["learned"]:
             info = aecodec.Codec(name).model.info
-            update_results(info.path, {
-                f"mnist_test{res['digits']}": [
-                    f"q{r['setting']}: {r['bytes']:.2f} B/digit, {r['psnr']:.2f} dB"
-                    for r in rows[:: max(1, len(rows) // 4)]]})
+            update_results(info.path, manifest_results(res, name))
+
+
+def manifest_results(res: dict, name: str) -> dict:
+    """A short summary of the bench for a manifest's `results` (shown by `aecodec models`)."""
+    rows = [r for r in res["learned"][name] if r["setting"] in (1, 50, 100)]
+    pts = "; ".join(f"q{r['setting']:g} {r['bytes']:.1f} B {r['psnr']:.2f} dB" for r in rows)
+    best = max(res["learned"][name], key=lambda r: r["ratio"] or 0)
+    return {
+        f"mnist_test{res['digits']}": f"{pts} (bytes per digit, header included)",
+        "vs_classical": f"{best['ratio']:.1f}x fewer bytes than {best['classical_best']} "
+                        f"({best['classical_bytes_at_psnr']:.0f} B) at q{best['setting']:g}",
+    }

@@ -1,0 +1,61 @@
+"""``aecodec bench``: rate-distortion and speed of aecodec against the classical codecs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .environment import available_cores
+from .images import load_folder, sample_images
+from .run import ALL_CODECS, run_bench
+
+
+@click.command("bench")
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False,
+                                                          path_type=Path))
+@click.option("--codecs", default=",".join(ALL_CODECS), show_default=True,
+              help="Comma list: aecodec (every photo model), aecodec-<model>, jpeg, webp, "
+                   "jpeg2000, avif, jxl.")
+@click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("bench-out"), show_default=True, help="Output folder.")
+@click.option("--points", type=click.IntRange(1, 50), default=None,
+              help="Settings per codec (default 8; 4 on the built-in sample).")
+@click.option("--repeats", type=click.IntRange(0, 50), default=None,
+              help="Speed repeats, median taken (default 3; 1 on the sample; 0 skips speed).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="Threads for codecs that take them (default: available cores).")
+@click.option("--anchor", default="jpeg", show_default=True, help="BD-rate reference curve.")
+@click.option("--speed-bpp", type=float, default=0.5, show_default=True,
+              help="Speed is timed at each codec's setting nearest this bpp.")
+@click.option("--visual-bpp", type=float, default=0.5, show_default=True,
+              help="Target bpp of the crops in visual.png.")
+@click.option("--visual-image", default=None, help="Image (name without suffix) for visual.png.")
+@click.option("--max-images", type=click.IntRange(1), default=None,
+              help="Use only the first N images of FOLDER.")
+@click.option("--no-plots", is_flag=True, help="Skip the matplotlib RD plots.")
+def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
+          repeats: int | None, threads: int | None, anchor: str, speed_bpp: float,
+          visual_bpp: float, visual_image: str | None, max_images: int | None,
+          no_plots: bool) -> None:
+    """Sweep FOLDER's images (default: a built-in sample, reduced sweep) through each codec."""
+    if folder is None:
+        images, source = sample_images(), "built-in sample"
+        points = points or 4
+        repeats = 1 if repeats is None else repeats
+    else:
+        images, source = load_folder(folder, max_images), str(folder)
+        points = points or 8
+        repeats = 3 if repeats is None else repeats
+    names = [c.strip() for c in codecs.split(",") if c.strip()]
+    res = run_bench(images, source, names, outdir, points, repeats, threads or available_cores(),
+                    anchor, speed_bpp, visual_bpp, visual_image, not no_plots,
+                    log=lambda s: click.echo(s, err=True))
+    for name, b in res["bd"]["codecs"].items():
+        if name != anchor and b["bd_rate"] is not None:
+            click.echo(f"{name:>24}: BD-rate {100 * b['bd_rate']:+.1f} % vs {anchor}")
+    click.echo(f"wrote {outdir}/results.json, report.md ({res['timing']['total_s']} s)")
+
+
+if __name__ == "__main__":
+    bench()

@@ -1,0 +1,122 @@
+"""One bench run end to end: pick codecs, sweep, BD, speed, write results.json and reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bdrate import bd_summary
+from .classical import classical_codecs
+from .environment import environment
+from .learned import aecodec_models
+from .report import markdown, plot_curves, visual_mosaic
+from .speed import run_speed
+from .sweep import Codec, mean_curves, run_sweep, warm_up
+
+SCHEMA_VERSION = 1
+ALL_CODECS = ("aecodec", "jpeg", "webp", "jpeg2000", "avif", "jxl")
+
+
+def select_codecs(names: list[str], threads: int, log: Callable[[str], None]) -> dict[str, Codec]:
+    """Codec adapters for the CLI names; "aecodec" expands to every photo model."""
+    classical = classical_codecs(threads)
+    learned = aecodec_models(threads) if any(n.startswith("aecodec") for n in names) else {}
+    out: dict[str, Codec] = {}
+    for n in names:
+        if n == "aecodec":
+            if not learned:
+                log("[bench] no aecodec models available (runtime API or models missing): skipped")
+            out.update(learned)
+        elif n.startswith("aecodec-"):
+            if n in learned:
+                out[n] = learned[n]
+            else:
+                log(f"[bench] {n}: no such photo model, skipped")
+        elif n in classical:
+            out[n] = classical[n]
+        else:
+            log(f"[bench] {n}: not available in this Pillow build, skipped")
+    return out
+
+
+def _settings_config(codecs: dict[str, Codec], points: int) -> dict[str, Any]:
+    cfg = {}
+    for name, c in codecs.items():
+        cfg[name] = {
+            "knob": getattr(c, "knob", "quality"),
+            "values": c.settings(points),
+            "options": dict(getattr(c, "options", {})),
+            "format": getattr(c, "fmt", None) or getattr(c, "model", None),
+        }
+    return cfg
+
+
+def json_clean(obj: Any) -> Any:
+    """NaN/inf -> null and numpy scalars -> Python, so results.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def run_bench(
+    images: list[tuple[str, np.ndarray]], source: str, codec_names: list[str], outdir: Path,
+    points: int, repeats: int, threads: int, anchor: str = "jpeg", speed_bpp: float = 0.5,
+    visual_bpp: float = 0.5, visual_image: str | None = None, plots: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run everything and write OUTDIR/results.json, report.md, rd_*.png, visual.png."""
+    t_start = time.perf_counter()
+    outdir.mkdir(parents=True, exist_ok=True)
+    codecs = select_codecs(codec_names, threads, log)
+    if not codecs:
+        raise RuntimeError("no codec to benchmark")
+    warm_up(codecs, images[0][1])
+    per_image = run_sweep(images, codecs, points, log)
+    t_sweep = time.perf_counter()
+    curves = mean_curves(per_image)
+    speed = (run_speed(images, codecs, curves, repeats, threads, speed_bpp, log)
+             if repeats > 0 else None)
+    t_speed = time.perf_counter()
+    res: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "images": {
+            "source": source,
+            "count": len(images),
+            "names": [n for n, _ in images],
+            "sizes": [list(im.shape[:2]) for _, im in images],
+        },
+        "config": {
+            "codecs": list(codecs), "points": points, "repeats": repeats, "threads": threads,
+            "anchor": anchor, "speed_bpp": speed_bpp, "settings": _settings_config(codecs, points),
+        },
+        "environment": environment(threads),
+        "curves": curves,
+        "per_image": per_image,
+        "bd": bd_summary(curves, anchor),
+        "speed": speed,
+    }
+    names = [n for n, _ in images]
+    vi = visual_image if visual_image in names else names[0]
+    res["visual"] = visual_mosaic(
+        dict(images)[vi], vi, codecs, {c: per_image[c][vi] for c in codecs}, visual_bpp,
+        outdir / "visual.png")
+    res["plots"] = plot_curves(res, outdir) if plots else []
+    res["timing"] = {"sweep_s": round(t_sweep - t_start, 1),
+                     "speed_s": round(t_speed - t_sweep, 1),
+                     "total_s": round(time.perf_counter() - t_start, 1)}
+    res = json_clean(res)
+    (outdir / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    (outdir / "report.md").write_text(markdown(res))
+    return res

@@ -1,0 +1,140 @@
+"""End-to-end bench on a tiny folder: sweep, BD, speed, results.json schema, report files."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aecodec.bench.classical import classical_codecs
+from aecodec.bench.cli import bench
+from aecodec.bench.images import synthetic_image
+from aecodec.bench.learned import is_photo_model
+from aecodec.bench.run import select_codecs
+from click.testing import CliRunner
+from PIL import Image
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+CURVE_KEYS = {"setting", "bpp", "psnr", "ms_ssim", "enc_ms", "dec_ms"}
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bool]:
+    """Two 192x256 images: crops of Kodak when ../shared is there, else synthesized."""
+    d = tmp_path_factory.mktemp("tiny")
+    real = KODAK.is_dir()
+    for i, name in enumerate(("kodim05", "kodim23")):
+        if real:
+            img = np.asarray(Image.open(KODAK / f"{name}.png").convert("RGB"))[160:352, 200:456]
+        else:
+            img = synthetic_image(192, 256, seed=i)
+        Image.fromarray(np.ascontiguousarray(img)).save(d / f"{name}.png")
+    return d, real
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_folder: tuple[Path, bool], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder, _ = tiny_folder
+    out = tmp_path_factory.mktemp("out")
+    codecs = ",".join(["aecodec"] + list(classical_codecs()))
+    r = CliRunner().invoke(bench, [str(folder), "--codecs", codecs, "--out", str(out),
+                                   "--points", "4", "--repeats", "2", "--threads", "1"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    res = json.loads((out / "results.json").read_text())
+    res["_out"] = str(out)
+    return res
+
+
+def test_results_schema(tiny_run: dict) -> None:
+    res = tiny_run
+    assert res["schema"] == 1
+    for key in ("images", "config", "environment", "curves", "per_image", "bd", "speed",
+                "visual", "timing"):
+        assert key in res
+    assert res["images"]["count"] == 2
+    codecs = res["config"]["codecs"]
+    assert "jpeg" in codecs and set(res["curves"]) == set(codecs)
+    for name, curve in res["curves"].items():
+        assert len(curve) == 4
+        for p in curve:
+            assert set(p) == CURVE_KEYS
+            assert p["bpp"] > 0 and 15 < p["psnr"] < 60 and 0 < p["ms_ssim"] <= 1
+        assert set(res["per_image"][name]) == {"kodim05", "kodim23"}
+        for pts in res["per_image"][name].values():
+            assert {"bytes", *CURVE_KEYS} <= set(pts[0])
+        s = res["speed"]["codecs"][name]
+        assert s["enc_ms"] > 0 and s["dec_mpix_s"] > 0 and len(s["enc_ms_per_image"]) == 2
+    env = res["environment"]
+    for lib in ("pillow", "libjpeg-turbo", "libwebp", "openjpeg", "onnxruntime", "aecodec"):
+        assert lib in env["versions"]
+    assert env["threads"] == 1 and env["cpu"] and env["date"]
+    bd = res["bd"]
+    assert bd["anchor"] == "jpeg" and bd["codecs"]["jpeg"]["bd_rate"] == pytest.approx(0, abs=1e-9)
+    out = Path(res["_out"])
+    for f in ("results.json", "report.md", "visual.png", *res["plots"]):
+        assert (out / f).is_file()
+    assert "| codec | BD-rate" in (out / "report.md").read_text()
+
+
+def test_rate_increases_with_setting(tiny_run: dict) -> None:
+    for curve in tiny_run["curves"].values():
+        bpp = [p["bpp"] for p in curve]
+        assert bpp == sorted(bpp)
+
+
+def test_sweeps_span_low_to_high_rate(tiny_run: dict, tiny_folder: tuple[Path, bool]) -> None:
+    if not tiny_folder[1]:
+        pytest.skip("needs Kodak crops (../shared/data/kodak)")
+    for name, curve in tiny_run["curves"].items():
+        if name.startswith("aecodec-"):
+            continue  # a learned model's rate range is its training's, not a sweep choice
+        assert curve[0]["bpp"] < 0.45, name
+        assert curve[-1]["bpp"] > 1.5, name
+
+
+def test_learned_adapter_with_a_fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aecodec.models()/Codec arrive later: the adapter must pick photo models and skip MNIST."""
+    import io
+
+    class FakeCodec:  # JPEG standing in for a learned model
+        def __init__(self, model: str, threads: int = 1) -> None:
+            self.model = model
+
+        def compress(self, img: np.ndarray, quality: int = 50) -> bytes:
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "JPEG", quality=quality)
+            return buf.getvalue()
+
+        def decompress(self, data: bytes) -> np.ndarray:
+            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    import aecodec
+
+    models = [{"name": "hp", "family": "hyperprior", "image": {"fixed_size": None}},
+              {"name": "mnist", "family": "factorized", "image": {"fixed_size": [28, 28]}}]
+    monkeypatch.setattr(aecodec, "models", lambda: models, raising=False)
+    monkeypatch.setattr(aecodec, "Codec", FakeCodec, raising=False)
+    codecs = select_codecs(["aecodec", "jpeg"], 1, lambda s: None)
+    assert set(codecs) == {"aecodec-hp", "jpeg"}
+    img = synthetic_image(64, 64)
+    c = codecs["aecodec-hp"]
+    assert c.decode(c.encode(img, c.settings(3)[1])).shape == img.shape
+
+
+def test_learned_adapter_absent_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aecodec", types.ModuleType("aecodec"))
+    logs: list[str] = []
+    assert select_codecs(["aecodec"], 1, logs.append) == {}
+    assert logs and "skipped" in logs[0]
+    assert not is_photo_model({"family": "factorized", "image": {"fixed_size": [28, 28]}})
+    assert is_photo_model({"family": "factorized", "image": {"fixed_size": None}})
+    assert not is_photo_model({"family": "hyperprior", "image": {"channels": 1}})
+
+
+def test_real_runtime_models_are_filtered() -> None:
+    """Whatever aecodec ships now: MNIST models never reach a photo bench."""
+    for name in select_codecs(["aecodec"], 1, lambda s: None):
+        assert "mnist" not in name
