@@ -1,0 +1,1 @@
+"""The seed autoencoders on MNIST: models, training, export (torch); data, figures (torch-free)."""

@@ -1,0 +1,90 @@
+"""The torch side: the six architectures, a short training run, and the exporter's model folder
+(ONNX parity, tables at integer points, manifest hashes) read back by the runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxscript")
+
+import aecodec  # noqa: E402
+from aecodec.export.mnist.data import MnistNotFoundError, load_mnist  # noqa: E402
+from aecodec.export.mnist.exporter import export_model, integer_tables  # noqa: E402
+from aecodec.export.mnist.models import MODEL_NAMES, MnistCodec  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", MODEL_NAMES)
+def test_shapes_and_training_forward(kind):
+    torch.manual_seed(0)
+    m = MnistCodec(kind, latent=8, levels=3)
+    x = torch.rand(4, 1, 28, 28)
+    x_hat, bits, y, extra = m(x, torch.tensor([0, 1, 2, 0]))
+    assert x_hat.shape == (4, 1, 28, 28) and bits.shape == (4,) and y.shape == (4, 8)
+    assert (x_hat >= 0).all() and (x_hat <= 1).all() and (bits > 0).all()
+    (bits.mean() + x_hat.mean()).backward()
+    assert m.log_gain.grad is not None
+    g, ig = m.gains()
+    assert g.shape == (3, 8) and torch.all(g[1:] > g[:-1])  # level 0 = lowest rate
+    if kind == "vae":
+        assert m.sample(3).shape == (3, 1, 28, 28) and "kl" in extra
+
+
+def test_integer_tables_are_the_density():
+    torch.manual_seed(0)
+    m = MnistCodec("dense", latent=4, levels=2)
+    t = integer_tables(m)
+    pmf = m.density.integer_pmf(400)
+    for c in range(4):
+        n, off = int(t["y_len"][c]), int(t["y_offset"][c])
+        np.testing.assert_allclose(t["y_pmf"][c, :n], pmf[c, off + 400 : off + 400 + n])
+        assert 1 - 1e-6 < t["y_pmf"][c].sum() <= 1 + 1e-9
+    # the likelihood used in training is the same mass at integer points
+    sym = torch.tensor([[0.0, 1.0, -2.0, 3.0]])
+    lik = m.density.likelihood(sym)[0].detach().double().numpy()
+    np.testing.assert_allclose(lik, [pmf[c, int(sym[0, c]) + 400] for c in range(4)], rtol=1e-4)
+
+
+def test_export_folder_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    m = MnistCodec("dense", latent=8, levels=3)
+    check = torch.rand(3, 1, 28, 28)
+    man = export_model(m, tmp_path / "mnist-test", record={"lambdas": [1, 2, 3]}, check=check)
+    folder = tmp_path / "mnist-test"
+    par = man["training"]["onnx_parity"]
+    assert par["analysis_max_abs"] < 1e-4 and par["synthesis_max_abs"] < 1e-4
+    for name, digest in man["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    assert on_disk["id"] == man["id"] == man["sha256"][:8]
+    assert on_disk["image"] == {"channels": 1, "pad_multiple": 1, "fixed_size": [28, 28]}
+    c = aecodec.Codec(str(folder), threads=1)
+    assert c.model.id == man["id"]
+    d = (check[0, 0].numpy() * 255).astype(np.uint8)
+    for q in (1, 100):
+        out = c.decompress(c.compress(d, quality=q))
+        # the runtime reconstructs exactly what the torch model does with rounded latents
+        g, ig = c.model.gains(q)
+        with torch.no_grad():
+            x = torch.from_numpy(d.astype(np.float32) / 255)[None, None]
+            sym = np.rint(m.encode(x).numpy()[0] * g)
+            ref = m.decode(torch.from_numpy((sym * ig).astype(np.float32))[None]).numpy()
+        assert np.abs(out.astype(int) - np.rint(ref[0, 0] * 255)).max() <= 1
+
+
+def test_short_training_run(tmp_path):
+    try:
+        load_mnist("test", limit=1)
+    except MnistNotFoundError:
+        pytest.skip("MNIST IDX files not found")
+    from aecodec.export.mnist.train import load_checkpoint, train
+
+    ckpt = train("dense", out=tmp_path / "d.pt", minutes=0.05, log=lambda *_: None)
+    rec = ckpt["record"]
+    assert rec["steps"] > 10 and len(rec["eval_test2000"]) == rec["levels"]
+    m = load_checkpoint(tmp_path / "d.pt")
+    assert m.kind == "dense" and not m.training
