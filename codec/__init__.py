@@ -1,1 +1,48 @@
-"""aecodec: a learned lossy image codec (runtime; never imports torch)."""
+"""aecodec: a learned lossy image codec (runtime; never imports torch).
+
+    import aecodec
+    data = aecodec.compress(pixels, quality=75)      # uint8 H x W x 3 / H x W, or a PIL image
+    pixels = aecodec.decompress(data)                # the stream names its model by id
+    codec = aecodec.Codec("hyperprior", threads=2)   # keeps ONNX sessions open
+"""
+
+from .codec import (
+    DEFAULT_QUALITY,
+    Codec,
+    Encoded,
+    compress,
+    decompress,
+    stream_info,
+)
+from .errors import (
+    AecodecError,
+    CorruptStreamError,
+    ImageTooLargeError,
+    ModelError,
+    ModelMismatchError,
+    UnknownModelError,
+    UnreadableImageError,
+    UnsupportedImageError,
+)
+from .model import Model, ModelInfo
+from .model import shipped as models
+
+__all__ = [
+    "DEFAULT_QUALITY",
+    "AecodecError",
+    "Codec",
+    "CorruptStreamError",
+    "Encoded",
+    "ImageTooLargeError",
+    "Model",
+    "ModelError",
+    "ModelInfo",
+    "ModelMismatchError",
+    "UnknownModelError",
+    "UnreadableImageError",
+    "UnsupportedImageError",
+    "compress",
+    "decompress",
+    "models",
+    "stream_info",
+]

@@ -1,0 +1,276 @@
+"""Model folders (docs/model-format.md): checked loading, ONNX sessions, the shipped registry.
+
+A model is trusted only after every file's SHA-256 and the folder's combined hash match the
+manifest: the manifest `id` goes into every stream, so a stream can only ever be decoded by the
+exact weights and tables that wrote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .entropy import TableSet
+from .errors import ModelError, UnknownModelError
+
+MODELS_DIR = Path(__file__).parent / "models"
+FAMILIES = ("factorized", "hyperprior")
+GRAPHS = {
+    "factorized": ("analysis.onnx", "synthesis.onnx"),
+    "hyperprior": ("analysis.onnx", "synthesis.onnx", "hyper_analysis.onnx"),
+}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def folder_sha256(files: dict[str, str]) -> str:
+    """SHA-256 over `name + NUL + sha256 + LF` for the files sorted by name (the format doc)."""
+    text = "".join(f"{name}\0{files[name]}\n" for name in sorted(files))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a manifest says about a model, read without loading or checking any weights."""
+
+    name: str
+    path: Path
+    family: str
+    id: str
+    channels: int
+    pad_multiple: int
+    fixed_size: tuple[int, int] | None  # (height, width)
+    levels: int
+    bpp_range: tuple[float, float] | None
+    default: bool
+    manifest: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return self.manifest.get("results") or {}
+
+    @property
+    def description(self) -> str:
+        return str(self.manifest.get("description", ""))
+
+
+def read_manifest(folder: str | Path) -> ModelInfo:
+    """Parse a folder's manifest.json into a ModelInfo; ModelError if it is not a model."""
+    path = Path(folder)
+    try:
+        m = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: not a model folder (no manifest.json)") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}/manifest.json: unreadable ({e})") from None
+    try:
+        if m["format"] != 1:
+            raise ModelError(f"{path}: model format {m['format']} is not supported")
+        family = m["family"]
+        if family not in FAMILIES:
+            raise ModelError(f"{path}: unknown model family '{family}'")
+        image = m["image"]
+        channels = int(image["channels"])
+        if channels not in (1, 3):
+            raise ModelError(f"{path}: image channels must be 1 or 3")
+        fixed = image.get("fixed_size")
+        bpp = m.get("rate", {}).get("bpp_range")
+        return ModelInfo(
+            name=str(m["name"]),
+            path=path,
+            family=family,
+            id=str(m["id"]).lower(),
+            channels=channels,
+            pad_multiple=int(image.get("pad_multiple") or 1),
+            fixed_size=(int(fixed[0]), int(fixed[1])) if fixed else None,
+            levels=int(m.get("rate", {}).get("levels", 1)),
+            bpp_range=(float(bpp[0]), float(bpp[1])) if bpp else None,
+            default=bool(m.get("default", False)),
+            manifest=m,
+        )
+    except (KeyError, TypeError, IndexError, ValueError) as e:
+        raise ModelError(f"{path}/manifest.json: missing or malformed field ({e!r})") from None
+
+
+def shipped() -> list[ModelInfo]:
+    """The models bundled in aecodec/models/, sorted by name (broken folders are skipped)."""
+    out = []
+    if MODELS_DIR.is_dir():
+        for d in sorted(MODELS_DIR.iterdir()):
+            if (d / "manifest.json").is_file():
+                try:
+                    out.append(read_manifest(d))
+                except ModelError:
+                    continue
+    return sorted(out, key=lambda i: i.name)
+
+
+def default_info() -> ModelInfo:
+    """The manifest flagged `"default": true`, else the first 3-channel hyperprior model."""
+    models = shipped()
+    for pick in (
+        lambda i: i.default,
+        lambda i: i.family == "hyperprior" and i.channels == 3 and not i.fixed_size,
+        lambda i: not i.fixed_size,
+    ):
+        for info in models:
+            if pick(info):
+                return info
+    raise UnknownModelError("no shipped model is installed (see `aecodec models`)")
+
+
+def find(name_or_path: str | Path | None) -> ModelInfo:
+    """Resolve None (the default), a shipped model's name or folder name, or a folder path."""
+    if name_or_path is None:
+        return default_info()
+    text = str(name_or_path)
+    for info in shipped():
+        if text in (info.name, info.path.name):
+            return info
+    path = Path(text)
+    if path.is_dir():
+        return read_manifest(path)
+    names = ", ".join(i.name for i in shipped()) or "none installed"
+    raise UnknownModelError(f"unknown model '{text}' (shipped models: {names}; or give a folder)")
+
+
+def find_by_id(model_id: str) -> ModelInfo:
+    for info in shipped():
+        if info.id == model_id:
+            return info
+    raise UnknownModelError(
+        f"the stream was written by model id {model_id}, which is not installed "
+        "(pass the model folder with --model / model=...)"
+    )
+
+
+class Model:
+    """A checked model folder with lazily opened ONNX sessions and table sets."""
+
+    def __init__(
+        self,
+        folder: str | Path | ModelInfo,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ):
+        self.info = folder if isinstance(folder, ModelInfo) else read_manifest(folder)
+        self.threads = threads
+        self.providers = providers or ["CPUExecutionProvider"]
+        self._verify()
+        try:
+            with np.load(self.path / "tables.npz") as npz:
+                self.tables = {k: npz[k] for k in npz.files}
+            self.gain = np.asarray(self.tables["gain"], np.float64)
+            self.inv_gain = np.asarray(self.tables["inv_gain"], np.float64)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{self.path}/tables.npz: unreadable ({e!r})") from None
+        if self.gain.ndim != 2 or self.gain.shape != self.inv_gain.shape:
+            raise ModelError(f"{self.path}: gain and inv_gain must both be [K, M]")
+        self.net: dict[str, np.ndarray] = {}
+        if self.family == "hyperprior":
+            try:
+                with np.load(self.path / "hyper_synthesis.npz") as npz:
+                    self.net = {k: npz[k] for k in npz.files}
+            except (OSError, ValueError) as e:
+                raise ModelError(f"{self.path}/hyper_synthesis.npz: unreadable ({e})") from None
+
+    # -- manifest shortcuts ---------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def family(self) -> str:
+        return self.info.family
+
+    @property
+    def mean_bits(self) -> int:
+        return int(self.info.manifest.get("mean_bits", 0))
+
+    def _verify(self) -> None:
+        files = self.info.manifest.get("files") or {}
+        needed = set(GRAPHS[self.family]) | {"tables.npz"}
+        if self.family == "hyperprior":
+            needed.add("hyper_synthesis.npz")
+        if missing := needed - set(files):
+            raise ModelError(f"{self.path}: manifest does not list {sorted(missing)}")
+        for name, digest in files.items():
+            f = self.path / name
+            if not f.is_file():
+                raise ModelError(f"{self.path}: file {name} is missing")
+            if file_sha256(f) != str(digest).lower():
+                raise ModelError(f"{self.path}: {name} does not match its sha256 in the manifest")
+        total = folder_sha256({k: str(v).lower() for k, v in files.items()})
+        if total != str(self.info.manifest.get("sha256", "")).lower():
+            raise ModelError(f"{self.path}: the manifest's sha256 does not match its files")
+        if self.id != total[:8]:
+            raise ModelError(f"{self.path}: the manifest's id is not the first 8 digits of sha256")
+
+    # -- runtime pieces -------------------------------------------------------------------
+
+    def _session(self, filename: str):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads or 0
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            return ort.InferenceSession(
+                str(self.path / filename), sess_options=opts, providers=self.providers
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelError(f"{self.path}/{filename}: cannot be loaded ({e})") from None
+
+    @cached_property
+    def analysis(self):
+        return self._session("analysis.onnx")
+
+    @cached_property
+    def synthesis(self):
+        return self._session("synthesis.onnx")
+
+    @cached_property
+    def hyper_analysis(self):
+        return self._session("hyper_analysis.onnx")
+
+    @cached_property
+    def y_tables(self) -> TableSet:
+        return TableSet.from_npz(self.tables, "y")
+
+    @cached_property
+    def z_tables(self) -> TableSet:
+        return TableSet.from_npz(self.tables, "z")
+
+    def gains(self, quality: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """(gain, inv_gain) [M] for a quality in [1, 100], interpolated as the format doc says."""
+        k = len(self.gain)
+        if k == 1 or quality is None:
+            return self.gain[0], self.inv_gain[0]
+        t = (float(quality) - 1.0) / 99.0 * (k - 1)
+        i = min(int(np.floor(t)), k - 2)
+        a = t - i
+        gain = self.gain[i] ** (1 - a) * self.gain[i + 1] ** a
+        inv = self.inv_gain[i] ** (1 - a) * self.inv_gain[i + 1] ** a
+        return gain, inv

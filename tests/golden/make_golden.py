@@ -1,0 +1,94 @@
+"""Build (and with --write, regenerate) the golden streams in tests/golden/.
+
+    python tests/golden/make_golden.py --write            # container + entropy goldens
+    python tests/golden/make_golden.py --write --models   # also re-record shipped-model streams
+
+Container and entropy goldens are model-independent: they change only when the format (or
+constriction's integer model) changes, which must be a deliberate, documented decision. The
+shipped-model goldens change whenever weights are retrained; re-record them then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+MODEL_CROP = (slice(0, 128), slice(0, 192))  # of the bundled sample photo
+MODEL_QUALITY = 50.0
+
+
+def container_cases():
+    """(name, header, sections) triples covering every header flag."""
+    from aecodec.container import Header
+
+    payload = bytes(range(1, 40))
+    return [
+        ("container-fixed.bin", Header("0123abcd"), [payload[:9]]),
+        ("container-gray-q.bin", Header("0123abcd", 28, 28, True, 37.5), [payload]),
+        ("container-two.bin", Header("deadbeef", 768, 512, False, 75.0), [payload[:7], payload]),
+    ]
+
+
+def entropy_case():
+    """A table set and symbols (with escapes on both sides) defined by formulas only."""
+    from aecodec.entropy import TableSet
+
+    x = np.arange(-12, 13, dtype=np.float64)
+    scales = np.array([0.3, 1.0, 2.5, 6.0])
+    pmf = np.exp(-np.abs(x)[None] / scales[:, None])
+    pmf = pmf / pmf.sum(axis=1, keepdims=True) * (1 - 2.0**-12)
+    tables = TableSet(pmf, np.full(4, 25), np.full(4, -12))
+    i = np.arange(4000)
+    idx = (i * 7) % 4
+    spread = np.array([0, 1, 3, 8])[idx]  # integer hash, no float rounding anywhere
+    sym = ((i * 2654435761) % 2**32 >> 8) % (2 * spread + 1) - spread
+    sym[::397] = [13, -13, 40, -1000, 2**31 - 1, -(2**31 - 1), 100, -100, 77, 12, -12][:11]
+    return tables, sym, idx
+
+
+def model_case(info):
+    """Stream of the bundled photo's crop with a shipped model, and its decoded pixels' hash."""
+    from aecodec import Codec
+    from aecodec.demo import SAMPLE
+    from aecodec.imageio import read_image
+
+    image = read_image(SAMPLE)[MODEL_CROP]
+    if info.channels == 1:
+        image = image.mean(axis=2).astype(np.uint8)
+    if info.fixed_size:
+        image = image[: info.fixed_size[0], : info.fixed_size[1]]
+    codec = Codec(info, threads=1)
+    data = codec.compress(image, MODEL_QUALITY)
+    pixels = codec.decompress(data)
+    return data, hashlib.sha256(pixels.tobytes()).hexdigest()
+
+
+def main(write: bool, models: bool) -> None:
+    from aecodec.container import pack
+    from aecodec.model import shipped
+
+    out = {name: pack(h, s) for name, h, s in container_cases()}
+    tables, sym, idx = entropy_case()
+    out["entropy.bin"] = tables.encode(sym, idx)
+    for name, data in out.items():
+        same = (HERE / name).is_file() and (HERE / name).read_bytes() == data
+        print(f"{name}: {len(data)} bytes, {'unchanged' if same else 'CHANGED'}")
+        if write:
+            (HERE / name).write_bytes(data)
+    if models:
+        for info in shipped():
+            data, digest = model_case(info)
+            print(f"{info.name}.aec: {len(data)} bytes, pixels {digest[:16]}")
+            if write:
+                (HERE / f"{info.name}.aec").write_bytes(data)
+                meta = {"id": info.id, "quality": MODEL_QUALITY, "pixels_sha256": digest}
+                (HERE / f"{info.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main("--write" in sys.argv, "--models" in sys.argv)

@@ -1,0 +1,86 @@
+"""The container: varints, quality codes, header layout, CRC, and its golden bytes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from aecodec import container
+from aecodec.container import Header, pack, unpack
+from aecodec.errors import CorruptStreamError, ImageTooLargeError
+
+GOLDEN = Path(__file__).parent / "golden"
+sys.path.insert(0, str(GOLDEN))
+import make_golden  # noqa: E402
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2**28, 2**35 - 1])
+def test_varint_round_trip(value):
+    data = container.write_varint(value)
+    assert len(data) == max(1, -(-value.bit_length() // 7))
+    assert container.read_varint(data + b"x", 0) == (value, len(data))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x80", b"\xff\xff\xff\xff\xff\xff", b"\x80\x00"])
+def test_varint_rejects_bad_encodings(data):
+    with pytest.raises(CorruptStreamError):
+        container.read_varint(data, 0)
+
+
+def test_quality_codes_cover_every_tenth():
+    for code in range(10, 1001):
+        q = code / 10
+        data = container.write_quality(q)
+        assert len(data) == (1 if code % 10 == 0 else 2)
+        assert container.read_quality(data, 0) == (q, len(data))
+    assert container.quantize_quality(75.04) == 75.0
+    for bad in (0, 0.5, 100.1, float("nan")):
+        with pytest.raises(ValueError):
+            container.quantize_quality(bad)
+
+
+@pytest.mark.parametrize("name,header,sections", make_golden.container_cases())
+def test_golden_container_bytes(name, header, sections):
+    data = pack(header, sections)
+    assert data == (GOLDEN / name).read_bytes(), "format changed: see tests/golden/make_golden.py"
+    assert unpack(data) == (header, sections)
+
+
+def test_header_overhead():
+    # 28x28 fixed-size single-rate model: magic 2 + version/flags 1 + id 4 + CRC 4
+    assert len(pack(Header("00000000"), [b"\x01"])) - 1 == 11
+    assert len(pack(Header("00000000", quality=40.0), [b"\x01"])) - 1 == 12
+    # 768x512 hyperprior at quality 75 with a 300-byte z section: + 2 + 2 + 1 + 2
+    data = pack(Header("00000000", 768, 512, False, 75.0), [b"\x01" * 300, b"\x02" * 9000])
+    assert len(data) - 9300 == 18
+
+
+def test_every_truncation_and_bit_flip_is_refused():
+    data = (GOLDEN / "container-two.bin").read_bytes()
+    for n in range(len(data)):
+        with pytest.raises(CorruptStreamError):
+            unpack(data[:n])
+    for bit in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(CorruptStreamError):
+            unpack(bytes(flipped))
+
+
+def test_foreign_and_future_streams():
+    with pytest.raises(CorruptStreamError, match="magic"):
+        unpack(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    data = bytearray(pack(Header("00000000"), [b"\x01"]))
+    data[2] = (2 << 4) | (data[2] & 15)
+    with pytest.raises(CorruptStreamError, match="version 2"):
+        unpack(bytes(data))
+
+
+def test_oversize_header_is_refused_before_decoding():
+    data = pack(Header("00000000", 20000, 20000, False, 50.0), [b"\x01"])
+    assert unpack(data)[0].width == 20000
+    with pytest.raises(ImageTooLargeError):
+        unpack(data, max_pixels=100_000_000)
+    with pytest.raises(CorruptStreamError):
+        unpack(pack(Header("00000000", 0, 5), [b"\x01"]))
