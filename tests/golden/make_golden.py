@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 MODEL_CROP = (slice(0, 128), slice(0, 192))  # of the bundled sample photo
@@ -52,7 +53,7 @@ def entropy_case():
 
 
 def model_case(info):
-    """Stream of the bundled photo's crop with a shipped model, and its decoded pixels' hash."""
+    """Stream of the bundled photo's crop with a shipped model, and its decoded pixels."""
     from aecodec import Codec
     from aecodec.demo import SAMPLE
     from aecodec.imageio import read_image
@@ -64,8 +65,7 @@ def model_case(info):
         image = image[: info.fixed_size[0], : info.fixed_size[1]]
     codec = Codec(info, threads=1)
     data = codec.compress(image, MODEL_QUALITY)
-    pixels = codec.decompress(data)
-    return data, hashlib.sha256(pixels.tobytes()).hexdigest()
+    return data, codec.decompress(data)
 
 
 def main(write: bool, models: bool) -> None:
@@ -82,10 +82,12 @@ def main(write: bool, models: bool) -> None:
             (HERE / name).write_bytes(data)
     if models:
         for info in shipped():
-            data, digest = model_case(info)
+            data, pixels = model_case(info)
+            digest = hashlib.sha256(pixels.tobytes()).hexdigest()
             print(f"{info.name}.aec: {len(data)} bytes, pixels {digest[:16]}")
             if write:
                 (HERE / f"{info.name}.aec").write_bytes(data)
+                Image.fromarray(pixels).save(HERE / f"{info.name}.png")
                 meta = {"id": info.id, "quality": MODEL_QUALITY, "pixels_sha256": digest}
                 (HERE / f"{info.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
