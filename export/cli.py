@@ -23,7 +23,7 @@ import click
               help="Fraction of the run after which the hyper-decoder trains quantized.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 @click.option("--bf16/--no-bf16", default=True, help="bfloat16 autocast for the transforms.")
-@click.option("--minutes", type=float, default=None, 
+@click.option("--minutes", type=float, default=None,
               help="Stop after this long (schedule follows).")
 @click.option("--checkpoint-minutes", type=float, default=5.0)
 @click.option("--resume", type=click.Path(path_type=Path), default=None,

@@ -7,6 +7,7 @@ with Pillow's JPEG on the same images, through the benchmark's own sweep and BD-
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,64 @@ def evaluate_folder(model_folder: Path, eval_dir: Path, points: int = 8,
     }
 
 
-def record_results(model_folder: Path, key: str, results: dict[str, Any]) -> None:
-    """Write `results[key]` into manifest.json (results are not part of the model's hash)."""
+def _update_manifest(model_folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply `change` to manifest.json in place (results are not part of the model's hash)."""
     path = model_folder / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest.setdefault("results", {})[key] = results
+    change(manifest)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     tmp.replace(path)
+
+
+def record_results(model_folder: Path, key: str, results: dict[str, Any]) -> None:
+    """Write `results[key]` into the model's manifest, and its measured bpp range."""
+    lo, hi = results["curve"][0]["bpp"], results["curve"][-1]["bpp"]
+
+    def change(m: dict[str, Any]) -> None:
+        m.setdefault("results", {})[key] = results
+        m.setdefault("rate", {})["bpp_range"] = [round(lo, 3), round(hi, 3)]
+
+    _update_manifest(model_folder, change)
+
+
+def results_from_bench(results: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """A model's entry for its manifest, taken from an `aecodec bench` results.json."""
+    key = f"aecodec-{model}"
+    if key not in results.get("curves", {}):
+        return None
+    curve = results["curves"][key]
+    bd = results.get("bd", {}).get("codecs", {})
+    speed = results.get("speed", {}).get("codecs", {}).get(key, {})
+    env = results.get("environment", {})
+    return {
+        "images": len(results.get("images", [])),
+        "curve": [{k: p.get(k) for k in ("setting", "bpp", "psnr", "ms_ssim")} for p in curve],
+        "bd_rate_vs_jpeg": bd.get(key, {}).get("bd_rate"),
+        "bd_psnr_vs_jpeg": bd.get(key, {}).get("bd_psnr"),
+        "bd_rate_vs": {c: v.get("bd_rate") for c, v in bd.items()},
+        "speed": {k: speed.get(k) for k in ("bpp", "enc_ms", "dec_ms", "threads")},
+        "method": results.get("bd", {}).get("method"),
+        "machine": {k: env.get(k) for k in ("cpu", "threads", "date")},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.export.evaluate RESULTS.json [KEY]`: copy bench results into the
+    manifests of the shipped models it measured (under `results[KEY]`, default 'kodak')."""
+    import sys
+
+    from aecodec.model import shipped
+
+    args = sys.argv[1:] if argv is None else argv
+    results = json.loads(Path(args[0]).read_text())
+    key = args[1] if len(args) > 1 else "kodak"
+    for info in shipped():
+        entry = results_from_bench(results, info.name)
+        if entry is not None:
+            record_results(info.path, key, entry)
+            print(f"{info.name}: BD-rate vs JPEG {entry['bd_rate_vs_jpeg']:+.1%}")
+
+
+if __name__ == "__main__":
+    main()
