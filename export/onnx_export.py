@@ -57,8 +57,7 @@ def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tenso
         input_names=[arg], output_names=[out_name],
         dynamic_shapes={arg: {2: h * 1, 3: w * 1}},
     )
-    if fp16:
-        _weights_to_fp16(path)
+    _finalize(path, fp16)
     # Parity with torch on the example (a real image, or its latents).
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {arg: example.numpy()})[0]
@@ -69,10 +68,23 @@ def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tenso
         raise RuntimeError(f"{path.name}: ONNX differs from torch (relative error {err:.2e})")
 
 
-def _weights_to_fp16(path: Path) -> None:
-    """Store large float32 initializers as float16 with a Cast back: half the bytes, same math."""
+def _finalize(path: Path, fp16: bool) -> None:
+    """Drop the exporter's per-node metadata (source paths, object ids) so the same weights
+    always give the same bytes, and so the same model id; optionally store weights as fp16."""
     model = onnx.load(str(path))
-    g = model.graph
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for info in (*model.graph.value_info, *model.graph.input, *model.graph.output):
+        del info.metadata_props[:]
+    del model.metadata_props[:]
+    if fp16:
+        _weights_to_fp16(model.graph)
+    onnx.save(model, str(path))
+
+
+def _weights_to_fp16(g: onnx.GraphProto) -> None:
+    """Store large float32 initializers as float16 with a Cast back: half the bytes, same math."""
     casts = []
     for init in list(g.initializer):
         if init.data_type != onnx.TensorProto.FLOAT:
@@ -85,7 +97,6 @@ def _weights_to_fp16(path: Path) -> None:
         casts.append(onnx.helper.make_node("Cast", [name + "_fp16"], [name], to=1))
     for i, node in enumerate(casts):
         g.node.insert(i, node)
-    onnx.save(model, str(path))
 
 
 def _image_example(eval_dir: Path | None, size: int = 256) -> torch.Tensor:
