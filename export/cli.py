@@ -36,11 +36,13 @@ import click
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of images to measure the exported model on (written to its manifest).")
 @click.option("--name", default=None, help="Model name in the manifest (default: family).")
+@click.option("--extend-low", type=int, default=0,
+              help="Rate levels to add below the lowest trained one (log-linear gains).")
 def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsample: str,
           iterations: int, batch: int, crop: int, lr: float, qat_from: float, device: str,
           bf16: bool, minutes: float | None, checkpoint_minutes: float, resume: Path | None,
           threads: int | None, pack: bool, export_to: Path | None, eval_dir: Path | None,
-          name: str | None) -> None:
+          name: str | None, extend_low: int) -> None:
     """Train a learned codec on DATA (folders of images, or one .tar made by --pack)."""
     from .data import build_archive
 
@@ -67,7 +69,8 @@ def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsamp
     if export_to is not None:
         from .onnx_export import export_model
 
-        folder = export_model(weights, export_to, name=name or family, eval_dir=eval_dir)
+        folder = export_model(weights, export_to, name=name or family, eval_dir=eval_dir,
+                              extend_low=extend_low)
         click.echo(f"model: {folder}")
         if eval_dir is not None:
             from .evaluate import evaluate_folder, record_results
