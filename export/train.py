@@ -131,7 +131,8 @@ def train(
         "val_images": [n for n, _ in val_items],
         "seconds": 0.0,
     }
-    record["runs"].append(run)
+    if start_it < recipe.iterations:  # an export-only call (--iterations 0) adds no run
+        record["runs"].append(run)
 
     def snapshot(it: int, with_opt: bool) -> dict:
         record["iterations"] = it
@@ -141,7 +142,7 @@ def train(
         return s
 
     t0 = last_ckpt = time.time()
-    it = start_it
+    done = start_it
     bar = tqdm(range(start_it, recipe.iterations), initial=start_it, total=recipe.iterations,
                dynamic_ncols=True, mininterval=5)
     for it in bar:
@@ -166,6 +167,7 @@ def train(
         aux_opt.zero_grad(set_to_none=True)
         aux.backward()
         aux_opt.step()
+        done = it + 1
         if it % 50 == 0:
             psnr = float(torch.mean(-10 * torch.log10(mse.detach().clamp(min=1e-10))))
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp.mean().item():.3f}",
@@ -173,15 +175,15 @@ def train(
         now = time.time()
         if now - last_ckpt > checkpoint_minutes * 60:
             run["seconds"] = now - t0
-            save_atomic(snapshot(it + 1, True), out / "checkpoint.pt")
-            save_atomic(snapshot(it + 1, False), out / "weights.pt")
+            save_atomic(snapshot(done, True), out / "checkpoint.pt")
+            save_atomic(snapshot(done, False), out / "weights.pt")
             last_ckpt = now
         if minutes is not None and now - t0 > minutes * 60:
             break
-    it += 1
     run["seconds"] = time.time() - t0
-    run["end_iteration"] = it
-    record["validation"] = evaluate(model, [a for _, a in val_items], device)
-    save_atomic(snapshot(it, True), out / "checkpoint.pt")
-    save_atomic(snapshot(it, False), out / "weights.pt")
+    run["end_iteration"] = done
+    if done > start_it or "validation" not in record:
+        record["validation"] = evaluate(model, [a for _, a in val_items], device)
+    save_atomic(snapshot(done, True), out / "checkpoint.pt")
+    save_atomic(snapshot(done, False), out / "weights.pt")
     return out / "weights.pt"

@@ -58,10 +58,13 @@ def test_train_resume_export_decode(family, image_folder, tmp_path):
     first = torch.load(weights, weights_only=False)
     assert first["record"]["iterations"] == 3 and "optimizer" not in first
     recipe.iterations = 5
-    weights = train(image_folder, tmp_path / "run", cfg, recipe, resume=tmp_path / "run/checkpoint.pt")
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    weights = train(image_folder, tmp_path / "run", cfg, recipe, resume=ckpt)
     record = torch.load(weights, weights_only=False)["record"]
     assert record["iterations"] == 5 and len(record["runs"]) == 2
     assert record["runs"][1]["start_iteration"] == 3
+    weights = train(image_folder, tmp_path / "run", cfg, recipe, resume=weights)  # nothing to do
+    assert len(torch.load(weights, weights_only=False)["record"]["runs"]) == 2
 
     folder = export_model(weights, tmp_path / "model", name=f"tiny-{family}")
     manifest = json.loads((folder / "manifest.json").read_text())
