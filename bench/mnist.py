@@ -15,11 +15,12 @@ import math
 import time
 from pathlib import Path
 
-import aecodec
 import numpy as np
+from PIL import Image
+
+import aecodec
 from aecodec import container
 from aecodec.export.mnist.data import load_mnist
-from PIL import Image
 
 QUALITIES = (1, 13, 25, 38, 50, 63, 75, 88, 100)
 CLASSICAL = {

@@ -115,6 +115,13 @@ def _batch(
     """Run `work(src, dst) -> summary` per file with a progress bar; errors are one line each."""
     from tqdm import tqdm
 
+    _exit_on_sigterm()
+    seen: dict[str, str] = {}
+    for src, dst in pairs:
+        key = dst if dst == "-" else str(Path(dst).resolve())
+        if dst != "-" and key in seen:
+            raise click.ClickException(f"{seen[key]} and {src} would both write {dst}")
+        seen[key] = src
     to_stdout = any(dst == "-" for _, dst in pairs)
     failed = 0
     bar: Iterator = tqdm(pairs, unit="img", disable=len(pairs) < 2 or None, file=sys.stderr)
@@ -131,6 +138,19 @@ def _batch(
             tqdm.write(f"Error: {src}: {msg}", file=sys.stderr)
     if failed:
         sys.exit(1)
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into an exception so a named temporary output is cleaned up (the
+    unnamed O_TMPFILE outputs used on Linux need no cleanup, even on SIGKILL)."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 model_option = click.option("--model", "model_name", metavar="NAME|PATH",

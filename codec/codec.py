@@ -27,6 +27,12 @@ from .model import Model, ModelInfo, find, find_by_id
 
 DEFAULT_QUALITY = 75.0
 DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_TILE = 1024  # tile side in pixels for images coded by tiles
+DEFAULT_TILE_ABOVE = 2 * 1024 * 1024  # images with more pixels are coded by tiles
+# Untiled streams of images over this many pixels are synthesised in DEFAULT_TILE tiles, so a
+# decoder's memory stays bounded whatever wrote the stream (docs/format.md, Tiles).
+SYNTHESIS_TILE_ABOVE = 2 * 1024 * 1024
+INTNET_BLOCK = 32  # z latents a side per hyper-decoder run (exact whatever the blocks)
 ModelLike = Model | ModelInfo | str | Path | None
 
 
@@ -66,19 +72,37 @@ class Codec:
         threads: int | None = None,
         providers: list[str] | None = None,
         max_pixels: int | None = None,
+        graph_optimization: str | None = None,
+        tile: int = DEFAULT_TILE,
+        tile_above: int | None = DEFAULT_TILE_ABOVE,
     ):
+        """`threads`, `providers` and `graph_optimization` ("all", "extended", "basic" or
+        "none") configure ONNX Runtime; the entropy decoding never depends on them.
+        Images over `tile_above` pixels are coded by tiles of `tile` x `tile` pixels (a
+        multiple of the model's pad multiple); `tile_above=None` never tiles."""
         if isinstance(model, Model):
             self.model = model
         else:
             info = model if isinstance(model, ModelInfo) else find(model)
-            self.model = Model(info, threads=threads, providers=providers)
+            self.model = Model(info, threads=threads, providers=providers,
+                               graph_optimization=graph_optimization)
         self.max_pixels = default_max_pixels() if max_pixels is None else int(max_pixels)
         latent = self.model.info.manifest.get("latent", {})
         try:
             self.stride = int(latent["stride"])
             self.hyper_stride = int(latent.get("hyper_stride") or self.stride)
+            # receptive-field margins in latents (docs/model-format.md); 4 covers the shipped
+            self.analysis_halo = int(latent.get("analysis_halo", 4))
+            self.synthesis_halo = int(latent.get("synthesis_halo", 4))
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{self.model.path}: manifest lacks latent.stride") from None
+        self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent
+        self.z_halo = _intnet_halo(self.model.net) if self.model.net else 0
+        unit = int(np.lcm(self.model.info.pad_multiple, self.hyper_stride))
+        if self.model.info.fixed_size is None and (tile < unit or tile % unit):
+            raise ValueError(f"tile must be a positive multiple of {unit}, got {tile}")
+        self.tile = int(tile)
+        self.tile_above = tile_above
 
     # ---- shapes -----------------------------------------------------------------------------
 
@@ -118,58 +142,126 @@ class Codec:
             a = np.repeat(a, 3, axis=2)
         return a, gray
 
+    def _tiled(self, h: int, w: int) -> bool:
+        return (
+            self.tile_above is not None
+            and h * w > self.tile_above
+            and self.model.info.fixed_size is None
+        )
+
     def _analyse(self, a: np.ndarray) -> np.ndarray:
-        """The analysis transform of the padded image: y [M, h, w] float32."""
+        """The analysis transform of the padded image: y [M, h, w] float32.
+
+        Large images run by tiles of the latent grid, each with a halo of `analysis_halo`
+        latents of image around it (its receptive field), keeping only the tile's own latents:
+        the same y as one pass, in bounded memory."""
         h, w = a.shape[:2]
         ph, pw = self._padded(h, w)
         padded = np.pad(a, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], np.float32) / np.float32(255)
-        y = self._run(self.model.analysis, "y", {"x": x})
-        expect = (1, self.model.gain.shape[1], *self._latent_hw(h, w, self.stride))
-        if y.shape != expect:
-            raise ModelError(f"analysis produced shape {y.shape}, expected {expect}")
-        return y[0]
+        m = self.model.gain.shape[1]
+        hy, wy = self._latent_hw(h, w, self.stride)
+        t = self.tile // self.stride if self._tiled(h, w) else max(hy, wy)
+        s, halo = self.stride, self.analysis_halo
+        y = np.empty((m, hy, wy), np.float32)
+        for r0, r1, c0, c1 in _tiles(hy, wy, t):
+            R0, R1, C0, C1 = max(r0 - halo, 0), min(r1 + halo, hy), max(c0 - halo, 0), min(
+                c1 + halo, wy)
+            part = padded[R0 * s : R1 * s, C0 * s : C1 * s]
+            x = np.ascontiguousarray(part.transpose(2, 0, 1)[None], np.float32) / np.float32(255)
+            out = self._run(self.model.analysis, "y", {"x": x})
+            expect = (1, m, R1 - R0, C1 - C0)
+            if out.shape != expect:
+                raise ModelError(f"analysis produced shape {out.shape}, expected {expect}")
+            y[:, r0:r1, c0:c1] = out[0, :, r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
+        return y
 
-    def _code_latent(self, y: np.ndarray, quality: float | None) -> tuple[list[bytes], float]:
-        """Quantize and entropy-code y at a quality; returns (sections, estimated bits)."""
+    def _code_latent(
+        self, y: np.ndarray, quality: float | None, tile: int | None = None
+    ) -> tuple[list[bytes], float]:
+        """Quantize and entropy-code y at a quality; returns (sections, estimated bits).
+
+        Untiled: [z,] y. Tiled (`tile` latents a side): [z,] then one y section per tile."""
         gain, _ = self.model.gains(quality)
-        y_g = y.astype(np.float64) * gain[:, None, None]
-        if not np.all(np.isfinite(y_g)):
-            raise AecodecError("the model produced non-finite latents for this image")
-        if self.model.family == "factorized":
+        if tile is None and self.model.family == "factorized":
+            y_g = y.astype(np.float64) * gain[:, None, None]
+            if not np.all(np.isfinite(y_g)):
+                raise AecodecError("the model produced non-finite latents for this image")
             sym = np.rint(y_g).ravel()
             tables = _channel_index(y_g.shape)
             yt = self.model.y_tables
             return [yt.encode(sym, tables)], yt.estimate_bits(sym, tables)
-        z = self._run(self.model.hyper_analysis, "z", {"y": y_g[None].astype(np.float32)})[0]
-        z_sym = np.rint(z.astype(np.float64))
-        if not np.all(np.isfinite(z_sym)):
-            raise AecodecError("the model produced non-finite hyper-latents for this image")
-        mu, idx = self._entropy_params(z_sym, y_g.shape)
-        sym = np.rint(y_g - mu).ravel()
-        zt, yt = self.model.z_tables, self.model.y_tables
-        zc = _channel_index(z_sym.shape)
-        sections = [zt.encode(z_sym.ravel(), zc), yt.encode(sym, idx)]
-        bits = zt.estimate_bits(z_sym.ravel(), zc) + yt.estimate_bits(sym, idx)
+        if tile is None:
+            tile = max(y.shape[1:])
+        sections, bits = [], 0.0
+        z_sym = None
+        if self.model.family == "hyperprior":
+            if not np.all(np.isfinite(y)):
+                raise AecodecError("the model produced non-finite latents for this image")
+            y_g32 = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
+            z = self._run(self.model.hyper_analysis, "z", {"y": y_g32[None]})[0]
+            del y_g32
+            z_sym = np.rint(z.astype(np.float64))
+            if not np.all(np.isfinite(z_sym)):
+                raise AecodecError("the model produced non-finite hyper-latents for this image")
+            zt, zc = self.model.z_tables, _channel_index(z_sym.shape)
+            sections.append(zt.encode(z_sym.ravel(), zc))
+            bits += zt.estimate_bits(z_sym.ravel(), zc)
+        yt = self.model.y_tables
+        for r0, r1, c0, c1 in _tiles(y.shape[1], y.shape[2], tile):
+            y_g = y[:, r0:r1, c0:c1].astype(np.float64) * gain[:, None, None]
+            if not np.all(np.isfinite(y_g)):
+                raise AecodecError("the model produced non-finite latents for this image")
+            if z_sym is None:
+                sym, idx = np.rint(y_g).ravel(), _channel_index(y_g.shape)
+            else:
+                mu, idx = self._entropy_params(z_sym, y_g.shape, r0, c0)
+                sym = np.rint(y_g - mu).ravel()
+            sections.append(yt.encode(sym, idx))
+            bits += yt.estimate_bits(sym, idx)
         return sections, bits
 
-    def _entropy_params(self, z_sym: np.ndarray, y_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """Means and table indices for y from the exact integer hyper-decoder."""
-        out = intnet.run(self.model.net, z_sym)
-        m = y_shape[0]
-        expect = (2 * m, *y_shape[1:])
+    def _entropy_params(
+        self, z_sym: np.ndarray, y_shape: tuple, r0: int = 0, c0: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Means and table indices for the y tile of `y_shape` at latent (r0, c0), from the
+        exact integer hyper-decoder run on the z tile plus a halo covering its receptive
+        field (integer arithmetic: identical to a whole-image run)."""
+        m, th, tw = y_shape
+        f = self.z_factor
+        block = INTNET_BLOCK * f
+        if self.z_halo and (th > block or tw > block):  # big regions by blocks: less memory
+            mu = np.empty((m, th, tw), np.float64)
+            idx = np.empty((m, th, tw), np.int64)
+            for b0, b1, d0, d1 in _tiles(th, tw, block):
+                mb, ib = self._entropy_params(z_sym, (m, b1 - b0, d1 - d0), r0 + b0, c0 + d0)
+                mu[:, b0:b1, d0:d1] = mb
+                idx[:, b0:b1, d0:d1] = ib.reshape(m, b1 - b0, d1 - d0)
+            return mu, idx.ravel()
+        halo = self.z_halo
+        hz, wz = z_sym.shape[1:]
+        z0, z1 = r0 // f, -(-(r0 + th) // f)
+        x0, x1 = c0 // f, -(-(c0 + tw) // f)
+        Z0, Z1, X0, X1 = max(z0 - halo, 0), min(z1 + halo, hz), max(x0 - halo, 0), min(
+            x1 + halo, wz)
+        out = intnet.run(self.model.net, z_sym[:, Z0:Z1, X0:X1])
+        expect = (2 * m, (Z1 - Z0) * f, (X1 - X0) * f)
         if out.shape != expect:
             raise ModelError(f"hyper-decoder produced {out.shape}, expected {expect}")
+        top, left = r0 - Z0 * f, c0 - X0 * f
+        out = out[:, top : top + th, left : left + tw]
+        if out.shape[1:] != (th, tw):
+            raise ModelError("hyper-decoder output does not cover the latent grid")
         mu = out[:m].astype(np.float64) / 2.0**self.model.mean_bits
         return mu, out[m:].ravel()
 
     def _stream(self, a: np.ndarray, gray: bool, quality: float | None, y: np.ndarray) -> Encoded:
         q = container.quantize_quality(quality) if len(self.model.gain) > 1 else None
-        sections, bits = self._code_latent(y, q)
         h, w = a.shape[:2]
+        tile = self.tile // self.stride if self._tiled(h, w) else None
+        sections, bits = self._code_latent(y, q, tile)
         fixed = self.model.info.fixed_size is not None
         header = container.Header(
-            self.model.id, None if fixed else w, None if fixed else h, gray, q
+            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile
         )
         return Encoded(container.pack(header, sections), w, h, q, bits)
 
@@ -219,6 +311,17 @@ class Codec:
 
     def decompress(self, data: bytes) -> np.ndarray:
         """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels."""
+        header, h, w, y_hat, _ = self._decode_latents(data)
+        return self._synthesize(y_hat, h, w, header.gray, header.tile)
+
+    def decode_latents(self, data: bytes) -> dict[str, np.ndarray]:
+        """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
+        (the synthesis input, float32), `y_sym`, and for hyperprior models `z_sym`, `mean`
+        and `index` (the integer hyper-decoder's outputs), all whole-image arrays."""
+        _, _, _, y_hat, extra = self._decode_latents(data, keep=True)
+        return {"y_hat": y_hat, **extra}
+
+    def _decode_latents(self, data: bytes, keep: bool = False):
         header, sections = container.unpack(data, self.max_pixels)
         model = self.model
         if header.model_id != model.id:
@@ -235,34 +338,86 @@ class Codec:
         self._check_size(h, w)
         if (header.quality is None) != (len(model.gain) == 1):
             raise CorruptStreamError("stream's quality field does not fit its model")
-        if len(sections) != (2 if model.family == "hyperprior" else 1):
-            raise CorruptStreamError("stream has the wrong number of sections for its model")
         m = model.gain.shape[1]
         hy, wy = self._latent_hw(h, w, self.stride)
+        hyper = model.family == "hyperprior"
+        t = max(hy, wy) if header.tile is None else header.tile
+        if header.tile is not None and (model.info.fixed_size or t % self.z_factor):
+            raise CorruptStreamError("invalid tile size for this model")
+        tiles = list(_tiles(hy, wy, t))
+        expect = (1 if hyper else 0) + (len(tiles) if header.tile is not None else 1)
+        if len(sections) != expect:
+            raise CorruptStreamError("stream has the wrong number of sections for its model")
         _, inv = model.gains(header.quality)
-        if model.family == "factorized":
-            sym = model.y_tables.decode(sections[0], _channel_index((m, hy, wy)))
-            y_hat_g = sym.reshape(m, hy, wy).astype(np.float64)
-        else:
+        inv = inv[:, None, None]
+        extra: dict[str, np.ndarray] = {}
+        z_sym = None
+        if hyper:
             nz = len(model.z_tables)
             hz, wz = self._latent_hw(h, w, self.hyper_stride)
             z_sym = model.z_tables.decode(sections[0], _channel_index((nz, hz, wz)))
-            mu, idx = self._entropy_params(z_sym.reshape(nz, hz, wz), (m, hy, wy))
-            sym = model.y_tables.decode(sections[1], idx)
-            y_hat_g = sym.reshape(m, hy, wy) + mu
-        y_hat = (y_hat_g * inv[:, None, None]).astype(np.float32)[None]
-        x_hat = self._run(model.synthesis, "x_hat", {"y_hat": y_hat})[0]
-        if x_hat.shape[1] < h or x_hat.shape[2] < w:
-            raise ModelError(f"synthesis produced {x_hat.shape}, too small for {w}x{h}")
-        x = np.clip(x_hat[:, :h, :w], 0.0, 1.0) * 255.0
-        pixels = np.rint(x).astype(np.uint8).transpose(1, 2, 0)
-        if header.gray:
-            if pixels.shape[2] == 1:
-                return pixels[:, :, 0]
-            return np.rint(x.mean(axis=0)).astype(np.uint8)
-        if pixels.shape[2] == 1:
-            raise CorruptStreamError("stream asks for color output from a grayscale model")
-        return pixels
+            z_sym = z_sym.reshape(nz, hz, wz)
+            extra["z_sym"] = z_sym
+        if keep:
+            extra["y_sym"] = np.empty((m, hy, wy), np.int64)
+            if hyper:
+                extra["mean"] = np.empty((m, hy, wy), np.float64)
+                extra["index"] = np.empty((m, hy, wy), np.int64)
+        y_hat = np.empty((m, hy, wy), np.float32)
+        for (r0, r1, c0, c1), section in zip(tiles, sections[int(hyper):], strict=True):
+            shape = (m, r1 - r0, c1 - c0)
+            if z_sym is None:
+                sym = model.y_tables.decode(section, _channel_index(shape)).reshape(shape)
+                y_hat_g = sym.astype(np.float64)
+            else:
+                mu, idx = self._entropy_params(z_sym, shape, r0, c0)
+                sym = model.y_tables.decode(section, idx).reshape(shape)
+                y_hat_g = sym + mu
+                if keep:
+                    extra["mean"][:, r0:r1, c0:c1] = mu
+                    extra["index"][:, r0:r1, c0:c1] = idx.reshape(shape)
+            if keep:
+                extra["y_sym"][:, r0:r1, c0:c1] = sym
+            y_hat[:, r0:r1, c0:c1] = y_hat_g * inv
+        return header, h, w, y_hat, extra
+
+    def synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool = False,
+                   tile: int | None = None) -> np.ndarray:
+        """Pixels from decoded latents [M, h', w'] float32, as `decompress` makes them."""
+        return self._synthesize(np.asarray(y_hat, np.float32), h, w, gray, tile)
+
+    def _synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool,
+                    tile: int | None) -> np.ndarray:
+        """The synthesis transform by tiles of the latent grid (one tile for small images),
+        each run with a halo of `synthesis_halo` latents that is cropped away: every output
+        pixel sees its whole receptive field, so tiles leave no seams."""
+        hy, wy = y_hat.shape[1:]
+        if tile is None:
+            big = h * w > SYNTHESIS_TILE_ABOVE and self.model.info.fixed_size is None
+            tile = DEFAULT_TILE // self.stride if big else max(hy, wy)
+        s, halo = self.stride, self.synthesis_halo
+        channels = 1 if gray or self.model.info.channels == 1 else 3
+        out = np.empty((h, w, channels), np.uint8)
+        for r0, r1, c0, c1 in _tiles(hy, wy, tile):
+            if r0 * s >= h or c0 * s >= w:
+                continue  # a tile of padding only
+            R0, R1, C0, C1 = max(r0 - halo, 0), min(r1 + halo, hy), max(c0 - halo, 0), min(
+                c1 + halo, wy)
+            part = np.ascontiguousarray(y_hat[None, :, R0:R1, C0:C1])
+            x_hat = self._run(self.model.synthesis, "x_hat", {"y_hat": part})[0]
+            top, left = (r0 - R0) * s, (c0 - C0) * s
+            th, tw = min(r1 * s, h) - r0 * s, min(c1 * s, w) - c0 * s
+            if x_hat.shape[1] < top + th or x_hat.shape[2] < left + tw:
+                raise ModelError(f"synthesis produced {x_hat.shape}, too small for {w}x{h}")
+            x = np.clip(x_hat[:, top : top + th, left : left + tw], 0.0, 1.0) * 255.0
+            if x.shape[0] == 1 or not gray:
+                if x.shape[0] != channels:
+                    raise CorruptStreamError("stream asks for color output from a grayscale model")
+                px = np.rint(x).astype(np.uint8).transpose(1, 2, 0)
+            else:
+                px = np.rint(x.mean(axis=0)).astype(np.uint8)[:, :, None]
+            out[r0 * s : r0 * s + th, c0 * s : c0 * s + tw] = px
+        return out[:, :, 0] if gray else out
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -272,6 +427,23 @@ class Codec:
             return session.run([output], feeds)[0]
         except Exception as e:  # onnxruntime's own exception types
             raise ModelError(f"ONNX model failed to run ({e})") from None
+
+
+def _tiles(h: int, w: int, t: int):
+    """(r0, r1, c0, c1) of the t x t tiles of an h x w grid, row by row (docs/format.md)."""
+    for r0 in range(0, h, t):
+        for c0 in range(0, w, t):
+            yield r0, min(r0 + t, h), c0, min(c0 + t, w)
+
+
+def _intnet_halo(net) -> int:
+    """z latents of margin covering the integer hyper-decoder's receptive field."""
+    halo, scale = 0, 1
+    for i in range(intnet.layer_count(net)):
+        k = int(np.shape(net[f"w{i}"])[-1])
+        halo += -(-(k // 2) // scale)
+        scale *= int(net[f"ps{i}"])
+    return halo
 
 
 def _channel_index(shape: tuple[int, ...]) -> np.ndarray:

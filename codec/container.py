@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from .errors import CorruptStreamError, ImageTooLargeError
 
 MAGIC = b"\xae\xcd"
-VERSION = 1
+VERSION = 1  # untiled streams
+VERSION_TILED = 2  # streams coded by tiles: a tile field and a section count follow
 ID_BYTES = 4
 CRC_BYTES = 4
 MAX_SECTIONS = 2
@@ -103,6 +104,7 @@ class Header:
     gray: bool = False
     quality: float | None = None  # None: the model has one rate level
     version: int = VERSION
+    tile: int | None = None  # tile side in latent units (version 2); None: untiled
 
     @property
     def id_bytes(self) -> bytes:
@@ -111,23 +113,28 @@ class Header:
 
 def pack(header: Header, sections: list[bytes]) -> bytes:
     """Header fields, section lengths (all but the last), CRC-32, then the sections."""
-    if not 1 <= len(sections) <= MAX_SECTIONS:
-        raise ValueError("a stream has one or two sections")
+    tiled = header.tile is not None
+    if not 1 <= len(sections) <= (len(sections) if tiled else MAX_SECTIONS):
+        raise ValueError("an untiled stream has one or two sections")
     if (header.width is None) != (header.height is None):
         raise ValueError("width and height go together")
+    if tiled and (header.tile < 1 or header.width is None):
+        raise ValueError("a tiled stream needs a positive tile side and the image size")
     flags = (
         (FLAG_GRAY if header.gray else 0)
         | (FLAG_SIZE if header.width is not None else 0)
         | (FLAG_QUALITY if header.quality is not None else 0)
-        | (FLAG_TWO_SECTIONS if len(sections) == 2 else 0)
+        | (FLAG_TWO_SECTIONS if len(sections) == 2 and not tiled else 0)
     )
     head = bytearray(MAGIC)
-    head.append((VERSION << 4) | flags)
+    head.append(((VERSION_TILED if tiled else VERSION) << 4) | flags)
     head += header.id_bytes
     if header.width is not None:
         head += write_varint(header.width) + write_varint(header.height)
     if header.quality is not None:
         head += write_quality(header.quality)
+    if tiled:
+        head += write_varint(header.tile) + write_varint(len(sections))
     for s in sections[:-1]:
         head += write_varint(len(s))
     payload = b"".join(sections)
@@ -135,33 +142,17 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
     return bytes(head) + crc.to_bytes(CRC_BYTES, "little") + payload
 
 
+def crc_offset(data: bytes) -> int:
+    """Where a stream's CRC-32 sits (after the header fields); CorruptStreamError if the
+    fields cannot be read. For tools that edit streams, e.g. fuzzers."""
+    return _fields(bytes(data))[1]
+
+
 def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
     """Parse and check a stream; raises CorruptStreamError or ImageTooLargeError."""
     data = bytes(data)
-    if len(data) < len(MAGIC) + 1 or data[: len(MAGIC)] != MAGIC:
-        raise CorruptStreamError("not an aecodec stream (bad magic bytes)")
-    vf = data[len(MAGIC)]
-    version, flags = vf >> 4, vf & 0x0F
-    if version != VERSION:
-        raise CorruptStreamError(f"unsupported format version {version} (this reads {VERSION})")
-    pos = len(MAGIC) + 1
-    if len(data) < pos + ID_BYTES:
-        raise CorruptStreamError("stream is truncated (inside the header)")
-    model_id = data[pos : pos + ID_BYTES].hex()
-    pos += ID_BYTES
-    width = height = None
-    if flags & FLAG_SIZE:
-        width, pos = read_varint(data, pos)
-        height, pos = read_varint(data, pos)
-    quality = None
-    if flags & FLAG_QUALITY:
-        quality, pos = read_quality(data, pos)
-    lengths = []
-    if flags & FLAG_TWO_SECTIONS:
-        n, pos = read_varint(data, pos)
-        lengths.append(n)
-    if len(data) < pos + CRC_BYTES:
-        raise CorruptStreamError("stream is truncated (inside the header)")
+    (header, lengths), pos = _fields(data)
+    width, height = header.width, header.height
     crc = int.from_bytes(data[pos : pos + CRC_BYTES], "little")
     payload = data[pos + CRC_BYTES :]
     if zlib.crc32(payload, zlib.crc32(data[:pos])) != crc:
@@ -180,8 +171,52 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[byt
         sections.append(payload[start : start + n])
         start += n
     sections.append(payload[start:])
-    header = Header(model_id, width, height, bool(flags & FLAG_GRAY), quality, version)
     return header, sections
+
+
+def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
+    """The header fields and section lengths, and the CRC's offset (the CRC is unchecked)."""
+    if len(data) < len(MAGIC) + 1 or data[: len(MAGIC)] != MAGIC:
+        raise CorruptStreamError("not an aecodec stream (bad magic bytes)")
+    vf = data[len(MAGIC)]
+    version, flags = vf >> 4, vf & 0x0F
+    if version not in (VERSION, VERSION_TILED):
+        raise CorruptStreamError(
+            f"unsupported format version {version} (this reads {VERSION} and {VERSION_TILED})"
+        )
+    pos = len(MAGIC) + 1
+    if len(data) < pos + ID_BYTES:
+        raise CorruptStreamError("stream is truncated (inside the header)")
+    model_id = data[pos : pos + ID_BYTES].hex()
+    pos += ID_BYTES
+    width = height = None
+    if flags & FLAG_SIZE:
+        width, pos = read_varint(data, pos)
+        height, pos = read_varint(data, pos)
+    quality = None
+    if flags & FLAG_QUALITY:
+        quality, pos = read_quality(data, pos)
+    lengths = []
+    tile = None
+    if version == VERSION_TILED:
+        if not flags & FLAG_SIZE or flags & FLAG_TWO_SECTIONS:
+            raise CorruptStreamError("invalid flags for a tiled stream")
+        tile, pos = read_varint(data, pos)
+        count, pos = read_varint(data, pos)
+        if tile < 1 or count < 1:
+            raise CorruptStreamError("invalid tile field in header")
+        if count - 1 > len(data) - pos:  # every length takes a byte: refuse before looping
+            raise CorruptStreamError("stream is truncated (inside the header)")
+        for _ in range(count - 1):
+            n, pos = read_varint(data, pos)
+            lengths.append(n)
+    elif flags & FLAG_TWO_SECTIONS:
+        n, pos = read_varint(data, pos)
+        lengths.append(n)
+    if len(data) < pos + CRC_BYTES:
+        raise CorruptStreamError("stream is truncated (inside the header)")
+    header = Header(model_id, width, height, bool(flags & FLAG_GRAY), quality, version, tile)
+    return (header, lengths), pos
 
 
 def header_size(data: bytes) -> int:

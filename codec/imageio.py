@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -71,21 +72,93 @@ def format_for(path: str | Path) -> str:
     return fmt
 
 
-def write_atomic(path: str | Path, data: bytes, force: bool = False) -> None:
-    """Write via a temporary file in the same folder, then rename: never a half-written file."""
+def write_atomic(
+    path: str | Path, data: bytes | Iterable[bytes], force: bool = False
+) -> None:
+    """Write a file all at once or not at all, and never over an existing one without `force`.
+
+    On Linux the bytes go to an unnamed file (O_TMPFILE) that is linked into place only once
+    complete: a process killed midway, even by SIGKILL, leaves nothing behind. Without
+    `force` the link itself refuses an existing target, so there is no check-then-write race.
+    Elsewhere (or where the filesystem lacks O_TMPFILE), a named temporary file in the same
+    folder is renamed into place and removed on any exception, SIGINT or SIGTERM included
+    (the CLI turns SIGTERM into an exception); only SIGKILL can leave it behind there.
+    """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+    fd = _unnamed_file(path.parent)
+    if fd is not None:
+        try:
+            _write_all(fd, chunks)
+            _link_into_place(f"/proc/self/fd/{fd}", path, force)
+        finally:
+            os.close(fd)
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            _write_all(fd, chunks)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give a normal file's mode
+        _link_into_place(tmp, path, force)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _unnamed_file(folder: Path) -> int | None:
+    """A descriptor of a new unnamed file in `folder` (Linux O_TMPFILE), or None."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not Path("/proc/self/fd").is_dir():
+        return None
+    try:
+        return os.open(folder, flag | os.O_WRONLY, 0o666)  # the umask applies as usual
+    except OSError:  # EOPNOTSUPP, EISDIR (kernel without O_TMPFILE), EINVAL, ...
+        return None
+
+
+def _write_all(fd: int, chunks: Iterable[bytes]) -> None:
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
+def _link_into_place(src: str, path: Path, force: bool) -> None:
+    """Give the finished file `src` the name `path`: a hard link, which fails if `path`
+    exists; with `force`, a link to a hidden name then an atomic rename over `path`."""
+    if not force:
+        try:
+            _link(src, path)
+        except FileExistsError:
+            raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+        return
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    _link(src, tmp)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _link(src: str, dst: Path) -> None:
+    """os.link, following a /proc/self/fd entry to its unnamed file (linkat with
+    AT_SYMLINK_FOLLOW: os.link calls plain link(2), which does not follow, unless a
+    directory descriptor is given)."""
+    if not src.startswith("/proc/"):
+        os.link(src, dst)
+        return
+    folder, name = os.path.split(src)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.link(name, dst, src_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(dir_fd)
 
 
 def _umask() -> int:

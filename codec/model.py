@@ -19,6 +19,13 @@ import numpy as np
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
 
+# Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
+GRAPH_OPTIMIZATION = {
+    "none": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 MODELS_DIR = Path(__file__).parent / "models"
 FAMILIES = ("factorized", "hyperprior")
 GRAPHS = {
@@ -164,10 +171,17 @@ class Model:
         folder: str | Path | ModelInfo,
         threads: int | None = None,
         providers: list[str] | None = None,
+        graph_optimization: str | None = None,
     ):
         self.info = folder if isinstance(folder, ModelInfo) else read_manifest(folder)
         self.threads = threads
-        self.providers = providers or ["CPUExecutionProvider"]
+        self.providers = list(providers or ["CPUExecutionProvider"])
+        self.graph_optimization = graph_optimization or "all"
+        if self.graph_optimization not in GRAPH_OPTIMIZATION:
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(GRAPH_OPTIMIZATION)}, "
+                f"got {graph_optimization!r}"
+            )
         self._verify()
         try:
             with np.load(self.path / "tables.npz") as npz:
@@ -236,6 +250,9 @@ class Model:
         opts.intra_op_num_threads = self.threads or 0
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[self.graph_optimization]
+        )
         try:
             return ort.InferenceSession(
                 str(self.path / filename), sess_options=opts, providers=self.providers

@@ -17,9 +17,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from aecodec.model import file_sha256, folder_sha256
 from onnx import numpy_helper
 from torch import nn
+
+from aecodec.model import file_sha256, folder_sha256
 
 from .entropy import gaussian_tables
 from .intnet import MEAN_BITS

@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
-import aecodec
 import numpy as np
 import pytest
+from PIL import Image
+
+import aecodec
 from aecodec import container
 from aecodec.demo import SAMPLE, psnr
 from aecodec.errors import (
@@ -22,7 +24,6 @@ from aecodec.errors import (
     UnsupportedImageError,
 )
 from aecodec.imageio import read_image
-from PIL import Image
 
 GOLDEN = Path(__file__).parent / "golden"
 SHIPPED = aecodec.models()

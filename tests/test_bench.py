@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from PIL import Image
+
 from aecodec.bench.classical import classical_codecs
 from aecodec.bench.cli import bench
 from aecodec.bench.images import synthetic_image
 from aecodec.bench.learned import is_photo_model
 from aecodec.bench.run import select_codecs
-from click.testing import CliRunner
-from PIL import Image
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 CURVE_KEYS = {"setting", "bpp", "psnr", "ms_ssim", "enc_ms", "dec_ms"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from aecodec.bench.bdrate import (
     bd_psnr,
     bd_rate,

@@ -6,13 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aecodec
 import numpy as np
 import pytest
-from aecodec import cli
-from aecodec.demo import psnr
 from click.testing import CliRunner
 from PIL import Image
+
+import aecodec
+from aecodec import cli
+from aecodec.demo import psnr
 
 needs_photo_model = pytest.mark.skipif(
     not [i for i in aecodec.models() if not i.fixed_size], reason="no shipped photo model yet"

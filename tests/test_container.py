@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from aecodec import container
 from aecodec.container import Header, pack, unpack
 from aecodec.errors import CorruptStreamError, ImageTooLargeError
@@ -72,8 +73,8 @@ def test_foreign_and_future_streams():
     with pytest.raises(CorruptStreamError, match="magic"):
         unpack(b"\x89PNG\r\n\x1a\n" + bytes(40))
     data = bytearray(pack(Header("00000000"), [b"\x01"]))
-    data[2] = (2 << 4) | (data[2] & 15)
-    with pytest.raises(CorruptStreamError, match="version 2"):
+    data[2] = (3 << 4) | (data[2] & 15)
+    with pytest.raises(CorruptStreamError, match="version 3"):
         unpack(bytes(data))
 
 
@@ -84,3 +85,13 @@ def test_oversize_header_is_refused_before_decoding():
         unpack(data, max_pixels=100_000_000)
     with pytest.raises(CorruptStreamError):
         unpack(pack(Header("00000000", 0, 5), [b"\x01"]))
+
+
+def test_tiled_header_round_trip():
+    sections = [b"\x05", b"", b"\x01\x02", b"\x07" * 300]
+    data = pack(Header("0badf00d", 3000, 2000, False, 40.0, tile=64), sections)
+    assert data[2] >> 4 == 2
+    header, got = unpack(data)
+    assert header.tile == 64 and header.version == 2 and got == sections
+    with pytest.raises(CorruptStreamError):  # a tiled stream always carries its size
+        unpack(data[:2] + bytes([0x20]) + data[3:])

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aecodec.entropy import MAX_ABS, TableSet
-from aecodec.errors import AecodecError, CorruptStreamError, ModelError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from aecodec.entropy import MAX_ABS, TableSet
+from aecodec.errors import AecodecError, CorruptStreamError, ModelError
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))

@@ -3,13 +3,14 @@ VAE sampling and the `aecodec mnist` command group."""
 
 from __future__ import annotations
 
-import aecodec
 import numpy as np
 import pytest
-from aecodec.cli import main as cli
-from aecodec.export.mnist.data import MnistNotFoundError, load_mnist
 from click.testing import CliRunner
 from PIL import Image
+
+import aecodec
+from aecodec.cli import main as cli
+from aecodec.export.mnist.data import MnistNotFoundError, load_mnist
 
 EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-sparse",
             "mnist-vae"]

@@ -6,6 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from aecodec.export.mnist.data import (
     MnistNotFoundError,
     default_folder,
@@ -104,8 +105,9 @@ def test_real_mnist():
 
 
 def test_cli_reports_missing_data(tmp_path):
-    from aecodec.cli import main
     from click.testing import CliRunner
+
+    from aecodec.cli import main
 
     res = CliRunner().invoke(main, ["mnist", "bench", "--data", str(tmp_path), "--digits", "5"])
     assert res.exit_code != 0

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aecodec
 import numpy as np
+
+import aecodec
 
 from .data import load_mnist
 

@@ -1,0 +1,353 @@
+"""Fuzz the decoder with mutated streams: each must decode or raise an AecodecError.
+
+    python -m aecodec.bench.fuzz --streams 10000 [--workers 2] [--timeout 20] [--mem-mb 6144]
+
+Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
+tiled, and 28x28 digits through every MNIST model). Stream i is seed i mod S mutated by a
+generator seeded with i (bit flips, byte edits, truncations, insertions, deletions, splices,
+header field edits with huge sizes, tiles or section counts), and usually its CRC is
+recomputed so the damage reaches the entropy decoder and the networks. Worker processes
+decode under an address-space limit (RLIMIT_AS) and a per-stream timeout; the outcomes are
+counted: `ok` (an image), one entry per AecodecError subclass, and the failures `crash`
+(any other exception), `memory` (MemoryError, or ONNX Runtime failing to allocate, under the
+limit), `hang` (timeout) and `died` (the worker process ended, e.g. by a signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import resource
+import time
+import zlib
+from collections import Counter
+from functools import cache, lru_cache
+from pathlib import Path
+
+import numpy as np
+
+PHOTO_MODELS = ("hyperprior", "factorized")
+FAILURES = ("crash", "memory", "hang", "died")
+FUZZ_MAX_PIXELS = 1 << 22  # decoders' pixel limit in the run: declared sizes up to 4 MP decode
+
+
+def _photo(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255 // w, y * 255 // h, (x * y) % 256], axis=2).astype(np.float64)
+    img += rng.normal(0, 12, img.shape)
+    img[h // 4 : h // 2, w // 3 : w // 2] = [230, 40, 30]
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def _digit(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.zeros((28, 28), np.uint8)
+    r = rng.integers(6, 11)
+    y, x = np.mgrid[0:28, 0:28]
+    ring = np.abs(np.hypot(y - 14, x - 14) - r) < 2
+    img[ring] = 255
+    return img
+
+
+@cache
+def codec_for(model_id: str):
+    """A decoder (one thread, fuzz pixel limit) for a shipped model id."""
+    from aecodec.codec import Codec
+    from aecodec.model import find_by_id
+
+    return Codec(find_by_id(model_id), threads=1, max_pixels=FUZZ_MAX_PIXELS)
+
+
+def seeds() -> list[bytes]:
+    """The seed streams (deterministic)."""
+    from aecodec.codec import Codec
+    from aecodec.model import shipped
+
+    out = []
+    for info in shipped():
+        if info.fixed_size:
+            codec = Codec(info, threads=1)
+            q = 50 if info.levels > 1 else None
+            out.append(codec.compress(_digit(len(out)), q) if q else codec.compress(_digit(1)))
+        elif info.name in PHOTO_MODELS:
+            codec = Codec(info, threads=1)
+            out.append(codec.compress(_photo(64, 64, 0), 30))
+            out.append(codec.compress(_photo(48, 80, 1), 85.5))
+            gray = _photo(64, 64, 2)[:, :, 0]
+            out.append(codec.compress(gray, 60))
+            tiled = Codec(info, threads=1, tile=64, tile_above=0)
+            out.append(tiled.compress(_photo(128, 192, 3), 50))
+    return out
+
+
+def refresh_crc(data: bytes) -> bytes:
+    """Recompute the CRC-32 of an edited stream, if its header can still be read."""
+    from aecodec import container
+    from aecodec.errors import AecodecError
+
+    try:
+        pos = container.crc_offset(data)
+    except AecodecError:
+        return data
+    crc = zlib.crc32(data[pos + 4 :], zlib.crc32(data[:pos]))
+    return data[:pos] + crc.to_bytes(4, "little") + data[pos + 4 :]
+
+
+def _varint(v: int) -> bytes:
+    from aecodec.container import write_varint
+
+    return write_varint(v)
+
+
+def _edit_header(data: bytes, rng: random.Random) -> bytes:
+    """Rewrite the header with hostile field values around the original sections."""
+    from aecodec import container
+    from aecodec.errors import AecodecError
+
+    try:
+        header, sections = container.unpack(data)
+    except AecodecError:
+        return data
+    big = [0, 1, 2, 63, 64, 65, 1000, 2047, 2048, 2049, 4096, 20000, (1 << 24) - 1, 1 << 24,
+           (1 << 28), (1 << 35) - 1]
+    w, h = header.width, header.height
+    tile, quality, gray = header.tile, header.quality, header.gray
+    choice = rng.randrange(6)
+    if choice == 0:
+        w, h = rng.choice(big), rng.choice(big)
+    elif choice == 1:
+        w, h = (w or 28) + rng.randint(-20, 20), (h or 28) + rng.randint(-20, 20)
+    elif choice == 2:
+        tile = rng.choice([1, 2, 3, 4, 5, 8, 1000, (1 << 35) - 1])
+        w, h = w or 28, h or 28
+    elif choice == 3:
+        quality = None if quality else rng.choice([1.0, 50.5, 100.0])
+    elif choice == 4:
+        gray = not gray
+    else:  # split / merge sections
+        if len(sections) > 1 and rng.random() < 0.5:
+            i = rng.randrange(len(sections) - 1)
+            sections = sections[:i] + [sections[i] + sections[i + 1]] + sections[i + 2 :]
+        else:
+            s = sections[rng.randrange(len(sections))]
+            cut = rng.randint(0, len(s))
+            sections = [s[:cut], s[cut:]] + sections[1:]
+        tile = tile if tile or len(sections) <= 2 else 4
+        w, h = (w or 28, h or 28) if tile else (w, h)
+    if (w is None) != (h is None) or (w is not None and (w < 0 or h < 0)):
+        w, h = 28, 28
+    try:
+        if tile is not None and w is None:
+            w, h = 28, 28
+        # write by hand where pack refuses (non-positive sizes), so the parser sees them
+        return _pack_raw(header.model_id, w, h, gray, quality, tile, sections)
+    except (ValueError, OverflowError):
+        return data
+
+
+def _pack_raw(model_id, w, h, gray, quality, tile, sections) -> bytes:
+    from aecodec import container
+
+    flags = (1 if gray else 0) | (2 if w is not None else 0) | (4 if quality else 0)
+    tiled = tile is not None
+    if not tiled and len(sections) == 2:
+        flags |= 8
+    if not tiled and len(sections) > 2:
+        sections = [sections[0], b"".join(sections[1:])]
+        flags |= 8
+    head = bytearray(container.MAGIC)
+    head.append(((2 if tiled else 1) << 4) | flags)
+    head += bytes.fromhex(model_id)
+    if w is not None:
+        head += _varint(w) + _varint(h)
+    if quality:
+        head += container.write_quality(quality)
+    if tiled:
+        head += _varint(tile) + _varint(len(sections))
+    for s in sections[:-1]:
+        head += _varint(len(s))
+    payload = b"".join(sections)
+    crc = zlib.crc32(payload, zlib.crc32(bytes(head)))
+    return bytes(head) + crc.to_bytes(4, "little") + payload
+
+
+def mutate(data: bytes, rng: random.Random, pool: list[bytes] | None = None) -> bytes:
+    """One to three random mutations, then (usually) a fresh CRC."""
+    b = bytearray(data)
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        op = rng.randrange(9)
+        n = len(b)
+        if op == 0 and n:  # bit flips
+            for _ in range(rng.randint(1, 8)):
+                i = rng.randrange(n)
+                b[i] ^= 1 << rng.randrange(8)
+        elif op == 1 and n:  # byte set, biased to the header
+            i = rng.randrange(min(n, 24)) if rng.random() < 0.6 else rng.randrange(n)
+            b[i] = rng.choice([0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)])
+        elif op == 2:  # truncation
+            del b[rng.randint(0, n) :]
+        elif op == 3:  # insertion
+            i = rng.randint(0, n)
+            b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        elif op == 4 and n:  # deletion
+            i = rng.randrange(n)
+            del b[i : i + rng.randint(1, 16)]
+        elif op == 5:  # header field edit
+            b = bytearray(_edit_header(bytes(b), rng))
+        elif op == 6 and pool:  # splice with another seed
+            other = rng.choice(pool)
+            i, j = rng.randint(0, n), rng.randint(0, len(other))
+            b = b[:i] + other[j:]
+        elif op == 7:  # random bytes after a valid-looking start
+            keep = rng.randint(0, min(n, 16))
+            b = b[:keep] + bytearray(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+        elif op == 8 and n:  # zero or duplicate a run
+            i = rng.randrange(n)
+            k = rng.randint(1, 32)
+            b[i : i + k] = bytes(min(k, n - i)) if rng.random() < 0.5 else b[i : i + k] * 2
+    out = bytes(b)
+    return refresh_crc(out) if rng.random() < 0.85 else out
+
+
+def decode(data: bytes) -> str:
+    """The outcome of decoding one stream: 'ok', an AecodecError class name, or a failure."""
+    from aecodec import container
+    from aecodec.errors import AecodecError, UnknownModelError
+
+    try:
+        header, _ = container.unpack(data, FUZZ_MAX_PIXELS)
+        try:
+            codec = codec_for(header.model_id)
+        except UnknownModelError:
+            codec = codec_for(seeds_cache()[0][3:7].hex())  # decode with a wrong model
+        pixels = codec.decompress(data)
+        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+            return "crash"
+        return "ok"
+    except AecodecError as e:
+        if "allocate" in str(e):  # ONNX Runtime out of memory, reported as a ModelError
+            return "memory"
+        return type(e).__name__
+    except MemoryError:
+        return "memory"
+    except Exception:  # noqa: BLE001 - the point is to count them
+        return "crash"
+
+
+@lru_cache(maxsize=1)
+def seeds_cache() -> tuple[bytes, ...]:
+    return tuple(seeds())
+
+
+def stream(i: int, base_seed: int = 0) -> bytes:
+    pool = list(seeds_cache())
+    rng = random.Random(base_seed * 1_000_003 + i)
+    return mutate(pool[i % len(pool)], rng, pool)
+
+
+def _worker(indices: list[int], base_seed: int, mem_mb: int, queue) -> None:
+    if mem_mb:
+        limit = mem_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    for i in indices:
+        queue.put(("start", i, None))
+        outcome = decode(stream(i, base_seed))
+        queue.put(("done", i, outcome))
+
+
+def run(n: int, workers: int = 2, timeout: float = 20.0, mem_mb: int = 6144,
+        base_seed: int = 0, log=print) -> dict:
+    """Decode n mutated streams in worker processes; returns counts and failing indices."""
+    seeds_cache()  # build once here; forked workers inherit it
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    todo = list(range(n))
+    chunks = [todo[k::workers] for k in range(workers)]
+    counts: Counter = Counter()
+    failures: dict[str, list[int]] = {}
+    procs: dict[int, tuple] = {}  # worker slot -> (process, remaining, current, since)
+
+    def launch(slot: int, remaining: list[int]) -> None:
+        if not remaining:
+            procs.pop(slot, None)
+            return
+        p = ctx.Process(target=_worker, args=(remaining, base_seed, mem_mb, queue), daemon=True)
+        p.start()
+        procs[slot] = (p, list(remaining), None, time.monotonic())
+
+    owner = {}
+    for slot, chunk in enumerate(chunks):
+        for i in chunk:
+            owner[i] = slot
+        launch(slot, chunk)
+    t0, done = time.monotonic(), 0
+    while procs:
+        try:
+            kind, i, outcome = queue.get(timeout=0.5)
+            slot = owner[i]
+            p, remaining, _, _ = procs[slot]
+            if kind == "start":
+                procs[slot] = (p, remaining, i, time.monotonic())
+            else:
+                remaining.remove(i)
+                counts[outcome] += 1
+                if outcome in FAILURES or outcome == "crash":
+                    failures.setdefault(outcome, []).append(i)
+                done += 1
+                if done % 1000 == 0:
+                    log(f"{done}/{n} streams, {time.monotonic() - t0:.0f} s: {dict(counts)}")
+                procs[slot] = (p, remaining, None, time.monotonic())
+                if not remaining:
+                    p.join(5)
+                    procs.pop(slot)
+        except Exception:  # queue.Empty: check for hangs and dead workers
+            pass
+        now = time.monotonic()
+        for slot, (p, remaining, current, since) in list(procs.items()):
+            hung = current is not None and now - since > timeout
+            dead = not p.is_alive() and queue.empty()
+            if hung or dead:
+                if p.is_alive():
+                    p.kill()
+                p.join()
+                bad = current if current is not None else (remaining[0] if remaining else None)
+                if bad is None:
+                    procs.pop(slot)
+                    continue
+                outcome = "hang" if hung else "died"
+                counts[outcome] += 1
+                failures.setdefault(outcome, []).append(bad)
+                remaining.remove(bad)
+                done += 1
+                launch(slot, remaining)
+    return {"streams": n, "seconds": round(time.monotonic() - t0, 1), "seed_streams":
+            len(seeds_cache()), "base_seed": base_seed, "max_pixels": FUZZ_MAX_PIXELS,
+            "mem_limit_mb": mem_mb, "timeout_s": timeout, "outcomes": dict(counts.most_common()),
+            "failures": failures}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--streams", type=int, default=10_000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds per stream")
+    p.add_argument("--mem-mb", type=int, default=6144,
+                   help="address-space limit per worker (a legitimate 4 MP decode needs ~1.6 GB "
+                        "resident, more address space)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
+    args = p.parse_args(argv)
+    res = run(args.streams, args.workers, args.timeout, args.mem_mb, args.seed)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    if any(k in res["outcomes"] for k in FAILURES):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

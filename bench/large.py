@@ -1,0 +1,140 @@
+"""Large images in bounded memory: time and peak RSS of coding a 48-megapixel photo.
+
+    python -m aecodec.bench.large [--width 8000 --height 6000 --quality 50 --out FILE]
+
+The image is a mosaic of the Kodak photos (upscaled 2x, so it keeps photo statistics) or, with
+no Kodak folder, a synthetic photo-like image. Encoding and decoding each run in a fresh child
+process, whose peak resident memory (VmHWM of the child) is reported with its wall time:
+the child holds the image, the stream and the decoded pixels, i.e. what the CLI would hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def mosaic(width: int, height: int, folder: Path | None = None) -> np.ndarray:
+    """A width x height RGB photo mosaic (Kodak, 2x upscaled), or a synthetic photo-like image."""
+    from PIL import Image
+
+    files = sorted(folder.glob("kodim*.png")) if folder and folder.is_dir() else []
+    out = np.empty((height, width, 3), np.uint8)
+    if not files:
+        rng = np.random.default_rng(0)
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        for c in range(3):
+            out[:, :, c] = (127 + 60 * np.sin(x / (97 + 31 * c)) * np.cos(y / 83)
+                            + rng.normal(0, 6, (height, width))).clip(0, 255)
+        return out
+    k = 0
+    for top in range(0, height, 1024):
+        for left in range(0, width, 1536):
+            with Image.open(files[k % len(files)]) as im:
+                im = im.convert("RGB")
+                if im.height > im.width:
+                    im = im.transpose(Image.Transpose.ROTATE_90)
+                tile = np.asarray(im.resize((1536, 1024), Image.Resampling.BICUBIC))
+            k += 1
+            h, w = min(1024, height - top), min(1536, width - left)
+            out[top : top + h, left : left + w] = tile[:h, :w]
+    return out
+
+
+def _child(args: argparse.Namespace) -> None:
+    """One measured step in this process: prints its JSON result."""
+    from aecodec.codec import Codec
+
+    codec = Codec(args.model, threads=args.threads)
+    t0 = time.perf_counter()
+    if args.step == "encode":
+        image = mosaic(args.width, args.height, args.kodak)
+        t0 = time.perf_counter()
+        data = codec.compress(image, args.quality)
+        Path(args.stream).write_bytes(data)
+        extra = {"bytes": len(data), "bpp": len(data) * 8 / (args.width * args.height)}
+    else:
+        data = Path(args.stream).read_bytes()
+        t0 = time.perf_counter()
+        pixels = codec.decompress(data)
+    seconds, peak = time.perf_counter() - t0, peak_rss_mb()
+    if args.step == "decode":  # after the measurement: the reference image costs memory
+        image = mosaic(args.width, args.height, args.kodak)
+        sse = sum(float(np.sum((pixels[r : r + 500].astype(np.float64) - image[r : r + 500]) ** 2))
+                  for r in range(0, args.height, 500))
+        extra = {"psnr": float(10 * np.log10(255**2 * image.size / sse))}
+    print(json.dumps({"step": args.step, "seconds": round(seconds, 2), "peak_rss_mb": peak,
+                      **extra}))
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory in MiB: VmHWM, which (unlike ru_maxrss, kept
+    across exec) counts this program only; ru_maxrss where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale // 2**20
+
+
+def run(width: int, height: int, quality: float, model: str | None, threads: int | None,
+        kodak: Path | None) -> dict:
+    """Encode then decode in child processes; returns the measurements."""
+    result: dict = {"width": width, "height": height, "megapixels": width * height / 1e6,
+                    "quality": quality, "model": model or "default"}
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = Path(tmp) / "large.aec"
+        for step in ("encode", "decode"):
+            cmd = [sys.executable, "-m", "aecodec.bench.large", "--child", step,
+                   "--width", str(width), "--height", str(height), "--quality", str(quality),
+                   "--stream", str(stream)]
+            cmd += ["--model", model] if model else []
+            cmd += ["--threads", str(threads)] if threads else []
+            cmd += ["--kodak", str(kodak)] if kodak else []
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"{step} failed:\n{out.stderr}")
+            result[step] = json.loads(out.stdout.strip().splitlines()[-1])
+            result[step]["process_seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--width", type=int, default=8000)
+    p.add_argument("--height", type=int, default=6000)
+    p.add_argument("--quality", type=float, default=50.0)
+    p.add_argument("--model", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    default_kodak = Path(os.environ.get("AECODEC_SHARED") or "../shared") / "data" / "kodak"
+    p.add_argument("--kodak", type=Path, default=default_kodak if default_kodak.is_dir() else None)
+    p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
+    p.add_argument("--child", choices=["encode", "decode"], help=argparse.SUPPRESS)
+    p.add_argument("--stream", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        args.step = args.child
+        _child(args)
+        return
+    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Decoding that never goes wrong: hostile streams (hypothesis), tiles, atomic outputs."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from aecodec import container
+from aecodec.bench import fuzz
+from aecodec.codec import Codec
+from aecodec.errors import AecodecError, CorruptStreamError, ImageTooLargeError
+
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def seeds() -> list[bytes]:
+    return list(fuzz.seeds_cache())
+
+
+# ---- the container parser and the decoder on hostile bytes ----------------------------------
+
+
+@FUZZ
+@given(st.one_of(
+    st.binary(max_size=64),
+    st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x1F]) + b),
+    st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x26]) + b),
+))
+def test_unpack_random_bytes(data):
+    try:
+        header, sections = container.unpack(data, max_pixels=1 << 22)
+    except (CorruptStreamError, ImageTooLargeError):
+        return
+    assert b"".join(sections) == data[len(data) - sum(map(len, sections)):]
+    assert header.width is None or header.width * header.height <= 1 << 22
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.randoms(use_true_random=False))
+def test_decompress_mutated_streams(seeds, index, rng):
+    """Every mutated stream (bit flips, truncations, insertions, header edits with fresh
+    CRCs) decodes to an image or raises an AecodecError: nothing else escapes."""
+    data = fuzz.mutate(seeds[index % len(seeds)], rng, seeds)
+    try:
+        header, _ = container.unpack(data, fuzz.FUZZ_MAX_PIXELS)
+        codec = fuzz.codec_for(header.model_id)
+    except AecodecError:
+        return
+    try:
+        pixels = codec.decompress(data)
+    except AecodecError:
+        return
+    assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3)
+
+
+def test_fuzz_run_counts_outcomes():
+    res = fuzz.run(40, workers=2, timeout=60)
+    assert sum(res["outcomes"].values()) == 40
+    assert not set(res["outcomes"]) & set(fuzz.FAILURES), res
+
+
+def test_size_guard_comes_before_any_allocation(seeds):
+    header, sections = container.unpack(seeds[0])
+    codec = fuzz.codec_for(header.model_id)
+    for w, h, tile in ((20000, 20000, None), (3000, 2000, 64)):
+        data = fuzz._pack_raw(header.model_id, w, h, False, header.quality, tile, sections)
+        tracemalloc.start()
+        with pytest.raises(ImageTooLargeError):
+            codec.decompress(data)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 1 << 20
+
+
+def test_tiled_stream_refuses_bad_tile_fields(seeds):
+    tiled = seeds[3]  # the tiled hyperprior seed
+    header, sections = container.unpack(tiled)
+    assert header.tile == 4
+    codec = fuzz.codec_for(header.model_id)
+    assert codec.decompress(tiled).shape == (128, 192, 3)
+    for tile, secs in ((3, sections), (8, sections), (4, sections[:-1]), (4, sections + [b""])):
+        data = fuzz._pack_raw(header.model_id, 192, 128, False, header.quality, tile, secs)
+        with pytest.raises(CorruptStreamError):
+            codec.decompress(data)
+
+
+# ---- tiles ----------------------------------------------------------------------------------
+
+
+def test_tiled_synthetic_models_are_exact(synth, photo):
+    for family in ("factorized", "hyperprior"):
+        whole = Codec(synth[family], tile_above=None)
+        tiled = Codec(synth[family], tile=16, tile_above=0)
+        a, b = whole.compress(photo, 60), tiled.compress(photo, 60)
+        assert container.unpack(b)[0].tile == 4 and container.unpack(a)[0].tile is None
+        assert np.array_equal(whole.decompress(a), tiled.decompress(b))
+        assert np.array_equal(whole.decompress(b), tiled.decompress(a))
+
+
+def test_tiles_leave_no_seams(kodak):
+    """A Kodak photo coded by 256-pixel tiles: the same latents and pixels as one pass."""
+    a = np.asarray(Image.open(kodak[4]).convert("RGB"))
+    whole = Codec(tile_above=None)
+    tiled = Codec(tile=256, tile_above=0)
+    da, db = whole.compress(a, 40), tiled.compress(a, 40)
+    assert container.unpack(db)[0].tile == 16 and len(container.unpack(db)[1]) == 1 + 6
+    la, lb = whole.decode_latents(da), tiled.decode_latents(db)
+    for key in ("z_sym", "y_sym", "mean", "index"):
+        assert np.array_equal(la[key], lb[key]), key
+    xa, xb = whole.decompress(da), tiled.decompress(db)
+    assert np.array_equal(xa, whole.synthesize(la["y_hat"], *a.shape[:2]))
+    err_b = np.abs(xb.astype(int) - a).mean(axis=2)
+    # no seam: the error on the tile boundaries' rows/columns is no larger than elsewhere
+    rows = [r for k in range(256, a.shape[0], 256) for r in (k - 1, k)]
+    cols = [c for k in range(256, a.shape[1], 256) for c in (k - 1, k)]
+    edge = np.concatenate([err_b[rows].ravel(), err_b[:, cols].ravel()]).mean()
+    assert edge <= 1.25 * err_b.mean()
+    mse = [np.mean((x.astype(float) - a) ** 2) for x in (xa, xb)]
+    assert abs(10 * np.log10(mse[0] / mse[1])) < 0.05
+    assert np.array_equal(xa, xb)
+
+
+def test_tiled_coding_bounds_memory(tmp_path):
+    """A 1536x1024 photo coded by 256-pixel tiles stays far below the one-pass peak."""
+    code = textwrap.dedent("""
+        from aecodec.bench.large import mosaic, peak_rss_mb
+        from aecodec.codec import Codec
+        c = Codec(threads=1, tile=256, tile_above=0)
+        a = mosaic(1536, 1024, None)
+        assert c.decompress(c.compress(a, 50)).shape == a.shape
+        print(peak_rss_mb())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) < 800  # MiB; one pass takes ~1.8 GiB
+
+
+# ---- atomic outputs -------------------------------------------------------------------------
+
+
+def _start(code: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"writing", p.stderr.read()
+    return p
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_killed_write_leaves_nothing(tmp_path, unnamed):
+    """Killed between two chunks of the write: SIGKILL with the unnamed temporary file
+    (Linux), SIGTERM with the portable named one (the CLI's handler removes it)."""
+    if unnamed and fuzz_unnamed_unavailable(tmp_path):
+        pytest.skip("no O_TMPFILE here")
+    target = tmp_path / "out" / "x.aec"
+    p = _start(f"""
+        import sys, time
+        import aecodec.imageio as io
+        from aecodec import cli
+        if not {unnamed}:
+            io._unnamed_file = lambda folder: None
+        cli._exit_on_sigterm()
+        def chunks():
+            yield b"x" * 100000
+            print("writing", flush=True)
+            time.sleep(60)
+            yield b"y"
+        io.write_atomic({str(target)!r}, chunks())
+    """)
+    p.send_signal(signal.SIGKILL if unnamed else signal.SIGTERM)
+    p.wait(30)
+    assert not os.listdir(target.parent)
+
+
+def fuzz_unnamed_unavailable(folder: Path) -> bool:
+    from aecodec.imageio import _unnamed_file
+
+    fd = _unnamed_file(folder)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_cli_killed_midway_leaves_no_output(tmp_path, command):
+    from aecodec.bench.large import mosaic
+
+    src = tmp_path / "big.png"
+    a = mosaic(1536, 1024, None)
+    Image.fromarray(a).save(src, compress_level=1)
+    if command == "decompress":
+        stream = tmp_path / "big.aec"
+        stream.write_bytes(Codec(tile_above=None).compress(a[:512], 50))
+        src = tmp_path / "big.aec"
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "aecodec.cli", command, str(src), "-o",
+                          str(out / "result")], stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    p.kill()
+    p.wait(30)
+    assert p.returncode == -signal.SIGKILL
+    assert not os.listdir(out)
+
+
+def test_no_overwrite_without_force_for_every_input(synth, photo, tmp_path):
+    from click.testing import CliRunner
+
+    from aecodec import cli
+
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.roll(photo, len(name), axis=1)).save(tmp_path / f"{name}.png")
+    (tmp_path / "b.aec").write_bytes(b"keep")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                                      str(tmp_path / "c.png"), "--model", str(synth["factorized"])])
+    assert r.exit_code == 1 and "b.aec exists" in r.output
+    assert (tmp_path / "b.aec").read_bytes() == b"keep"
+    assert (tmp_path / "a.aec").stat().st_size > 4 and (tmp_path / "c.aec").exists()
+    # two inputs that would write one output are refused before any work
+    Image.fromarray(photo).save(tmp_path / "a.bmp")
+    r = CliRunner().invoke(cli.main, ["compress", str(tmp_path / "a.png"), str(tmp_path / "a.bmp"),
+                                      "--force", "--model", str(synth["factorized"])])
+    assert r.exit_code == 1 and "would both write" in r.output
+
+
+def test_write_atomic_keeps_mode_and_refuses_existing(tmp_path, monkeypatch):
+    from aecodec import imageio
+
+    for unnamed in (True, False):
+        if not unnamed:
+            monkeypatch.setattr(imageio, "_unnamed_file", lambda folder: None)
+        target = tmp_path / f"f{unnamed}.bin"
+        imageio.write_atomic(target, b"one")
+        with pytest.raises(FileExistsError):
+            imageio.write_atomic(target, b"two")
+        imageio.write_atomic(target, [b"th", b"ree"], force=True)
+        assert target.read_bytes() == b"three"
+        assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fFalse.bin", "fTrue.bin"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_mutations_are_deterministic(seeds):
+    assert fuzz.stream(123) == fuzz.stream(123)
+    assert fuzz.mutate(seeds[0], random.Random(5)) == fuzz.mutate(seeds[0], random.Random(5))
+
+
+def test_hyper_decoder_by_blocks_is_exact(monkeypatch):
+    """The integer hyper-decoder run block by block (with its margin) equals one run."""
+    from aecodec import codec as codec_module
+    from aecodec.bench.large import mosaic
+
+    c = Codec(threads=1)
+    data = c.compress(mosaic(320, 256, None), 60)
+    whole = c.decode_latents(data)
+    monkeypatch.setattr(codec_module, "INTNET_BLOCK", 1)
+    blocks = c.decode_latents(data)
+    for key in ("mean", "index", "y_sym", "y_hat"):
+        assert np.array_equal(whole[key], blocks[key]), key
