@@ -202,11 +202,12 @@ def test_cli_killed_midway_leaves_no_output(tmp_path, command):
     from aecodec.bench.large import mosaic
 
     src = tmp_path / "big.png"
-    a = mosaic(1536, 1024, None)
+    # 3 megapixels: several seconds of work either way, so the kill lands midway.
+    a = mosaic(2048, 1536, None)
     Image.fromarray(a).save(src, compress_level=1)
     if command == "decompress":
         stream = tmp_path / "big.aec"
-        stream.write_bytes(Codec(tile_above=None).compress(a[:512], 50))
+        stream.write_bytes(Codec().compress(a, 50))
         src = tmp_path / "big.aec"
     out = tmp_path / "out"
     out.mkdir()
