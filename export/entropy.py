@@ -58,11 +58,17 @@ class EntropyBottleneck(nn.Module):
         for i, (m, b) in enumerate(zip(self.matrices, self.biases, strict=True)):
             if stop_gradient:
                 m, b = m.detach(), b.detach()
-            x = torch.matmul(F.softplus(m), x) + b
+            x = torch.matmul(F.softplus(m.to(x.dtype)), x) + b.to(x.dtype)
             if i < len(self.factors):
                 f = self.factors[i].detach() if stop_gradient else self.factors[i]
-                x = x + torch.tanh(f) * torch.tanh(x)
+                x = x + torch.tanh(f.to(x.dtype)) * torch.tanh(x)
         return x
+
+    def pmf_at(self, v: torch.Tensor) -> torch.Tensor:
+        """Mass of [v - 0.5, v + 0.5] for v [C, 1, N] (no floor), as [C, N] in v's dtype."""
+        lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
+        sign = -torch.sign(lower + upper).detach()
+        return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))[:, 0]
 
     def aux_loss(self) -> torch.Tensor:
         logits = self.logits_cdf(self.quantiles, stop_gradient=True)
@@ -73,11 +79,7 @@ class EntropyBottleneck(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             b, c, h, w = x.shape
             v = x.float().permute(1, 0, 2, 3).reshape(c, 1, -1)
-            lower = self.logits_cdf(v - 0.5)
-            upper = self.logits_cdf(v + 0.5)
-            sign = -torch.sign(lower + upper).detach()
-            p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-            p = p.reshape(c, b, h, w).permute(1, 0, 2, 3)
+            p = self.pmf_at(v).reshape(c, b, h, w).permute(1, 0, 2, 3)
             return torch.clamp(p, min=LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
@@ -91,11 +93,7 @@ class EntropyBottleneck(nn.Module):
         table_len = int(lens.max())
         pos = lo[:, None] + torch.arange(table_len)[None, :]
         dev = self.quantiles.device
-        v = pos.float().to(dev).reshape(c, 1, -1)
-        lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
-        sign = -torch.sign(lower + upper)
-        p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).reshape(c, -1)
-        p = p.double().cpu()
+        p = self.pmf_at(pos.float().to(dev).reshape(c, 1, -1)).double().cpu()
         mask = torch.arange(table_len)[None, :] < lens[:, None]
         p = torch.where(mask, p, torch.zeros_like(p))
         return {

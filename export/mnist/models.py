@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..entropy import EntropyBottleneck
 
 MODEL_NAMES = ("dense", "deep", "sparse", "conv", "denoise", "vae")
 DESCRIPTIONS = {
@@ -27,53 +28,21 @@ DESCRIPTIONS = {
 }
 
 
-class FactorizedDensity(nn.Module):
-    """Ballé et al. 2018 non-parametric univariate density, one per channel (float32 params)."""
+class FactorizedDensity(EntropyBottleneck):
+    """The photo models' entropy bottleneck (Ballé 2018), on dense latents [B, C]."""
 
     def __init__(self, channels: int, filters=(3, 3, 3), init_scale: float = 10.0):
-        super().__init__()
-        self.channels = channels
-        dims = (1, *filters, 1)
-        scale = init_scale ** (1 / (len(filters) + 1))
-        self.matrices = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        self.factors = nn.ParameterList()
-        for i in range(len(filters) + 1):
-            init = math.log(math.expm1(1 / scale / dims[i + 1]))
-            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
-            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
-            if i < len(filters):
-                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
-
-    def logits_cdf(self, v: torch.Tensor) -> torch.Tensor:
-        """v [C,1,N] -> logit of the CDF at v, [C,1,N]."""
-        logits = v
-        for i in range(len(self.matrices)):
-            logits = torch.matmul(F.softplus(self.matrices[i].to(v.dtype)), logits)
-            logits = logits + self.biases[i].to(v.dtype)
-            if i < len(self.factors):
-                logits = logits + torch.tanh(self.factors[i].to(v.dtype)) * torch.tanh(logits)
-        return logits
+        super().__init__(channels, filters, init_scale)
 
     def likelihood(self, y: torch.Tensor) -> torch.Tensor:
         """y [B,C] -> mass of [y-1/2, y+1/2] under each channel's density, [B,C]."""
-        v = y.t().unsqueeze(1)  # C,1,B
-        lower = self.logits_cdf(v - 0.5)
-        upper = self.logits_cdf(v + 0.5)
-        sign = -torch.sign(lower + upper).detach()
-        lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-        return lik.squeeze(1).t()
+        return super().likelihood(y[:, :, None, None])[:, :, 0, 0]
 
     @torch.no_grad()
     def integer_pmf(self, radius: int = 400) -> np.ndarray:
         """Probabilities at the integers -radius..radius, [C, 2*radius+1], float64."""
         v = torch.arange(-radius, radius + 1, dtype=torch.float64)
-        v = v.expand(self.channels, 1, -1).contiguous()
-        lower = self.logits_cdf(v - 0.5)
-        upper = self.logits_cdf(v + 0.5)
-        sign = -torch.sign(lower + upper)
-        pmf = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-        return pmf.squeeze(1).numpy()
+        return self.pmf_at(v.expand(self.channels, 1, -1).contiguous()).numpy()
 
 
 def _dense_encoder(sizes):
