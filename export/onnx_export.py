@@ -30,33 +30,13 @@ from .train import load_weights
 FORMAT = 1
 
 
-class _Graph(nn.Module):
-    """Wraps one transform so that its forward argument carries the graph's input name."""
-
-    def __init__(self, body: nn.Module, arg: str) -> None:
-        super().__init__()
-        self.body = body
-        self.arg = arg
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.body(args[0])
-
-
-def _named(body: nn.Module, arg: str) -> nn.Module:
-    ns: dict = {}
-    exec(f"def forward(self, {arg}):\n    return self.body({arg})", ns)  # noqa: S102
-    cls = type(f"Graph_{arg}", (_Graph,), {"forward": ns["forward"]})
-    return cls(body, arg)
-
-
 def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tensor, path: Path,
                   fp16: bool) -> None:
-    module = _named(body, arg).eval()
     h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
     torch.onnx.export(
-        module, (example,), str(path), dynamo=True, external_data=False,
+        body.eval(), (example,), str(path), dynamo=True, external_data=False,
         input_names=[arg], output_names=[out_name],
-        dynamic_shapes={arg: {2: h * 1, 3: w * 1}},
+        dynamic_shapes=({2: h, 3: w},),  # positional, so the graph input can be named freely
     )
     _finalize(path, fp16)
     # Parity with torch on the example (a real image, or its latents).
