@@ -274,7 +274,16 @@ def models() -> None:
         if i.description:
             click.echo(f"    {i.description}")
         for key, value in i.results.items():
-            click.echo(f"    {key}: {value}")
+            click.echo(f"    {key}: {_summary(value)}")
+
+
+def _summary(value: object) -> str:
+    """One line for a manifest result: its BD-rate and image count when it is a bench entry."""
+    if isinstance(value, dict) and "bd_rate_vs_jpeg" in value:
+        bd = value["bd_rate_vs_jpeg"]
+        bd_text = f"{bd:+.1%}" if isinstance(bd, float) else "n/a"
+        return f"BD-rate vs JPEG {bd_text} (PSNR, {value.get('images')} images)"
+    return str(value)
 
 
 @main.command()

@@ -76,7 +76,7 @@ def results_from_bench(results: dict[str, Any], model: str) -> dict[str, Any] | 
     speed = results.get("speed", {}).get("codecs", {}).get(key, {})
     env = results.get("environment", {})
     return {
-        "images": len(results.get("images", [])),
+        "images": (results.get("images") or {}).get("count"),
         "curve": [{k: p.get(k) for k in ("setting", "bpp", "psnr", "ms_ssim")} for p in curve],
         "bd_rate_vs_jpeg": bd.get(key, {}).get("bd_rate"),
         "bd_psnr_vs_jpeg": bd.get(key, {}).get("bd_psnr"),
