@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from .layers import freeze_gdn
 from .models import synthesis
 from .onnx_export import _export_graph
 
@@ -36,9 +37,7 @@ def main(n: int, m: int, threads: int, height: int, width: int, repeats: int) ->
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("deconv", "subpel"):
             g = synthesis(n, m, kind).eval()
-            for mod in g.modules():
-                if hasattr(mod, "freeze"):
-                    mod.freeze()
+            freeze_gdn(g)
             path = Path(tmp) / f"{kind}.onnx"
             _export_graph(g, "y_hat", "x_hat", y, path, fp16=False)
             sessions[kind] = ort.InferenceSession(str(path), opts,

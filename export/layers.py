@@ -84,6 +84,13 @@ class GDN(nn.Module):
             return xf * norm if self.inverse else xf / norm
 
 
+def freeze_gdn(module: nn.Module) -> None:
+    """Freeze every GDN inside `module` (see GDN.freeze), before export or timing."""
+    for mod in module.modules():
+        if isinstance(mod, GDN):
+            mod.freeze()
+
+
 def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .entropy import EntropyBottleneck, gaussian_likelihood, noisy, scale_from_index, ste_round
 from .intnet import IntHyperSynthesis
-from .layers import GDN, conv, upsample
+from .layers import GDN, conv, freeze_gdn, upsample
 
 # CompressAI's MSE lambdas for its qualities 1..8: about 0.1 to 2 bpp on Kodak.
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -82,9 +82,7 @@ class Codec(nn.Module):
         return sum(mod.aux_loss() for mod in self.modules() if isinstance(mod, EntropyBottleneck))
 
     def freeze(self) -> None:
-        for mod in self.modules():
-            if isinstance(mod, GDN):
-                mod.freeze()
+        freeze_gdn(self)
 
 
 class Factorized(Codec):
