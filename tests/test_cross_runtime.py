@@ -14,7 +14,8 @@ qualities in turn): the synthesis is a float network, so a different
 kernel choice (graph optimisations on or off, the torch reference, a GPU) moves x_hat by
 < 1e-6 and flips the rounding of a few pixel values by one level. Measured on all 72 streams
 against 2 threads with all optimisations: optimisations off (1 or 2 threads) 834 of 84.9 M
-values (at most 20 per image), torch 542 (at most 18), never by more than one level.
+values (at most 20 per image), torch 542 (at most 18), never by more than one level. On the CI
+machine the torch reference's kernels differ more: up to 2324 values of an image (0.2 %).
 No rounding rule can absorb float differences in general; exact pixels everywhere would need
 an integer synthesis network.
 """
@@ -31,7 +32,9 @@ from aecodec.codec import Codec, _channel_index
 from aecodec.imageio import read_image
 
 QUALITIES = (10, 50, 90)
-MAX_FLIPS = 100  # per image, of ~1.2 M values; measured at most 20 (opt none) and 18 (torch)
+# share of an image's values allowed to differ by one level: measured at most 20 of ~1.2 M here
+# (either configuration) and 2324 (0.2 %) for torch on the CI machine
+MAX_FLIP_SHARE = 0.01
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "hyperprior.pt"
 
 
@@ -125,4 +128,5 @@ def test_kodak_decodes_identically_across_runtimes(kodak, codecs, torch_synthesi
         else:
             alt = codecs[other].synthesize(ref["y_hat"], h, w)
         diff = np.abs(alt.astype(np.int16) - pixels)
-        assert diff.max() <= 1 and np.count_nonzero(diff) <= MAX_FLIPS, (other, quality)
+        assert diff.max() <= 1, (other, quality)
+        assert np.count_nonzero(diff) <= MAX_FLIP_SHARE * diff.size, (other, quality)
