@@ -398,18 +398,21 @@ class Codec:
         s, halo = self.stride, self.synthesis_halo
         channels = 1 if gray or self.model.info.channels == 1 else 3
         out = np.empty((h, w, channels), np.uint8)
+        # an 8-bit synthesis gives the pixels themselves (uint8), a float one x_hat in [0, 1]
+        out_name = self.model.synthesis.get_outputs()[0].name
         for r0, r1, c0, c1 in _tiles(hy, wy, tile):
             if r0 * s >= h or c0 * s >= w:
                 continue  # a tile of padding only
             R0, R1, C0, C1 = max(r0 - halo, 0), min(r1 + halo, hy), max(c0 - halo, 0), min(
                 c1 + halo, wy)
             part = np.ascontiguousarray(y_hat[None, :, R0:R1, C0:C1])
-            x_hat = self._run(self.model.synthesis, "x_hat", {"y_hat": part})[0]
+            x_hat = self._run(self.model.synthesis, out_name, {"y_hat": part})[0]
             top, left = (r0 - R0) * s, (c0 - C0) * s
             th, tw = min(r1 * s, h) - r0 * s, min(c1 * s, w) - c0 * s
             if x_hat.shape[1] < top + th or x_hat.shape[2] < left + tw:
                 raise ModelError(f"synthesis produced {x_hat.shape}, too small for {w}x{h}")
-            x = np.clip(x_hat[:, top : top + th, left : left + tw], 0.0, 1.0) * 255.0
+            x = x_hat[:, top : top + th, left : left + tw]
+            x = x.astype(np.float32) if x.dtype == np.uint8 else np.clip(x, 0.0, 1.0) * 255.0
             if x.shape[0] == 1 or not gray:
                 if x.shape[0] != channels:
                     raise CorruptStreamError("stream asks for color output from a grayscale model")

@@ -36,13 +36,15 @@ import click
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of images to measure the exported model on (written to its manifest).")
 @click.option("--name", default=None, help="Model name in the manifest (default: family).")
+@click.option("--int-minutes", type=float, default=0.0,
+              help="After training, fine-tune the exact 8-bit synthesis for this long.")
 @click.option("--extend-low", type=int, default=0,
               help="Rate levels to add below the lowest trained one (log-linear gains).")
 def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsample: str,
           iterations: int, batch: int, crop: int, lr: float, qat_from: float, device: str,
           bf16: bool, minutes: float | None, checkpoint_minutes: float, resume: Path | None,
           threads: int | None, pack: bool, export_to: Path | None, eval_dir: Path | None,
-          name: str | None, extend_low: int) -> None:
+          name: str | None, extend_low: int, int_minutes: float) -> None:
     """Train a learned codec on DATA (folders of images, or one .tar made by --pack)."""
     from .data import build_archive
 
@@ -65,6 +67,10 @@ def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsamp
                     bf16=bf16)
     weights = run_training(data[0], out, cfg, recipe, device=device, resume=resume,
                            minutes=minutes, checkpoint_minutes=checkpoint_minutes)
+    if int_minutes > 0:
+        from .int_train import finetune
+
+        finetune(weights, data[0], int_minutes, device=device, batch=batch, crop=crop)
     click.echo(f"weights: {weights}")
     if export_to is not None:
         from .onnx_export import export_model

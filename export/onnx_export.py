@@ -22,7 +22,12 @@ from torch import nn
 
 from aecodec.model import file_sha256, folder_sha256
 
+from .data import load_images
 from .entropy import gaussian_tables
+from .int_analysis import quantize_analysis
+from .int_onnx import build_graph
+from .int_reference import IntReference
+from .int_synthesis import IntSynthesis
 from .intnet import MEAN_BITS
 from .models import Codec, Hyperprior
 from .train import load_weights
@@ -101,15 +106,22 @@ def _table_arrays(prefix: str, t: dict[str, np.ndarray]) -> dict[str, np.ndarray
 
 def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None = None,
                  version: str = "1.0.0", fp16: bool = True, description: str = "",
-                 extend_low: int = 0) -> Path:
+                 extend_low: int = 0, calib: Path | None = None) -> Path:
     """Write the model folder for `weights` at `folder` (replaced atomically).
 
     `extend_low` prepends that many rate levels below the lowest trained one, continuing the
     gains log-linearly: measured on Kodak, the hyperprior's curve stays smooth two levels down
     (0.32 -> 0.13 bpp on a Kodak subset), which stretches quality 1 towards 0.1 bpp.
+
+    A weights file with an 8-bit synthesis (`int_train.finetune`) exports it in place of the
+    float one: exact pixels on every runtime (docs/model-format.md).
+
+    `calib` (training images, never the evaluation set) makes the analysis 8-bit, calibrated
+    on them (`int_analysis`): faster encoding; decoding is unaffected.
     """
     model, state = load_weights(weights)
     model.eval()
+    net, int_record = _load_int_synthesis(model, state.get("int_synthesis"))
     model.freeze()
     cfg = model.cfg
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
@@ -118,9 +130,15 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
         x = _image_example(eval_dir)
         with torch.no_grad():
             y = model.g_a(x)
-        _export_graph(model.g_a, "x", "y", x, tmp / "analysis.onnx", fp16)
-        _export_graph(model.g_s, "y_hat", "x_hat", torch.round(y * 4) / 4,
-                      tmp / "synthesis.onnx", fp16)
+        if calib is None:
+            _export_graph(model.g_a, "x", "y", x, tmp / "analysis.onnx", fp16)
+        else:
+            _export_int_analysis(model.g_a, x, calib, tmp)
+        if net is None:
+            _export_graph(model.g_s, "y_hat", "x_hat", torch.round(y * 4) / 4,
+                          tmp / "synthesis.onnx", fp16)
+        else:
+            _export_int_graph(net, torch.round(y * 4) / 4, tmp / "synthesis.onnx")
         log_gain, log_inv = _extend_low(model.gains.log_gain.detach(),
                                         model.gains.log_inv_gain.detach(), extend_low)
         gain = torch.exp(log_gain).numpy().astype(np.float32)
@@ -143,17 +161,19 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
             "name": name,
             "version": version,
             "family": cfg.family,
-            "description": description or _describe(model),
+            "description": description or _describe(model, net is not None, calib is not None),
             "image": {"channels": 3, "pad_multiple": 64, "fixed_size": None},
             "latent": {"channels": cfg.m, "stride": 16, "hyper_channels": cfg.nz,
                        "hyper_stride": 64},
             "rate": {"levels": len(lambdas), "lambdas": lambdas, "extended_low": extend_low},
             "mean_bits": MEAN_BITS,
-            "architecture": cfg.to_dict(),
+            "architecture": cfg.to_dict() | {"analysis": "float" if calib is None else "int8",
+                                             "synthesis": "float" if net is None else "int8"},
             "files": files,
             "sha256": digest,
             "id": digest[:8],
-            "training": _training_record(state),
+            "training": _training_record(state) | (
+                {"int_synthesis": int_record} if int_record else {}),
             "results": {},
             "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
@@ -165,6 +185,42 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
         if tmp.exists():
             shutil.rmtree(tmp)
     return folder
+
+
+def _load_int_synthesis(model: Codec, state: dict | None) -> tuple[IntSynthesis | None, dict]:
+    """The fine-tuned 8-bit synthesis over `model` (it shares the float layers), or None."""
+    if state is None:
+        return None, {}
+    n, m = model.cfg.n, model.cfg.m
+    net = IntSynthesis(model.g_s, [torch.ones(m)] + [torch.ones(n)] * 3, [torch.ones(n)] * 3)
+    net.load_state_dict({k: v.float() for k, v in state["net"].items()})
+    return net, state["record"]
+
+
+def _export_int_graph(net: IntSynthesis, y_hat: torch.Tensor, path: Path) -> None:
+    """Write the 8-bit graph; its pixels must equal the independent torch reference's."""
+    data = build_graph(net).SerializeToString()
+    path.write_bytes(data)
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"y_hat": y_hat.numpy()})[0]
+    if not np.array_equal(got, IntReference(data)(y_hat.numpy())):
+        raise RuntimeError(f"{path.name}: ONNX Runtime and the reference disagree")
+
+
+def _export_int_analysis(g_a: nn.Module, x: torch.Tensor, calib: Path, tmp: Path) -> None:
+    """The analysis quantized to 8 bits, calibrated on every 20th image of `calib`; checked
+    against torch within quantization error (at most 5 % of the latents' range)."""
+    images = [a for _, a in load_images(calib, 256)][::20]
+    _export_graph(g_a, "x", "y", x, tmp / "analysis_f32.onnx", fp16=False)
+    quantize_analysis(tmp / "analysis_f32.onnx", tmp / "analysis.onnx", images)
+    (tmp / "analysis_f32.onnx").unlink()
+    sess = ort.InferenceSession(str(tmp / "analysis.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        ref = g_a(x).numpy()
+    err = float(np.max(np.abs(got - ref)) / (np.max(np.abs(ref)) + 1e-12))
+    if err > 0.05:
+        raise RuntimeError(f"8-bit analysis differs from torch (relative error {err:.2e})")
 
 
 def _extend_low(log_gain: torch.Tensor, log_inv: torch.Tensor,
@@ -185,11 +241,14 @@ def _extend_lambdas(lambdas: tuple[float, ...], n: int) -> list[float]:
     return [lambdas[0] / ratio**k for k in range(n, 0, -1)] + list(lambdas)
 
 
-def _describe(model: Codec) -> str:
+def _describe(model: Codec, int_synthesis: bool = False, int_analysis: bool = False) -> str:
     c = model.cfg
     kind = {"hyperprior": "Mean-scale hyperprior (Minnen 2018) with an integer hyper-decoder",
             "factorized": "Factorized prior (Ballé 2018)"}[c.family]
-    return f"{kind}, GDN, N={c.n} M={c.m}, {c.upsample} decoder, {len(c.lambdas)} gain levels"
+    extra = (", exact 8-bit synthesis" if int_synthesis else "") + (
+        ", 8-bit analysis" if int_analysis else "")
+    return (f"{kind}, GDN, N={c.n} M={c.m}, {c.upsample} decoder{extra}, "
+            f"{len(c.lambdas)} gain levels")
 
 
 def _training_record(state: dict) -> dict:

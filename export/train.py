@@ -137,6 +137,8 @@ def train(
     def snapshot(it: int, with_opt: bool) -> dict:
         record["iterations"] = it
         s = {"config": cfg.to_dict(), "model": model.state_dict(), "record": record}
+        if it == start_it and state is not None and "int_synthesis" in state:
+            s["int_synthesis"] = state["int_synthesis"]  # still matches the unchanged model
         if with_opt:
             s |= {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
         return s
