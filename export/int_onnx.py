@@ -36,13 +36,9 @@ class _Graph:
         self.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attrs))
         return out
 
-    def to_u8(self, x: str, tag: str) -> str:
-        """float levels -> clamp(round(x), -127, 127) + 128 as uint8."""
-        r = self.op("Round", [x])
-        c = self.op("Clip", [r, self.const(f"{tag}_lo", np.float32(-QMAX)),
-                             self.const(f"{tag}_hi", np.float32(QMAX))])
-        return self.op("Cast", [self.op("Add", [c, self.const(f"{tag}_zp", np.float32(128))])],
-                       to=TensorProto.UINT8)
+    def to_u8(self, x: str) -> str:
+        """float levels -> saturate(round(x) + 128) as uint8 (QuantizeLinear with scale 1)."""
+        return self.op("QuantizeLinear", [x, "one", "zp128"])
 
 
 def _per_channel(v: torch.Tensor) -> np.ndarray:
@@ -56,10 +52,12 @@ def build_graph(net: IntSynthesis) -> onnx.ModelProto:
     one = g.const("one", np.float32(1.0))
     zp = g.const("zp128", np.uint8(128))
     zero_u8 = g.const("zp0", np.uint8(0))
+    for name, v in (("f128", 128), ("f256", 256), ("inv256", 1 / 256)):
+        g.const(name, np.float32(v))
     s_in = [torch.exp(p).double() for p in net.log_s_in]
     s_out = [torch.exp(p).double() for p in net.log_s_out]
     x = g.op("Div", ["y_hat", g.const("s_in0", _per_channel(s_in[0]))])
-    x = g.to_u8(x, "q0")
+    x = g.to_u8(x)
     for k in range(4):
         conv = net.convs[k]
         w = conv.weight.double() * s_in[k][None, :, None, None]
@@ -85,12 +83,11 @@ def build_graph(net: IntSynthesis) -> onnx.ModelProto:
         c, beta_q, gamma_q = gdn_grid(beta.double(), gamma.double(), s_out[k])
         assert int(beta_q.max()) + gamma_q.sum(1).max() * 128**2 < 2**31
         gq = g.const(f"gamma{k}", gamma_q.cpu().numpy().astype(np.uint8)[:, :, None, None])
-        # u = q - 128 and u^2 as float32 (exact: |u^2| <= 2^14), u^2 split into two bytes
-        u = g.op("Sub", [g.op("Cast", [x], to=TensorProto.FLOAT),
-                         g.const(f"f128_{k}", np.float32(128))])
+        # u = q - 128 and u^2 as float32 (exact: u^2 <= 2^14), split into two bytes
+        u = g.op("Sub", [g.op("Cast", [x], to=TensorProto.FLOAT), "f128"])
         sq = g.op("Mul", [u, u])
-        hi = g.op("Floor", [g.op("Mul", [sq, g.const(f"inv256_{k}", np.float32(1 / 256))])])
-        lo = g.op("Sub", [sq, g.op("Mul", [hi, g.const(f"f256_{k}", np.float32(256))])])
+        hi = g.op("Floor", [g.op("Mul", [sq, "inv256"])])
+        lo = g.op("Sub", [sq, g.op("Mul", [hi, "f256"])])
         hi = g.op("ConvInteger", [g.op("Cast", [hi], to=TensorProto.UINT8), gq])
         lo = g.op("ConvInteger", [g.op("Cast", [lo], to=TensorProto.UINT8), gq])
         n = g.op("Add", [g.op("Mul", [hi, g.const(f"s256_{k}", np.int32(256))]), lo])
@@ -99,7 +96,7 @@ def build_graph(net: IntSynthesis) -> onnx.ModelProto:
         scale = c * (s_out[k] / s_in[k + 1]) ** 2  # norm and requantization in one constant
         r = g.op("Sqrt", [g.op("Mul", [g.op("Cast", [n], to=TensorProto.FLOAT),
                                        g.const(f"k{k}", _per_channel(scale))])])
-        x = g.to_u8(g.op("Mul", [u, r]), f"q{k + 1}")
+        x = g.to_u8(g.op("Mul", [u, r]))
     graph = helper.make_graph(
         g.nodes,
         "int_synthesis",

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 
-def _round_u8(x: torch.Tensor, lo: float, hi: float, zp: float) -> torch.Tensor:
-    return torch.clamp(torch.round(x), lo, hi) + zp
+def _to_u8(x: torch.Tensor) -> torch.Tensor:
+    """QuantizeLinear(x, scale 1, zero point 128): round half to even, saturate to 0..255."""
+    return torch.clamp(torch.round(x), -128, 127) + 128
 
 
 class IntReference:
@@ -39,7 +40,7 @@ class IntReference:
     def _igdn(self, k: int, q: torch.Tensor) -> torch.Tensor:
         u = q.float() - 128
         sq = u * u
-        hi = torch.floor(sq * np.float32(1 / 256))
+        hi = torch.floor(sq / 256)
         lo = sq - hi * 256
         g = self.c[f"gamma{k}"].double()
         n = F.conv2d(hi.double(), g) * 256 + F.conv2d(lo.double(), g)
@@ -47,13 +48,13 @@ class IntReference:
         # torch's own float32 sqrt is not correctly rounded on CPU (AVX-512: 15 % of values
         # differ from IEEE); the float64 square root rounded to float32 is.
         r = torch.sqrt((n.float() * self.c[f"k{k}"]).double()).float()
-        return _round_u8(u * r, -127, 127, 128)
+        return _to_u8(u * r)
 
     @torch.no_grad()
     def __call__(self, y_hat: np.ndarray) -> np.ndarray:
         """y_hat [1, M, h, w] float32 -> pixels [1, 3, 16h, 16w] uint8."""
         x = torch.from_numpy(np.ascontiguousarray(y_hat, np.float32))
-        q = _round_u8(x / self.c["s_in0"], -127, 127, 128)
+        q = _to_u8(x / self.c["s_in0"])
         for k in range(4):
             q = F.pixel_shuffle(self._qconv(k, q, 0.0 if k == 3 else 128.0), 2)
             if k < 3:

@@ -110,6 +110,7 @@ def finetune(weights: Path, data: Path, minutes: float, device: str = "cpu", bat
     val = [a for _, a in val_items]
     run = {"hardware": hardware(device), "device": device, "batch": batch, "crop": crop,
            "lr": lr, "scale_lr": scale_lr, "start_iteration": record["iterations"],
+           "data": f"{data.name}: {len(train_items)} training images",
            "before": validate(model, net, val, device)}
     print("before", run["before"], flush=True)
     record["runs"].append(run)

@@ -24,7 +24,7 @@ from aecodec.model import file_sha256, folder_sha256
 
 from .data import load_images
 from .entropy import gaussian_tables
-from .int_analysis import quantize_analysis
+from .int_analysis import equalize, quantize_analysis
 from .int_onnx import build_graph
 from .int_reference import IntReference
 from .int_synthesis import IntSynthesis
@@ -211,7 +211,7 @@ def _export_int_analysis(g_a: nn.Module, x: torch.Tensor, calib: Path, tmp: Path
     """The analysis quantized to 8 bits, calibrated on every 20th image of `calib`; checked
     against torch within quantization error (at most 5 % of the latents' range)."""
     images = [a for _, a in load_images(calib, 256)][::20]
-    _export_graph(g_a, "x", "y", x, tmp / "analysis_f32.onnx", fp16=False)
+    _export_graph(equalize(g_a, images), "x", "y", x, tmp / "analysis_f32.onnx", fp16=False)
     quantize_analysis(tmp / "analysis_f32.onnx", tmp / "analysis.onnx", images)
     (tmp / "analysis_f32.onnx").unlink()
     sess = ort.InferenceSession(str(tmp / "analysis.onnx"), providers=["CPUExecutionProvider"])
