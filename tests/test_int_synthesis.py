@@ -131,3 +131,42 @@ def test_shipped_default_model_has_the_exact_synthesis():
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = sess.get_outputs()[0]
     assert out.name == "pixels" and out.type == "tensor(uint8)"
+
+
+def test_equalized_analysis_is_the_same_function():
+    from aecodec.export.int_analysis import equalize
+    from aecodec.export.models import analysis
+
+    torch.manual_seed(0)
+    g_a = analysis(8, 12).eval()
+    for mod in g_a.modules():
+        if hasattr(mod, "freeze"):
+            mod.freeze()
+    images = [_image(i, 64, 64) for i in range(2)]
+    eq = equalize(g_a, images)
+    x = torch.from_numpy(_image(5, 64, 64).transpose(2, 0, 1).copy())[None].float() / 255
+    with torch.no_grad():
+        ref, got = g_a(x), eq(x)
+        assert torch.allclose(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+        peaks = eq[:1](x).abs().amax(dim=(0, 2, 3))  # first conv's channels now peak near 1
+        assert 0.3 < peaks.max().item() <= 1.5
+
+
+def test_int8_analysis_export_codes_images(tmp_path):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(_image(i, 256, 256)).save(images / f"img{i}.png")
+    cfg = Config(family="hyperprior", n=8, m=8, nz=8, lambdas=(0.01, 0.1))
+    weights = train(images, tmp_path / "run", cfg, Recipe(iterations=1, batch=2, crop=64,
+                                                          bf16=False))
+    folder = export_model(weights, tmp_path / "model", name="tiny-a8", calib=images)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["architecture"]["analysis"] == "int8"
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(folder / "analysis.onnx")).graph.node}
+    assert "QLinearConv" in ops and "Conv" in ops  # the middle convolution only
+    img = _image(9, 70, 90)
+    codec = aecodec.Codec(str(folder), threads=1)
+    assert codec.decompress(codec.compress(img, quality=50)).shape == img.shape

@@ -21,6 +21,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 MODEL_CROP = (slice(0, 128), slice(0, 192))  # of the bundled sample photo
 MODEL_QUALITY = 50.0
+TILE = 64  # the tiled golden: 2 x 3 tiles of the 128 x 192 crop
 
 
 def container_cases():
@@ -52,8 +53,9 @@ def entropy_case():
     return tables, sym, idx
 
 
-def model_case(info):
-    """Stream of the bundled photo's crop with a shipped model, and its decoded pixels."""
+def model_case(info, tile: int | None = None):
+    """Stream of the bundled photo's crop with a shipped model, and its decoded pixels; with
+    `tile`, a tiled (version 2) stream of tile x tile pixel tiles."""
     from aecodec import Codec
     from aecodec.demo import SAMPLE
     from aecodec.imageio import read_image
@@ -63,14 +65,15 @@ def model_case(info):
         image = image.mean(axis=2).astype(np.uint8)
     if info.fixed_size:
         image = image[: info.fixed_size[0], : info.fixed_size[1]]
-    codec = Codec(info, threads=1)
+    codec = Codec(info, threads=1) if tile is None else Codec(info, threads=1, tile=tile,
+                                                              tile_above=0)
     data = codec.compress(image, MODEL_QUALITY)
     return data, codec.decompress(data)
 
 
 def main(write: bool, models: bool) -> None:
     from aecodec.container import pack
-    from aecodec.model import shipped
+    from aecodec.model import default_info, shipped
 
     out = {name: pack(h, s) for name, h, s in container_cases()}
     tables, sym, idx = entropy_case()
@@ -81,15 +84,20 @@ def main(write: bool, models: bool) -> None:
         if write:
             (HERE / name).write_bytes(data)
     if models:
-        for info in shipped():
-            data, pixels = model_case(info)
+        cases = [(info, info.name, None) for info in shipped()]
+        info = default_info()
+        cases.append((info, f"{info.name}-tiled", TILE))
+        for info, name, tile in cases:
+            data, pixels = model_case(info, tile)
             digest = hashlib.sha256(pixels.tobytes()).hexdigest()
-            print(f"{info.name}.aec: {len(data)} bytes, pixels {digest[:16]}")
+            print(f"{name}.aec: {len(data)} bytes, pixels {digest[:16]}")
             if write:
-                (HERE / f"{info.name}.aec").write_bytes(data)
-                Image.fromarray(pixels).save(HERE / f"{info.name}.png")
+                (HERE / f"{name}.aec").write_bytes(data)
+                Image.fromarray(pixels).save(HERE / f"{name}.png")
                 meta = {"id": info.id, "quality": MODEL_QUALITY, "pixels_sha256": digest}
-                (HERE / f"{info.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+                if tile:
+                    meta["tile"] = tile
+                (HERE / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 if __name__ == "__main__":
