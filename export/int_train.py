@@ -61,7 +61,9 @@ def build(weights: Path, images: list[np.ndarray], device: str) -> tuple[Hyperpr
 
 @torch.no_grad()
 def validate(model: Hyperprior, net: IntSynthesis, images: list[np.ndarray], device: str):
-    """Mean PSNR of the float and the 8-bit synthesis at the lowest, middle and top level."""
+    """Mean PSNR of the float and the 8-bit synthesis at the lowest, middle and top level.
+    They share their float weights, which the fine-tune moves: the trained float synthesis
+    is "float" before the first run only."""
     levels = len(model.cfg.lambdas)
     rows = []
     for t in (0.0, float(levels // 2), levels - 1.0):
