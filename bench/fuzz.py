@@ -261,8 +261,10 @@ def _worker(indices: list[int], base_seed: int, mem_mb: int, queue) -> None:
 def run(n: int, workers: int = 2, timeout: float = 20.0, mem_mb: int = 6144,
         base_seed: int = 0, log=print) -> dict:
     """Decode n mutated streams in worker processes; returns counts and failing indices."""
-    seeds_cache()  # build once here; forked workers inherit it
-    ctx = mp.get_context("fork")
+    seeds_cache()  # build here first, so that a broken model fails before any worker starts
+    # Fresh interpreters, not forks: forking a process whose thread pools (torch, ONNX Runtime)
+    # hold locks can leave the child waiting on them forever.
+    ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     todo = list(range(n))
     chunks = [todo[k::workers] for k in range(workers)]
@@ -307,7 +309,8 @@ def run(n: int, workers: int = 2, timeout: float = 20.0, mem_mb: int = 6144,
             pass
         now = time.monotonic()
         for slot, (p, remaining, current, since) in list(procs.items()):
-            hung = current is not None and now - since > timeout
+            # a worker that stays silent that long hangs, whether inside a stream or between
+            hung = bool(remaining) and now - since > timeout
             dead = not p.is_alive() and queue.empty()
             if hung or dead:
                 if p.is_alive():
