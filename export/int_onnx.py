@@ -1,10 +1,11 @@
 """The 8-bit synthesis (`IntSynthesis`) as an ONNX graph of integer operators.
 
 Input `y_hat` (float32 [1, M, h, w]), output `pixels` (uint8 [1, 3, 16h, 16w]). Every step is
-either integer arithmetic (QLinearConv and ConvInteger accumulate in int32; Gather, DepthToSpace)
-or one elementwise IEEE float operation in a fixed order (Div, Sqrt, Mul, Round, Cast), so any
-conforming runtime computes the same pixels. The scales that QLinearConv multiplies together are
-powers of two (x_scale = y_scale = 1), so no implementation can round their product differently.
+either integer arithmetic (QLinearConv and ConvInteger accumulate in int32; DepthToSpace, Add)
+or one elementwise IEEE float operation in a fixed order (Div, Sub, Mul, Floor, Sqrt, Cast,
+QuantizeLinear with scale 1), so any conforming runtime computes the same pixels. The scales
+that QLinearConv multiplies together are powers of two (x_scale = y_scale = 1), so no
+implementation can round their product differently.
 See docs/model-format.md.
 """
 
