@@ -412,11 +412,12 @@ class Codec:
             if x_hat.shape[1] < top + th or x_hat.shape[2] < left + tw:
                 raise ModelError(f"synthesis produced {x_hat.shape}, too small for {w}x{h}")
             x = x_hat[:, top : top + th, left : left + tw]
-            x = x.astype(np.float32) if x.dtype == np.uint8 else np.clip(x, 0.0, 1.0) * 255.0
+            if x.dtype != np.uint8:
+                x = np.clip(x, 0.0, 1.0) * 255.0
             if x.shape[0] == 1 or not gray:
                 if x.shape[0] != channels:
                     raise CorruptStreamError("stream asks for color output from a grayscale model")
-                px = np.rint(x).astype(np.uint8).transpose(1, 2, 0)
+                px = (x if x.dtype == np.uint8 else np.rint(x).astype(np.uint8)).transpose(1, 2, 0)
             else:
                 px = np.rint(x.mean(axis=0)).astype(np.uint8)[:, :, None]
             out[r0 * s : r0 * s + th, c0 * s : c0 * s + tw] = px

@@ -18,8 +18,6 @@ The network is the float synthesis (subpel convolutions and IGDN) with quantizer
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,9 +112,3 @@ def activation_ranges(g_s: nn.Sequential, y_hats: list[torch.Tensor]):
                 x = g_s[i + 1](x)
     return ins, outs
 
-
-def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
-    """PSNR of pixels rounded to 8 bits, as decoding makes them."""
-    p = torch.round(x_hat.clamp(0, 1) * 255)
-    mse = torch.mean((p - torch.round(x * 255)) ** 2).item()
-    return 10 * math.log10(255**2 / max(mse, 1e-10))

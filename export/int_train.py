@@ -18,9 +18,9 @@ import torch
 from tqdm import tqdm
 
 from .data import Crops, load_images, split
-from .int_synthesis import IntSynthesis, activation_ranges, psnr
+from .int_synthesis import IntSynthesis, activation_ranges
 from .models import Hyperprior
-from .train import hardware, load_weights, save_atomic
+from .train import hardware, image_tensor, load_weights, psnr, save_atomic
 
 
 @torch.no_grad()
@@ -48,8 +48,7 @@ def build(weights: Path, images: list[np.ndarray], device: str) -> tuple[Hyperpr
     levels = len(model.cfg.lambdas)
     ys = []
     for a in images:
-        h, w = min(a.shape[0] // 64, 4) * 64, min(a.shape[1] // 64, 4) * 64
-        x = torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1)[None].float().to(device) / 255
+        x = image_tensor(a, device, limit=256)
         for t in (0.0, (levels - 1) / 2, levels - 1.0):
             ys.append(synthesis_input(model, x, torch.tensor([t], device=device)))
     ins, outs = activation_ranges(model.g_s, ys)
@@ -69,8 +68,7 @@ def validate(model: Hyperprior, net: IntSynthesis, images: list[np.ndarray], dev
     for t in (0.0, float(levels // 2), levels - 1.0):
         pf, pq = [], []
         for a in images:
-            h, w = a.shape[0] // 64 * 64, a.shape[1] // 64 * 64
-            x = torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1)[None].float().to(device) / 255
+            x = image_tensor(a, device)
             y = synthesis_input(model, x, torch.tensor([t], device=device))
             pf.append(psnr(model.g_s(y), x))
             pq.append(psnr(net(y), x))

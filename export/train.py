@@ -62,6 +62,22 @@ def rd_loss(model: Codec, x: torch.Tensor, level: torch.Tensor, lambdas: torch.T
     return loss, mse, bpp
 
 
+def image_tensor(a: np.ndarray, device: str, limit: int | None = None) -> torch.Tensor:
+    """An H x W x 3 uint8 image as [1, 3, h, w] in [0, 1], cropped to multiples of 64 (the
+    models' stride), each side at most `limit`."""
+    h, w = a.shape[0] // 64 * 64, a.shape[1] // 64 * 64
+    if limit is not None:
+        h, w = min(h, limit), min(w, limit)
+    return torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1)[None].float().to(device) / 255
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR of pixels rounded to 8 bits, as decoding makes them."""
+    p = torch.round(x_hat.float().clamp(0, 1) * 255)
+    mse = torch.mean((p - torch.round(x * 255)) ** 2).item()
+    return 10 * math.log10(255**2 / max(mse, 1e-10))
+
+
 @torch.no_grad()
 def evaluate(model: Codec, images: list[np.ndarray], device: str) -> list[dict]:
     """Per rate level: mean estimated bpp and PSNR with real rounding (images cropped to /64)."""
@@ -70,13 +86,10 @@ def evaluate(model: Codec, images: list[np.ndarray], device: str) -> list[dict]:
     for k in range(len(model.cfg.lambdas)):
         bpps, psnrs = [], []
         for a in images:
-            h, w = a.shape[0] // 64 * 64, a.shape[1] // 64 * 64
-            x = torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1)[None].float().to(device) / 255
+            x = image_tensor(a, device)
             out = model(x, torch.tensor([k], device=device))
-            x_hat = out["x_hat"].float().clamp(0, 1)
-            mse = torch.mean((torch.round(x_hat * 255) - x * 255) ** 2).item()
-            psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
-            bpps.append(out["bits"].item() / (h * w))
+            psnrs.append(psnr(out["x_hat"], x))
+            bpps.append(out["bits"].item() / (x.shape[2] * x.shape[3]))
         rows.append({"level": k, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
     model.train()
     return rows
