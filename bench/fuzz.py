@@ -92,14 +92,9 @@ def refresh_crc(data: bytes) -> bytes:
         pos = container.crc_offset(data)
     except AecodecError:
         return data
-    crc = zlib.crc32(data[pos + 4 :], zlib.crc32(data[:pos]))
-    return data[:pos] + crc.to_bytes(4, "little") + data[pos + 4 :]
-
-
-def _varint(v: int) -> bytes:
-    from aecodec.container import write_varint
-
-    return write_varint(v)
+    end = pos + container.CRC_BYTES
+    crc = zlib.crc32(data[end:], zlib.crc32(data[:pos]))
+    return data[:pos] + crc.to_bytes(container.CRC_BYTES, "little") + data[end:]
 
 
 def _edit_header(data: bytes, rng: random.Random) -> bytes:
@@ -142,36 +137,13 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
     try:
         if tile is not None and w is None:
             w, h = 28, 28
-        # write by hand where pack refuses (non-positive sizes), so the parser sees them
-        return _pack_raw(header.model_id, w, h, gray, quality, tile, sections)
+        if tile is None and len(sections) > 2:  # an untiled stream has one or two sections
+            sections = [sections[0], b"".join(sections[1:])]
+        # unchecked: pack would refuse some of these (zero sizes), the parser must see them
+        fields = container.Header(header.model_id, w, h, gray, quality, tile=tile)
+        return container.write_stream(fields, sections)
     except (ValueError, OverflowError):
         return data
-
-
-def _pack_raw(model_id, w, h, gray, quality, tile, sections) -> bytes:
-    from aecodec import container
-
-    flags = (1 if gray else 0) | (2 if w is not None else 0) | (4 if quality else 0)
-    tiled = tile is not None
-    if not tiled and len(sections) == 2:
-        flags |= 8
-    if not tiled and len(sections) > 2:
-        sections = [sections[0], b"".join(sections[1:])]
-        flags |= 8
-    head = bytearray(container.MAGIC)
-    head.append(((2 if tiled else 1) << 4) | flags)
-    head += bytes.fromhex(model_id)
-    if w is not None:
-        head += _varint(w) + _varint(h)
-    if quality:
-        head += container.write_quality(quality)
-    if tiled:
-        head += _varint(tile) + _varint(len(sections))
-    for s in sections[:-1]:
-        head += _varint(len(s))
-    payload = b"".join(sections)
-    crc = zlib.crc32(payload, zlib.crc32(bytes(head)))
-    return bytes(head) + crc.to_bytes(4, "little") + payload
 
 
 def mutate(data: bytes, rng: random.Random, pool: list[bytes] | None = None) -> bytes:

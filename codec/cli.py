@@ -214,20 +214,13 @@ def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
 @force_option
 def decompress(inputs, output, model_name, threads, force) -> None:
     """Decode .aec streams to images (PNG unless -o names another format)."""
-    from . import container
+    from .codec import decompress as decode
     from .imageio import encode_image, format_for
-    from .model import find_by_id
 
     files = _expand(inputs, {".aec"})
 
     def work(src: str, dst: str) -> str:
-        data = _read(src)
-        if model_name:
-            codec = _codec(model_name, threads)
-        else:
-            header, _ = container.unpack(data)
-            codec = _codec(str(find_by_id(header.model_id).path), threads)
-        pixels = codec.decompress(data)
+        pixels = decode(_read(src), model_name, threads)
         _write(dst, encode_image(pixels, "PNG" if dst == "-" else format_for(dst)), force)
         return f"{src} -> {dst}: {pixels.shape[1]}x{pixels.shape[0]}"
 

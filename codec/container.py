@@ -10,6 +10,7 @@ import zlib
 from dataclasses import dataclass
 
 from .errors import CorruptStreamError, ImageTooLargeError
+from .rate import quality_code
 
 MAGIC = b"\xae\xcd"
 VERSION = 1  # untiled streams
@@ -61,17 +62,10 @@ def read_varint(data: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
 # ---- quality code ---------------------------------------------------------------------------
 
 
-def quantize_quality(quality: float) -> float:
-    """The quality a stream can record: [1, 100] in steps of 0.1."""
-    q = float(quality)
-    if not 1.0 <= q <= 100.0:
-        raise ValueError(f"quality must be in [1, 100], got {quality}")
-    return round(q * 10) / 10
-
-
 def write_quality(quality: float) -> bytes:
-    """Integer qualities take one byte (q - 1); tenths take two (100 + c // 256, c % 256)."""
-    code = round(quantize_quality(quality) * 10) - 10  # 0..990
+    """Integer qualities take one byte (q - 1); tenths take two (100 + c // 256, c % 256).
+    The quality must already be recordable (`aecodec.rate.quantize_quality`)."""
+    code = quality_code(quality)  # 0..990
     if code % 10 == 0:
         return bytes([code // 10])
     return bytes([100 + (code >> 8), code & 0xFF])
@@ -120,6 +114,13 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
         raise ValueError("width and height go together")
     if tiled and (header.tile < 1 or header.width is None):
         raise ValueError("a tiled stream needs a positive tile side and the image size")
+    return write_stream(header, sections)
+
+
+def write_stream(header: Header, sections: list[bytes]) -> bytes:
+    """The stream bytes for these fields and sections, unchecked: `pack`'s writer after its
+    checks, and the fuzzer's way to build hostile headers that `pack` would refuse."""
+    tiled = header.tile is not None
     flags = (
         (FLAG_GRAY if header.gray else 0)
         | (FLAG_SIZE if header.width is not None else 0)
@@ -217,6 +218,11 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         raise CorruptStreamError("stream is truncated (inside the header)")
     header = Header(model_id, width, height, bool(flags & FLAG_GRAY), quality, version, tile)
     return (header, lengths), pos
+
+
+def read_header(data: bytes) -> Header:
+    """The header fields alone, without the CRC check or sections: enough to pick a model."""
+    return _fields(bytes(data))[0][0]
 
 
 def header_size(data: bytes) -> int:

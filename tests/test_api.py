@@ -13,7 +13,7 @@ from PIL import Image
 
 import aecodec
 from aecodec import container
-from aecodec.demo import SAMPLE, psnr
+from aecodec.demo import SAMPLE
 from aecodec.errors import (
     AecodecError,
     CorruptStreamError,
@@ -24,6 +24,7 @@ from aecodec.errors import (
     UnsupportedImageError,
 )
 from aecodec.imageio import read_image
+from aecodec.metrics import psnr
 
 GOLDEN = Path(__file__).parent / "golden"
 SHIPPED = aecodec.models()

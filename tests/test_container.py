@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aecodec import container
+from aecodec import container, rate
 from aecodec.container import Header, pack, unpack
 from aecodec.errors import CorruptStreamError, ImageTooLargeError
 
@@ -35,10 +35,12 @@ def test_quality_codes_cover_every_tenth():
         data = container.write_quality(q)
         assert len(data) == (1 if code % 10 == 0 else 2)
         assert container.read_quality(data, 0) == (q, len(data))
-    assert container.quantize_quality(75.04) == 75.0
+    assert rate.quantize_quality(75.04) == 75.0
     for bad in (0, 0.5, 100.1, float("nan")):
         with pytest.raises(ValueError):
-            container.quantize_quality(bad)
+            rate.quantize_quality(bad)
+    with pytest.raises(ValueError):  # the container writes only recordable qualities
+        container.write_quality(75.04)
 
 
 @pytest.mark.parametrize("name,header,sections", make_golden.container_cases())

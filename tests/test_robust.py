@@ -68,6 +68,7 @@ def test_decompress_mutated_streams(seeds, index, rng):
     assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3)
 
 
+@pytest.mark.slow
 def test_fuzz_run_counts_outcomes():
     res = fuzz.run(40, workers=2, timeout=60)
     assert sum(res["outcomes"].values()) == 40
@@ -78,7 +79,8 @@ def test_size_guard_comes_before_any_allocation(seeds):
     header, sections = container.unpack(seeds[0])
     codec = fuzz.codec_for(header.model_id)
     for w, h, tile in ((20000, 20000, None), (3000, 2000, 64)):
-        data = fuzz._pack_raw(header.model_id, w, h, False, header.quality, tile, sections)
+        fields = container.Header(header.model_id, w, h, False, header.quality, tile=tile)
+        data = container.write_stream(fields, sections)
         tracemalloc.start()
         with pytest.raises(ImageTooLargeError):
             codec.decompress(data)
@@ -94,7 +96,8 @@ def test_tiled_stream_refuses_bad_tile_fields(seeds):
     codec = fuzz.codec_for(header.model_id)
     assert codec.decompress(tiled).shape == (128, 192, 3)
     for tile, secs in ((3, sections), (8, sections), (4, sections[:-1]), (4, sections + [b""])):
-        data = fuzz._pack_raw(header.model_id, 192, 128, False, header.quality, tile, secs)
+        fields = container.Header(header.model_id, 192, 128, False, header.quality, tile=tile)
+        data = container.write_stream(fields, secs)
         with pytest.raises(CorruptStreamError):
             codec.decompress(data)
 
@@ -112,6 +115,7 @@ def test_tiled_synthetic_models_are_exact(synth, photo):
         assert np.array_equal(whole.decompress(b), tiled.decompress(a))
 
 
+@pytest.mark.slow
 def test_tiles_leave_no_seams(kodak):
     """A Kodak photo coded by 256-pixel tiles: the same latents and pixels as one pass."""
     a = np.asarray(Image.open(kodak[4]).convert("RGB"))
@@ -135,6 +139,7 @@ def test_tiles_leave_no_seams(kodak):
     assert np.array_equal(xa, xb)
 
 
+@pytest.mark.slow
 def test_tiled_coding_bounds_memory(tmp_path):
     """A 1536x1024 photo coded by 256-pixel tiles stays far below the one-pass peak."""
     code = textwrap.dedent("""
@@ -269,13 +274,13 @@ def test_mutations_are_deterministic(seeds):
 
 def test_hyper_decoder_by_blocks_is_exact(monkeypatch):
     """The integer hyper-decoder run block by block (with its margin) equals one run."""
-    from aecodec import codec as codec_module
+    from aecodec import tiles
     from aecodec.bench.large import mosaic
 
     c = Codec(threads=1)
     data = c.compress(mosaic(320, 256, None), 60)
     whole = c.decode_latents(data)
-    monkeypatch.setattr(codec_module, "INTNET_BLOCK", 1)
+    monkeypatch.setattr(tiles, "INTNET_BLOCK", 1)
     blocks = c.decode_latents(data)
     for key in ("mean", "index", "y_sym", "y_hat"):
         assert np.array_equal(whole[key], blocks[key]), key
