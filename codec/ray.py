@@ -81,8 +81,14 @@ class Decompressor:
 
 
 def _plain(x: Any) -> np.ndarray | bytes:
-    """A column element as the coder takes it: image file bytes, or a uint8 array."""
-    return bytes(x) if isinstance(x, bytes | bytearray | memoryview) else np.asarray(x)
+    """A column element as the coder takes it: image file bytes, or a uint8 array. Ray Data
+    stores an H×W image beside H×W×3 ones as 1×H×W: that leading 1 is dropped again."""
+    if isinstance(x, bytes | bytearray | memoryview):
+        return bytes(x)
+    a = np.asarray(x)
+    if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] not in (3, 4):
+        a = a[0]
+    return a
 
 
 def connect(address: str | None = None, cpus: int | None = None) -> bool:
