@@ -275,17 +275,24 @@ def write(dst: str, data: bytes, force: bool) -> None:
 
 
 _CODER: Coder | None = None  # the worker process's own
+_INIT_ERROR = ""  # why a pool worker could not open its model: each of its files fails so
 
 
-def _init_worker(settings: Settings) -> None:
-    global _CODER
+def _init_worker(settings: Settings, pool: bool = True) -> None:
+    global _CODER, _INIT_ERROR
     exit_on_sigterm()
-    _CODER = Coder(settings)
+    try:
+        _CODER, _INIT_ERROR = Coder(settings), ""
+    except Exception as e:  # in a pool an initializer's exception breaks the whole pool
+        if not pool:
+            raise
+        _CODER, _INIT_ERROR = None, error_text(e)
 
 
 def process(src: str, dst: str) -> Outcome:
     """Code one file in this process (its worker's `Coder`) and write the output."""
-    assert _CODER is not None, "worker not initialised"
+    if _CODER is None:
+        return Outcome(src, dst, "failed", error=_INIT_ERROR or "worker not initialised")
     s = _CODER.settings
     try:
         if dst != "-" and Path(dst).exists() and not s.force:
@@ -365,7 +372,7 @@ def _outcomes(
 ) -> Iterator[Outcome]:
     workers = min(jobs or cpu_count(), len(todo))
     if workers <= 1 or any("-" in pair for pair in todo):
-        _init_worker(settings)
+        _init_worker(settings, pool=False)
         for src, dst in todo:
             yield process(src, dst)
         return

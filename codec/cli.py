@@ -87,8 +87,8 @@ def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[st
     def report(o: batch.Outcome) -> None:
         if o.status == "failed":
             tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
-        elif o.status == "done" and len(pairs) == 1:
-            click.echo(o.line, err=to_stdout)
+        elif len(pairs) == 1:
+            click.echo(o.line or f"{o.src}: skipped, {o.dst} exists", err=to_stdout)
 
     batch.exit_on_sigterm()
     try:

@@ -147,3 +147,21 @@ def test_a_killed_worker_fails_its_files_and_the_rest_go_on(tree, tmp_path):
     done = [o for o in outcomes if o.status == "done"]
     assert len(done) == len(pairs) - len(failed) and all(Path(o.dst).is_file() for o in done)
     assert not (out / "0big.aec").exists() and not list(out.rglob(".*"))
+
+
+def test_workers_that_cannot_open_the_model_fail_each_file_clearly(tree, synth, tmp_path):
+    """The manifest reads (so the CLI starts the job) but a model file fails its checksum in
+    every worker: each file gets that one-line reason, the job ends, nothing is written."""
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(synth["factorized"], model)
+    with open(model / "analysis.onnx", "ab") as f:
+        f.write(b"\0")
+    r = run("compress", tree, "-o", tmp_path / "o", "-j", 2, "--model", model)
+    assert r.returncode == 1
+    lines = r.stderr.decode().replace("\r", "\n").splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 4 and all("checksum" in e or "sha256" in e for e in errors), errors
+    assert "compressed 0 files (4 failed, 0 skipped)" in r.stdout.decode()
+    assert not (tmp_path / "o").exists()
