@@ -106,7 +106,8 @@ model_option = click.option("--model", "model_name", metavar="NAME|PATH",
                             help="Shipped model name or model folder (default: shipped default).")
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="CPU threads for ONNX Runtime (default: all).")
+                              help="CPU threads for ONNX Runtime, per worker "
+                              "(default: all, shared among the workers).")
 
 
 def _codec(model_name: str | None, threads: int | None):
