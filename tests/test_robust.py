@@ -176,10 +176,10 @@ def test_killed_write_leaves_nothing(tmp_path, unnamed):
     p = _start(f"""
         import sys, time
         import aecodec.imageio as io
-        from aecodec import cli
+        from aecodec.batch import exit_on_sigterm
         if not {unnamed}:
             io._unnamed_file = lambda folder: None
-        cli._exit_on_sigterm()
+        exit_on_sigterm()
         def chunks():
             yield b"x" * 100000
             print("writing", flush=True)
