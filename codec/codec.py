@@ -110,11 +110,10 @@ class Codec:
             )
 
     def _tiled(self, h: int, w: int) -> bool:
-        return (
-            self.tile_above is not None
-            and h * w > self.tile_above
-            and self.model.info.fixed_size is None
-        )
+        if self.model.info.fixed_size is not None:
+            return False
+        return h * w > tiles.UNTILED_MAX_PIXELS or (
+            self.tile_above is not None and h * w > self.tile_above)
 
     # ---- encoding ---------------------------------------------------------------------------
 
@@ -136,21 +135,21 @@ class Codec:
     def analyse(self, a: np.ndarray) -> np.ndarray:
         """The analysis transform of a prepared image, padded: y [M, h, w] float32.
 
-        Large images run by tiles of the latent grid, each with a halo of `analysis_halo`
-        latents of image around it (its receptive field), keeping only the tile's own latents:
-        the same y as one pass, in bounded memory."""
+        Large images run by squares of the latent grid (`tiles.run_side`), each with a halo of
+        `analysis_halo` latents of image around it (its receptive field), keeping only the
+        square's own latents: the same y as one pass, in bounded memory."""
         h, w = a.shape[:2]
-        ph, pw = tiles.padded(h, w, self.model.info.pad_multiple)
-        padded = np.pad(a, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
         m = self.latent.channels
         hy, wy = self.latent_hw(h, w)
-        t = self.tile // self.stride if self._tiled(h, w) else max(hy, wy)
         s = self.stride
         y = np.empty((m, hy, wy), np.float32)
-        for box in tiles.tiles(hy, wy, t):
+        for box in tiles.tiles(hy, wy, tiles.run_side(hy, wy, s)):
             r0, r1, c0, c1 = box
             R0, R1, C0, C1 = tiles.with_halo(box, self.model.analysis_halo, hy, wy)
-            part = padded[R0 * s : R1 * s, C0 * s : C1 * s]
+            # the image edge-padded to the pad multiple, one square at a time
+            rows = np.minimum(np.arange(R0 * s, R1 * s), h - 1)
+            cols = np.minimum(np.arange(C0 * s, C1 * s), w - 1)
+            part = a[np.ix_(rows, cols)]
             x = np.ascontiguousarray(part.transpose(2, 0, 1)[None], np.float32) / np.float32(255)
             out = self.model.run(self.model.analysis, "y", {"x": x})
             expect = (1, m, R1 - R0, C1 - C0)
@@ -213,7 +212,7 @@ class Codec:
     def decompress(self, data: bytes) -> np.ndarray:
         """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels."""
         header, h, w, y_hat, _ = self._decode_latents(data)
-        return self._synthesize(y_hat, h, w, header.gray, header.tile)
+        return self._synthesize(y_hat, h, w, header.gray)
 
     def decode_latents(self, data: bytes) -> dict[str, np.ndarray]:
         """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
@@ -241,6 +240,11 @@ class Codec:
             raise CorruptStreamError("stream's quality field does not fit its model")
         if header.tile is not None and model.info.fixed_size:
             raise CorruptStreamError("invalid tile size for this model")
+        if header.tile is None and h * w > tiles.UNTILED_MAX_PIXELS and not model.info.fixed_size:
+            raise ImageTooLargeError(
+                f"an untiled (version 1) stream of a {w}x{h} image is over the limit of "
+                f"{tiles.UNTILED_MAX_PIXELS} pixels for untiled streams: its single section "
+                "cannot be decoded in bounded memory (encoders tile images this large)")
         grid = tiles.TileGrid(*self.latent_hw(h, w), header.tile)
         _, inv = model.gains(header.quality)
         y_hat, extra = self.latent.decode(sections, grid, inv, keep)
@@ -248,19 +252,19 @@ class Codec:
 
     def synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool = False,
                    tile: int | None = None) -> np.ndarray:
-        """Pixels from decoded latents [M, h', w'] float32, as `decompress` makes them."""
+        """Pixels from decoded latents [M, h', w'] float32, as `decompress` makes them
+        (`tile`: run by squares of that many latents instead of `tiles.run_side`'s)."""
         return self._synthesize(np.asarray(y_hat, np.float32), h, w, gray, tile)
 
     def _synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool,
-                    tile: int | None) -> np.ndarray:
-        """The synthesis transform by tiles of the latent grid (one tile for small images),
-        each run with a halo of `synthesis_halo` latents that is cropped away: every output
-        pixel sees its whole receptive field, so tiles leave no seams."""
+                    tile: int | None = None) -> np.ndarray:
+        """The synthesis transform by squares of the latent grid (one for small images), each
+        run with a halo of `synthesis_halo` latents that is cropped away: every output pixel
+        sees its whole receptive field, so the squares leave no seams."""
         hy, wy = y_hat.shape[1:]
-        if tile is None:
-            big = h * w > tiles.SYNTHESIS_TILE_ABOVE and self.model.info.fixed_size is None
-            tile = tiles.DEFAULT_TILE // self.stride if big else max(hy, wy)
         s = self.stride
+        if tile is None:
+            tile = tiles.run_side(hy, wy, s)
         channels = 1 if gray or self.model.info.channels == 1 else 3
         out = np.empty((h, w, channels), np.uint8)
         # an 8-bit synthesis gives the pixels themselves (uint8), a float one x_hat in [0, 1]

@@ -200,6 +200,8 @@ class Model:
             # receptive-field margins in latents (docs/model-format.md); 4 covers the shipped
             self.analysis_halo = int(latent.get("analysis_halo", 4))
             self.synthesis_halo = int(latent.get("synthesis_halo", 4))
+            # y latents of margin for the hyper-analysis (3x3, 5x5/2, 5x5/2 convs reach 7)
+            self.hyper_analysis_halo = int(latent.get("hyper_analysis_halo", 8))
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{self.path}: manifest lacks latent.stride") from None
         self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent

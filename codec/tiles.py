@@ -16,9 +16,15 @@ from . import intnet
 
 DEFAULT_TILE = 1024  # tile side in pixels for images coded by tiles
 DEFAULT_TILE_ABOVE = 2 * 1024 * 1024  # images with more pixels are coded by tiles
-# Untiled streams of images over this many pixels are synthesised in DEFAULT_TILE tiles, so a
-# decoder's memory stays bounded whatever wrote the stream (docs/format.md, Tiles).
-SYNTHESIS_TILE_ABOVE = 2 * 1024 * 1024
+# Untiled (version 1) streams hold one entropy-coded section for the whole image, which cannot
+# be decoded by parts: over this many pixels the encoder always tiles and decoders refuse
+# them, so decoding memory stays bounded (docs/format.md, Tiles).
+UNTILED_MAX_PIXELS = 16 * 1024 * 1024
+# The networks run on images over RUN_TILE_ABOVE pixels by squares of RUN_TILE pixels (plus
+# their halo), whatever the stream's tiles, so ONNX Runtime's activations stay bounded (about
+# 1.3 GB per megapixel run at once); a Kodak-sized image (768x512) still runs in one pass.
+RUN_TILE = 512
+RUN_TILE_ABOVE = 1 << 19
 INTNET_BLOCK = 32  # z latents a side per hyper-decoder run (exact whatever the blocks)
 
 Box = tuple[int, int, int, int]  # (r0, r1, c0, c1), end-exclusive
@@ -59,6 +65,14 @@ class TileGrid:
     @property
     def boxes(self) -> list[Box]:
         return list(tiles(self.hy, self.wy, self.side))
+
+
+def run_side(hy: int, wy: int, stride: int, multiple: int = 1) -> int:
+    """Side in latents (a multiple of `multiple`) of the squares the networks run on for a
+    latent grid of hy x wy at `stride` pixels per latent: one square for small images."""
+    if hy * wy * stride * stride <= RUN_TILE_ABOVE:
+        return max(hy, wy, 1)
+    return max(RUN_TILE // stride // multiple, 1) * multiple
 
 
 def padded(h: int, w: int, multiple: int) -> tuple[int, int]:

@@ -141,10 +141,13 @@ def test_tiles_leave_no_seams(kodak):
 
 @pytest.mark.slow
 def test_tiled_coding_bounds_memory(tmp_path):
-    """A 1536x1024 photo coded by 256-pixel tiles stays far below the one-pass peak."""
+    """A 1536x1024 photo coded by 256-pixel tiles, its networks run by 256-pixel squares, stays
+    far below the one-pass peak."""
     code = textwrap.dedent("""
+        from aecodec import tiles
         from aecodec.bench.large import mosaic, peak_rss_mb
         from aecodec.codec import Codec
+        tiles.RUN_TILE, tiles.RUN_TILE_ABOVE = 256, 0
         c = Codec(threads=1, tile=256, tile_above=0)
         a = mosaic(1536, 1024, None)
         assert c.decompress(c.compress(a, 50)).shape == a.shape
@@ -284,3 +287,19 @@ def test_hyper_decoder_by_blocks_is_exact(monkeypatch):
     blocks = c.decode_latents(data)
     for key in ("mean", "index", "y_sym", "y_hat"):
         assert np.array_equal(whole[key], blocks[key]), key
+
+
+def test_networks_run_by_squares_give_the_same_stream_and_pixels(kodak, monkeypatch):
+    """Analysis, hyper-analysis and synthesis run by small squares with their halos: the
+    stream's bytes and the decoded pixels are those of one pass."""
+    from aecodec import tiles
+
+    a = np.asarray(Image.open(kodak[4]).convert("RGB"))
+    c = Codec(threads=1)
+    whole = c.compress(a, 40)
+    pixels = c.decompress(whole)
+    monkeypatch.setattr(tiles, "RUN_TILE_ABOVE", 0)
+    monkeypatch.setattr(tiles, "RUN_TILE", 256)
+    assert tiles.run_side(32, 48, 16) == 16
+    assert c.compress(a, 40) == whole
+    assert np.array_equal(c.decompress(whole), pixels)

@@ -58,4 +58,4 @@ def gained(y: np.ndarray, gain: np.ndarray) -> np.ndarray:
 def channel_index(shape: tuple[int, ...]) -> np.ndarray:
     """Table index of each element of a [C, h, w] tensor in C order: its channel."""
     c, rest = shape[0], int(np.prod(shape[1:]))
-    return np.repeat(np.arange(c, dtype=np.int64), rest)
+    return np.repeat(np.arange(c, dtype=np.int16 if c < 2**15 else np.int64), rest)

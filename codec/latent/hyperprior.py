@@ -38,12 +38,7 @@ class HyperpriorCodec(LatentCodec):
                ) -> tuple[list[bytes], float]:
         if not np.all(np.isfinite(y)):
             raise AecodecError("the model produced non-finite latents for this image")
-        y_g32 = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
-        z = self.model.run(self.model.hyper_analysis, "z", {"y": y_g32[None]})[0]
-        del y_g32
-        z_sym = np.rint(z.astype(np.float64))
-        if not np.all(np.isfinite(z_sym)):
-            raise AecodecError("the model produced non-finite hyper-latents for this image")
+        z_sym = self.hyper_latents(y, gain, grid)
         zt, zc = self.model.z_tables, channel_index(z_sym.shape)
         sections = [zt.encode(z_sym.ravel(), zc)]
         bits = zt.estimate_bits(z_sym.ravel(), zc)
@@ -55,6 +50,30 @@ class HyperpriorCodec(LatentCodec):
             sections.append(yt.encode(sym, idx))
             bits += yt.estimate_bits(sym, idx)
         return sections, bits
+
+    def hyper_latents(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid) -> np.ndarray:
+        """z symbols: the hyper-analysis of the gained y, rounded. Large grids run by squares
+        aligned to the z grid with a halo covering its receptive field (same z, less memory)."""
+        f, halo = self.z_factor, self.model.hyper_analysis_halo
+        if halo % f:
+            raise ModelError("latent.hyper_analysis_halo must be a multiple of the z stride")
+        zs = self.z_shape(grid)
+        z_sym = np.empty(zs, np.float64)
+        side = tiles.run_side(grid.hy, grid.wy, self.model.stride, f)
+        for box in tiles.tiles(grid.hy, grid.wy, side):
+            r0, r1, c0, c1 = box
+            R0, R1, C0, C1 = tiles.with_halo(box, halo, grid.hy, grid.wy)
+            part = (y[:, R0:R1, C0:C1].astype(np.float64) * gain[:, None, None]).astype(np.float32)
+            z = self.model.run(self.model.hyper_analysis, "z", {"y": part[None]})[0]
+            top, left = (r0 - R0) // f, (c0 - C0) // f
+            zh, zw = -(-(r1 - r0) // f), -(-(c1 - c0) // f)
+            if z.shape[0] != zs[0] or z.shape[1] < top + zh or z.shape[2] < left + zw:
+                raise ModelError(f"hyper-analysis produced {z.shape}, too small for its input")
+            z_sym[:, r0 // f : r0 // f + zh, c0 // f : c0 // f + zw] = np.rint(
+                z[:, top : top + zh, left : left + zw].astype(np.float64))
+        if not np.all(np.isfinite(z_sym)):
+            raise AecodecError("the model produced non-finite hyper-latents for this image")
+        return z_sym
 
     def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
                keep: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -88,7 +107,7 @@ class HyperpriorCodec(LatentCodec):
         block = tiles.INTNET_BLOCK * f
         if self.z_halo and (th > block or tw > block):  # big regions by blocks: less memory
             mu = np.empty((m, th, tw), np.float64)
-            idx = np.empty((m, th, tw), np.int64)
+            idx = np.empty((m, th, tw), np.int16)
             for b0, b1, d0, d1 in tiles.tiles(th, tw, block):
                 mb, ib = self.entropy_params(z_sym, (m, b1 - b0, d1 - d0), r0 + b0, c0 + d0)
                 mu[:, b0:b1, d0:d1] = mb
@@ -106,4 +125,7 @@ class HyperpriorCodec(LatentCodec):
         if out.shape[1:] != (th, tw):
             raise ModelError("hyper-decoder output does not cover the latent grid")
         mu = out[:m].astype(np.float64) / 2.0**self.model.mean_bits
-        return mu, out[m:].ravel()
+        idx = out[m:]
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.model.y_tables)):
+            raise ModelError("hyper-decoder produced a scale index outside the tables")
+        return mu, idx.astype(np.int16).ravel()  # compact: the tables number < 2**15
