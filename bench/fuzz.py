@@ -5,7 +5,8 @@
 Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
 tiled, and 28x28 digits through every MNIST model). Stream i is seed i mod S mutated by a
 generator seeded with i (bit flips, byte edits, truncations, insertions, deletions, splices,
-header field edits with huge sizes, tiles or section counts), and usually its CRC is
+header field edits with huge sizes, tiles or section counts, large declared sizes carried by
+tiny sections in either version), and usually its CRC is
 recomputed so the damage reaches the entropy decoder and the networks. Worker processes
 decode under an address-space limit (RLIMIT_AS) and a per-stream timeout; the outcomes are
 counted: `ok` (an image), one entry per AecodecError subclass, and the failures `crash`
@@ -110,8 +111,13 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
            (1 << 28), (1 << 35) - 1]
     w, h = header.width, header.height
     tile, quality, gray = header.tile, header.quality, header.gray
-    choice = rng.randrange(6)
-    if choice == 0:
+    choice = rng.randrange(7)
+    if choice == 6:  # a large declared size carried by tiny sections, either version
+        w, h = rng.choice([1000, 2048, 3000]), rng.choice([1000, 1536, 2000])
+        tile = rng.choice([None, 4, 16, 64])
+        count = 1 + (-(-h // 16 // tile) * -(-w // 16 // tile) if tile else 1)
+        sections = [bytes([rng.randrange(1, 256)]) * rng.randint(1, 8)] * count
+    elif choice == 0:
         w, h = rng.choice(big), rng.choice(big)
     elif choice == 1:
         w, h = (w or 28) + rng.randint(-20, 20), (h or 28) + rng.randint(-20, 20)

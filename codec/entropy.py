@@ -139,7 +139,7 @@ class TableSet:
         tables = self._check_tables(tables)
         if data and data[-1] == 0:
             raise CorruptStreamError("section does not end in a non-zero byte")
-        counts = np.bincount(tables, minlength=len(self))
+        counts = _counts(tables, len(self))
         # ANS words carry the information plus at most the coder's 64-bit state
         if 8 * len(data) + 64 < 0.99 * self.least_bits(counts) - 64:
             raise CorruptStreamError(
@@ -184,6 +184,14 @@ class TableSet:
         head_bits = -np.log2(_HEAD_PROBS / _HEAD_PROBS.sum())
         heads = above.astype(np.int64) * (MAX_EXP + 1) + exp
         return float(self.cost[t, a].sum() + head_bits[heads].sum() + exp.sum())
+
+
+def _counts(tables: np.ndarray, n: int, chunk: int = 1 << 18) -> np.ndarray:
+    """Symbols per table; by chunks, since bincount widens its input to 64 bits."""
+    counts = np.zeros(n, np.int64)
+    for i in range(0, tables.size, chunk):
+        counts += np.bincount(tables[i : i + chunk], minlength=n)
+    return counts
 
 
 def _group_order(tables: np.ndarray) -> np.ndarray:

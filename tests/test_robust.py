@@ -303,3 +303,35 @@ def test_networks_run_by_squares_give_the_same_stream_and_pixels(kodak, monkeypa
     assert tiles.run_side(32, 48, 16) == 16
     assert c.compress(a, 40) == whole
     assert np.array_equal(c.decompress(whole), pixels)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_hostile_streams_cost_nothing_whatever_their_declared_size(version, monkeypatch):
+    """Streams declaring ever larger images in a few bytes are refused before any work that
+    grows with the declared size (a lowered untiled limit stands in for 16 MP)."""
+    from aecodec import tiles
+    from aecodec.bench.large import hostile_stream
+
+    monkeypatch.setattr(tiles, "UNTILED_MAX_PIXELS", 512 * 512)
+    c = Codec(threads=1)
+    peaks = []
+    for side in (1024, 4096):
+        data = hostile_stream(c, version, side, side)
+        tracemalloc.start()
+        with pytest.raises(ImageTooLargeError if version == 1 else CorruptStreamError):
+            c.decompress(data)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    # 16 MP declared: the z grid's table indices (2 bytes per 4096 pixels) and a fixed chunk
+    assert peaks[1] < 4 << 20, peaks
+
+
+def test_untiled_limit_is_kept_by_the_encoder(monkeypatch):
+    from aecodec import tiles
+
+    monkeypatch.setattr(tiles, "UNTILED_MAX_PIXELS", 128 * 128)
+    c = Codec(threads=1, tile=64, tile_above=None)
+    photo = np.random.default_rng(1).integers(0, 255, (192, 128, 3), np.uint8)
+    data = c.compress(photo, 30)
+    assert container.unpack(data)[0].tile == 4  # tiled although tile_above=None
+    assert c.decompress(data).shape == photo.shape
