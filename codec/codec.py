@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, intnet
+from . import container, extras, intnet
 from .errors import (
     AecodecError,
     CorruptStreamError,
@@ -254,26 +254,35 @@ class Codec:
         mu = out[:m].astype(np.float64) / 2.0**self.model.mean_bits
         return mu, out[m:].ravel()
 
-    def _stream(self, a: np.ndarray, gray: bool, quality: float | None, y: np.ndarray) -> Encoded:
+    def _stream(self, a: np.ndarray, gray: bool, quality: float | None, y: np.ndarray,
+                extra: dict[str, bytes] | None = None) -> Encoded:
         q = container.quantize_quality(quality) if len(self.model.gain) > 1 else None
         h, w = a.shape[:2]
         tile = self.tile // self.stride if self._tiled(h, w) else None
         sections, bits = self._code_latent(y, q, tile)
         fixed = self.model.info.fixed_size is not None
+        extra = extra or {}  # extra sections (codec/extras.py), EXTRA_KINDS order
         header = container.Header(
-            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile
+            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile,
+            extras=tuple(extra),
         )
-        return Encoded(container.pack(header, sections), w, h, q, bits)
+        return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
-    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY) -> Encoded:
-        """Compress and report: stream bytes, recorded quality, the entropy model's estimate."""
+    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+               strip: bool = False) -> Encoded:
+        """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
+
+        Alpha, ICC profile and EXIF travel in extra sections (`strip` leaves out the last
+        two); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
         container.quantize_quality(quality)  # validate before any work
+        image, extra = extras.prepare(image, strip)
         a, gray = self._prepare(image)
-        return self._stream(a, gray, quality, self._analyse(a))
+        return self._stream(a, gray, quality, self._analyse(a), extra)
 
-    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY) -> bytes:
-        """Compress an H x W x 3 or H x W uint8 image (or a PIL image) at quality 1..100."""
-        return self.encode(image, quality).data
+    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+                 strip: bool = False) -> bytes:
+        """Compress an H x W (x 2, 3 or 4) uint8 image or a PIL image at quality 1..100."""
+        return self.encode(image, quality, strip).data
 
     def estimate_bits(
         self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY
@@ -281,26 +290,29 @@ class Codec:
         """Information content of the coded latents (bits, no header or coder overhead)."""
         return self.encode(image, quality).estimated_bits
 
-    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float) -> Encoded:
+    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float,
+                      strip: bool = False) -> Encoded:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
-        If even quality 1 is over the target, that smallest stream is returned.
+        If even quality 1 is over the target, that smallest stream is returned. Extra sections
+        (alpha, metadata) count in the stream's bits.
         """
+        image, extra = extras.prepare(image, strip)
         a, gray = self._prepare(image)
         y = self._analyse(a)
         if len(self.model.gain) == 1:
-            return self._stream(a, gray, None, y)
+            return self._stream(a, gray, None, y, extra)
         lo, hi = 10, 1000  # quality codes: tenths
-        best = self._stream(a, gray, lo / 10, y)
+        best = self._stream(a, gray, lo / 10, y, extra)
         if best.bpp > bpp:
             return best
-        top = self._stream(a, gray, hi / 10, y)
+        top = self._stream(a, gray, hi / 10, y, extra)
         if top.bpp <= bpp:
             return top
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            enc = self._stream(a, gray, mid / 10, y)
+            enc = self._stream(a, gray, mid / 10, y, extra)
             if enc.bpp <= bpp:
                 lo, best = mid, enc
             else:
@@ -310,9 +322,11 @@ class Codec:
     # ---- decoding ---------------------------------------------------------------------------
 
     def decompress(self, data: bytes) -> np.ndarray:
-        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels."""
+        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels; with
+        an alpha section, H x W x 4 (or H x W x 2)."""
         header, h, w, y_hat, _ = self._decode_latents(data)
-        return self._synthesize(y_hat, h, w, header.gray, header.tile)
+        pixels = self._synthesize(y_hat, h, w, header.gray, header.tile)
+        return extras.attach_alpha(pixels, data, self.max_pixels) if header.extras else pixels
 
     def decode_latents(self, data: bytes) -> dict[str, np.ndarray]:
         """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
@@ -323,6 +337,7 @@ class Codec:
 
     def _decode_latents(self, data: bytes, keep: bool = False):
         header, sections = container.unpack(data, self.max_pixels)
+        sections = container.split_extras(header, sections)[0]
         model = self.model
         if header.model_id != model.id:
             raise ModelMismatchError(
@@ -473,10 +488,12 @@ def get_codec(model: ModelLike = None, threads: int | None = None) -> Codec:
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None
+    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None,
+    strip: bool = False,
 ) -> bytes:
-    """Compress a uint8 H x W x 3 / H x W array or PIL image with a model (default: shipped)."""
-    return get_codec(model).compress(image, quality)
+    """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped);
+    `strip` leaves out ICC profile and EXIF."""
+    return get_codec(model).compress(image, quality, strip)
 
 
 def decompress(data: bytes, model: ModelLike = None) -> np.ndarray:
@@ -498,6 +515,7 @@ def stream_info(data: bytes) -> dict:
         "height": header.height,
         "gray": header.gray,
         "quality": header.quality,
+        "extras": {k: len(v) for k, v in container.split_extras(header, sections)[1].items()},
         "sections": [len(s) for s in sections],
         "header_bytes": len(data) - sum(len(s) for s in sections),
         "bytes": len(data),
@@ -510,6 +528,8 @@ def stream_info(data: bytes) -> dict:
         info["channels"] = 1 if header.gray or m.channels == 1 else 3
     except ModelError:
         info["channels"] = 1 if header.gray else None
+    if info["channels"] and "alpha" in header.extras:
+        info["channels"] += 1
     if info["width"]:
         info["bpp"] = len(data) * 8 / (info["width"] * info["height"])
     return info

@@ -73,8 +73,8 @@ def test_foreign_and_future_streams():
     with pytest.raises(CorruptStreamError, match="magic"):
         unpack(b"\x89PNG\r\n\x1a\n" + bytes(40))
     data = bytearray(pack(Header("00000000"), [b"\x01"]))
-    data[2] = (3 << 4) | (data[2] & 15)
-    with pytest.raises(CorruptStreamError, match="version 3"):
+    data[2] = (4 << 4) | (data[2] & 15)
+    with pytest.raises(CorruptStreamError, match="version 4"):
         unpack(bytes(data))
 
 
