@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -140,6 +142,25 @@ def _batch(
         sys.exit(1)
 
 
+@contextmanager
+def _loss_notice(src: str):
+    """Say what an image loses (the LossWarnings of codec/extras.py and imageio) as one
+    line on stderr; other warnings pass on as usual."""
+    from tqdm import tqdm
+
+    from .errors import LossWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossWarning)
+        yield
+    notes = [str(w.message) for w in caught if issubclass(w.category, LossWarning)]
+    for w in caught:
+        if not issubclass(w.category, LossWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if notes:
+        tqdm.write(f"Warning: {src}: {'; '.join(notes)}", file=sys.stderr)
+
+
 def _exit_on_sigterm() -> None:
     """Turn SIGTERM into an exception so a named temporary output is cleaned up (the
     unnamed O_TMPFILE outputs used on Linux need no cleanup, even on SIGKILL)."""
@@ -179,13 +200,18 @@ def _codec(model_name: str | None, threads: int | None):
               help="Quality 1..100, higher is better (default 75).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Target bits per pixel: picks the highest quality that fits.")
+@click.option("--strip", is_flag=True,
+              help="Leave out the ICC profile and EXIF (the orientation is still applied).")
 @model_option
 @threads_option
 @force_option
-def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
-    """Compress images (files, folders, or - for stdin) to .aec streams."""
+def compress(inputs, output, quality, bpp, strip, model_name, threads, force) -> None:
+    """Compress images (files, folders, or - for stdin) to .aec streams.
+
+    Alpha, ICC profile and EXIF are kept; what cannot be (16-bit samples, frames after the
+    first) is said on stderr."""
     from .codec import DEFAULT_QUALITY
-    from .imageio import IMAGE_SUFFIXES, read_image
+    from .imageio import IMAGE_SUFFIXES, open_image
 
     if quality is not None and bpp is not None:
         raise click.UsageError("give either --quality or --bpp, not both")
@@ -193,11 +219,12 @@ def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
     codec = _codec(model_name, threads)
 
     def work(src: str, dst: str) -> str:
-        image = read_image(_read(src) if src == "-" else src)
-        if bpp is not None:
-            enc = codec.encode_to_bpp(image, bpp)
-        else:
-            enc = codec.encode(image, DEFAULT_QUALITY if quality is None else quality)
+        image = open_image(_read(src) if src == "-" else src)
+        with _loss_notice(src):
+            if bpp is not None:
+                enc = codec.encode_to_bpp(image, bpp, strip)
+            else:
+                enc = codec.encode(image, DEFAULT_QUALITY if quality is None else quality, strip)
         _write(dst, enc.data, force)
         q = "-" if enc.quality is None else f"{enc.quality:g}"
         return f"{src} -> {dst}: {len(enc.data)} bytes, {enc.bpp:.4f} bpp, quality {q}"
@@ -213,8 +240,11 @@ def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
 @threads_option
 @force_option
 def decompress(inputs, output, model_name, threads, force) -> None:
-    """Decode .aec streams to images (PNG unless -o names another format)."""
+    """Decode .aec streams to images (PNG unless -o names another format).
+
+    Alpha comes back; ICC profile and EXIF are written into PNG, JPEG and WebP outputs."""
     from . import container
+    from .extras import stream_metadata
     from .imageio import encode_image, format_for
     from .model import find_by_id
 
@@ -228,7 +258,10 @@ def decompress(inputs, output, model_name, threads, force) -> None:
             header, _ = container.unpack(data)
             codec = _codec(str(find_by_id(header.model_id).path), threads)
         pixels = codec.decompress(data)
-        _write(dst, encode_image(pixels, "PNG" if dst == "-" else format_for(dst)), force)
+        with _loss_notice(src):
+            image = encode_image(pixels, "PNG" if dst == "-" else format_for(dst),
+                                 stream_metadata(data))
+        _write(dst, image, force)
         return f"{src} -> {dst}: {pixels.shape[1]}x{pixels.shape[0]}"
 
     _batch(list(zip(files, _targets(files, output, ".png"), strict=True)), force, work)
