@@ -3,7 +3,8 @@
     python -m aecodec.bench.fuzz --streams 10000 [--workers 2] [--timeout 20] [--mem-mb 6144]
 
 Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
-tiled, and 28x28 digits through every MNIST model). Stream i is seed i mod S mutated by a
+tiled, and 28x28 digits through every MNIST model, then version 3 streams with extra sections:
+alpha, ICC profile and EXIF, plain and tiled). Stream i is seed i mod S mutated by a
 generator seeded with i (bit flips, byte edits, truncations, insertions, deletions, splices,
 header field edits with huge sizes, tiles or section counts), and usually its CRC is
 recomputed so the damage reaches the entropy decoder and the networks. Worker processes
@@ -80,7 +81,27 @@ def seeds() -> list[bytes]:
             out.append(codec.compress(gray, 60))
             tiled = Codec(info, threads=1, tile=64, tile_above=0)
             out.append(tiled.compress(_photo(128, 192, 3), 50))
+    for info in shipped():  # version 3: extra sections (after the others: seed indices stay)
+        if info.name in PHOTO_MODELS:
+            out.append(Codec(info, threads=1).compress(_with_extras(64, 48, 4), 40))
+            tiled = Codec(info, threads=1, tile=64, tile_above=0)
+            out.append(tiled.compress(_with_extras(128, 130, 5), 60))
     return out
+
+
+def _with_extras(h: int, w: int, seed: int):
+    """An RGBA photo with a small ICC profile (a bare header) and EXIF."""
+    from PIL import Image
+
+    rgb = _photo(h, w, seed)
+    alpha = np.clip(np.hypot(*np.mgrid[0:h, 0:w]) * 4, 0, 255).astype(np.uint8)
+    im = Image.fromarray(np.dstack([rgb, alpha]))
+    icc = bytearray(132)
+    icc[0:4], icc[16:20], icc[36:40] = (132).to_bytes(4, "big"), b"RGB ", b"acsp"
+    exif = Image.Exif()
+    exif[0x010F] = "fuzz"
+    im.info["icc_profile"], im.info["exif"] = bytes(icc), exif.tobytes()
+    return im
 
 
 def refresh_crc(data: bytes) -> bytes:
@@ -115,7 +136,8 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
            (1 << 28), (1 << 35) - 1]
     w, h = header.width, header.height
     tile, quality, gray = header.tile, header.quality, header.gray
-    choice = rng.randrange(6)
+    extras = header.extras
+    choice = rng.randrange(7)
     if choice == 0:
         w, h = rng.choice(big), rng.choice(big)
     elif choice == 1:
@@ -127,6 +149,16 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         quality = None if quality else rng.choice([1.0, 50.5, 100.0])
     elif choice == 4:
         gray = not gray
+    elif choice == 5:  # extra sections: other kinds over the same bytes, or a swapped payload
+        kinds = container.EXTRA_KINDS
+        if rng.random() < 0.5 or not extras:
+            extras = tuple(k for k in kinds if rng.random() < 0.5)
+            n = len(sections) - len(header.extras)
+            sections = sections[:n] + [rng.choice(sections) for _ in extras]
+        else:
+            i = len(sections) - 1 - rng.randrange(len(extras))
+            sections = sections[:i] + [rng.choice([b"", sections[0], sections[i][:-3],
+                                                   sections[i] + b"\0"])] + sections[i + 1 :]
     else:  # split / merge sections
         if len(sections) > 1 and rng.random() < 0.5:
             i = rng.randrange(len(sections) - 1)
@@ -143,30 +175,41 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         if tile is not None and w is None:
             w, h = 28, 28
         # write by hand where pack refuses (non-positive sizes), so the parser sees them
-        return _pack_raw(header.model_id, w, h, gray, quality, tile, sections)
+        return _pack_raw(header.model_id, w, h, gray, quality, tile, sections, extras)
     except (ValueError, OverflowError):
         return data
 
 
-def _pack_raw(model_id, w, h, gray, quality, tile, sections) -> bytes:
+def _pack_raw(model_id, w, h, gray, quality, tile, sections, extras=()) -> bytes:
+    """A stream written field by field (version 3 with `extras`: the last len(extras)
+    sections are theirs), accepting values `container.pack` refuses."""
     from aecodec import container
 
     flags = (1 if gray else 0) | (2 if w is not None else 0) | (4 if quality else 0)
     tiled = tile is not None
-    if not tiled and len(sections) == 2:
-        flags |= 8
+    extra = list(sections[len(sections) - len(extras) :]) if extras else []
+    sections = list(sections[: len(sections) - len(extras)])
     if not tiled and len(sections) > 2:
         sections = [sections[0], b"".join(sections[1:])]
+    if not tiled and len(sections) == 2 and not extras:
+        flags |= 8
+    version = 3 if extras else 2 if tiled else 1
+    if extras and tiled:
         flags |= 8
     head = bytearray(container.MAGIC)
-    head.append(((2 if tiled else 1) << 4) | flags)
+    head.append((version << 4) | flags)
     head += bytes.fromhex(model_id)
     if w is not None:
         head += _varint(w) + _varint(h)
     if quality:
         head += container.write_quality(quality)
     if tiled:
-        head += _varint(tile) + _varint(len(sections))
+        head += _varint(tile)
+    if extras:
+        head.append(sum(container.EXTRA_BITS[k] for k in extras))
+    if tiled or extras:
+        head += _varint(len(sections))
+    sections += extra
     for s in sections[:-1]:
         head += _varint(len(s))
     payload = b"".join(sections)
