@@ -2,7 +2,7 @@
 
 A plane is stored as a whole image file of its own: lossless WebP where WebP can hold it
 (sides up to 16383 pixels), else PNG. On real RGBA images (icons, screenshots, 0.26 to 2.1
-megapixels) lossless WebP (method 4) was 33 to 93 % smaller than PNG at Pillow's highest
+megapixels) lossless WebP (method 4) was 25 to 93 % smaller than PNG at Pillow's highest
 zlib level with `optimize`; a fully opaque plane takes 54 to 126 bytes (docs/format.md).
 """
 
