@@ -60,14 +60,13 @@ def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes
         isinstance(t.args, str) and ";16" in t.args for t in (getattr(im, "tile", None) or []))
     try:
         im.load()
-        exif = im.getexif()
-        orientation = exif.get(ORIENTATION, 1)
-        if orientation != 1:
-            im = ImageOps.exif_transpose(im)
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise UnreadableImageError(f"cannot read image ({e})") from None
+    exif = _exif(im, lost)
+    if exif is not None and exif.get(ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
     mode = im.mode
     if mode in ("P", "PA") and im.has_transparency_data:
         im, mode = im.convert("RGBA"), "RGBA"
@@ -99,15 +98,31 @@ def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes
             extra["icc"] = bytes(icc)
         elif icc:
             lost.append(f"ICC profile for colour space {bytes(icc[16:20])!r} dropped")
-        if "exif" in im.info or any(tag != ORIENTATION for tag in exif):
-            if ORIENTATION in exif:
+        if exif is not None and ("exif" in im.info or any(t != ORIENTATION for t in exif)):
+            saved = exif.get(ORIENTATION)
+            if saved is not None:
                 exif[ORIENTATION] = 1
-            extra["exif"] = exif.tobytes()
+            try:
+                extra["exif"] = exif.tobytes()
+            finally:  # the caller's image keeps its own EXIF
+                if saved is not None:
+                    exif[ORIENTATION] = saved
         if "xmp" in im.info or "XML:com.adobe.xmp" in im.info:
             lost.append("XMP metadata dropped")
     if plane is not None:
         extra["alpha"] = alpha.encode(plane)
     return pixels, extra, lost
+
+
+def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
+    """The image's EXIF (empty if none); None, said in `lost`, if Pillow cannot parse it."""
+    try:
+        exif = im.getexif()
+        exif.tobytes()  # what will be written must be writable
+        return exif
+    except Exception:  # noqa: BLE001 - any parse failure of foreign metadata
+        lost.append("unreadable EXIF dropped")
+        return None
 
 
 def metadata(extra: dict[str, bytes]) -> dict[str, bytes]:

@@ -131,7 +131,9 @@ def test_orientation_6_decodes_upright(codec, photo):
     jpeg = _jpeg(upright, 6)
     reference = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg))))
     assert reference.shape == upright.shape  # the JPEG does need turning
-    data = codec.compress(Image.open(io.BytesIO(jpeg)), 90)
+    src = Image.open(io.BytesIO(jpeg))
+    data = codec.compress(src, 90)
+    assert src.getexif()[0x0112] == 6 and src.size == (48, 80)  # the input is left as it was
     out = codec.decompress(data)
     assert out.shape == upright.shape
     assert out[:16, :24, 0].mean() > 200 and out[:16, :24, 1].mean() < 60
