@@ -238,8 +238,6 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         if not flags & FLAG_SIZE:
             raise CorruptStreamError("invalid flags for a tiled stream")
         tile, pos = read_varint(data, pos)
-        if tile < 1:
-            raise CorruptStreamError("invalid tile field in header")
     if version == VERSION_EXTRAS:
         if pos >= len(data):
             raise CorruptStreamError("stream is truncated (inside a header field)")
@@ -250,6 +248,8 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         extras = tuple(k for k in EXTRA_KINDS if bits & EXTRA_BITS[k])
     if tiled or version == VERSION_EXTRAS:
         count, pos = read_varint(data, pos)
+        if tiled and (tile < 1 or count < 1):  # (version 2's check and message, unchanged)
+            raise CorruptStreamError("invalid tile field in header")
         if count < 1 or (not tiled and count > MAX_SECTIONS):
             raise CorruptStreamError("invalid section count in header")
         count += len(extras)
