@@ -76,6 +76,11 @@ def test_rgba_and_la_alpha_exact(codec, photo):
     out_la = codec.decompress(codec.compress(Image.fromarray(la, "LA"), 60))
     assert out_la.shape == la.shape and np.array_equal(out_la[:, :, 1], alpha)
     assert np.array_equal(codec.decompress(codec.compress(la, 60)), out_la)
+    # a stream coded by tiles keeps it the same way
+    tiled = aecodec.Codec(codec.model, tile=16, tile_above=0)
+    data_t = tiled.compress(rgba, 60)
+    assert container.unpack(data_t)[0].tile is not None
+    assert np.array_equal(tiled.decompress(data_t)[:, :, 3], alpha)
     # palette images with transparency keep it too
     p = Image.fromarray(rgba).quantize(16)
     p.info["transparency"] = 0
@@ -100,6 +105,21 @@ def test_corrupt_alpha_section_is_refused(codec, photo):
                 _png(np.zeros((photo.shape[0] + 1, photo.shape[1]), np.uint8))):
         with pytest.raises(CorruptStreamError):
             codec.decompress(container.pack(header, latent + [bad]))
+
+
+def _png48(rgb: np.ndarray) -> bytes:
+    """A 16-bit-per-sample RGB PNG (Pillow opens it as 8-bit RGB, silently)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body))
+
+    h, w = rgb.shape[:2]
+    rows = b"".join(b"\0" + (rgb[r].astype(">u2") * 257).tobytes() for r in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def _png(a: np.ndarray) -> bytes:
@@ -210,6 +230,10 @@ def test_loss_warnings(codec, photo):
     with pytest.warns(LossWarning, match="first of 3 frames") as rec:
         codec.compress(Image.open(io.BytesIO(buf.getvalue())), 50)
     assert len(rec) == 1
+
+    with pytest.warns(LossWarning, match="16-bit samples") as rec:  # 48-bit RGB PNG
+        out = codec.decompress(codec.compress(Image.open(io.BytesIO(_png48(photo))), 90))
+    assert len(rec) == 1 and out.shape == photo.shape
 
     cmyk = Image.fromarray(photo).convert("CMYK")
     with pytest.warns(LossWarning, match="CMYK image converted to RGB"):

@@ -95,3 +95,14 @@ def test_metadata_in_info_and_thumbnail(photo, tmp_path):
         assert im.info["icc_profile"] == srgb and im.getexif()[0x010F] == "maker"
         im.thumbnail((64, 64))
         assert max(im.size) == 64
+
+
+def test_fixed_size_model_size_from_its_manifest(photo):
+    mnist = [i for i in aecodec.models() if i.fixed_size]
+    if not mnist:
+        pytest.skip("no fixed-size model installed")
+    data = aecodec.compress(photo[:28, :28, 0].copy(), 50, model=mnist[0])
+    assert container.unpack(data)[0].width is None
+    with Image.open(io.BytesIO(data)) as im:
+        assert (im.size, im.mode) == ((28, 28), "L")
+        assert np.array_equal(np.asarray(im), aecodec.decompress(data))
