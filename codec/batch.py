@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -38,6 +40,7 @@ class Settings:
     bpp: float | None = None
     threads: int | None = None  # ONNX Runtime threads per worker
     force: bool = False
+    strip: bool = False  # compress: leave out ICC profile and EXIF
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Coded:
     width: int
     height: int
     quality: float | None = None
+    notes: tuple[str, ...] = ()  # what the image lost on the way (LossWarning messages)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Outcome:
     pixels: int = 0
     line: str = ""  # the CLI's one-line report of a done file
     error: str = ""
+    notes: tuple[str, ...] = ()  # what the image lost (LossWarning messages)
 
 
 @dataclass
@@ -177,17 +182,18 @@ class Coder:
         return get_codec(model, self.settings.threads)
 
     def encode(self, image: np.ndarray | bytes | str):
-        """An image array, image file bytes or path -> `Encoded` (quality or bpp target)."""
+        """An image array, image file bytes or path -> `Encoded` (quality or bpp target).
+        Files are opened, not decoded, here: alpha, ICC, EXIF and bit depth reach the codec."""
         from .codec import DEFAULT_QUALITY
-        from .imageio import read_image
+        from .imageio import open_image
 
         s = self.settings
         if isinstance(image, bytes | str):
-            image = read_image(image)
+            image = open_image(image)
         codec = self._codec(s.model)
         if s.bpp is not None:
-            return codec.encode_to_bpp(image, s.bpp)
-        return codec.encode(image, DEFAULT_QUALITY if s.quality is None else s.quality)
+            return codec.encode_to_bpp(image, s.bpp, s.strip)
+        return codec.encode(image, DEFAULT_QUALITY if s.quality is None else s.quality, s.strip)
 
     def decode(self, data: bytes) -> np.ndarray:
         """A stream -> pixels, with the model it names unless one was given (the API's lookup,
@@ -198,16 +204,22 @@ class Coder:
 
     def transform(self, source: bytes | str, fmt: str = "PNG") -> Coded:
         """Input file bytes (or a path, for images) -> the output file's bytes."""
+        from .extras import stream_metadata
         from .imageio import encode_image
 
-        if self.settings.mode == "compress":
-            enc = self.encode(source)
+        compress = self.settings.mode == "compress"
+        with loss_notes() as notes:  # filled when the block ends
+            if compress:
+                enc = self.encode(source)
+            else:
+                data = Path(source).read_bytes() if isinstance(source, str) else source
+                pixels = self.decode(data)
+                out = encode_image(pixels, fmt, stream_metadata(data))
+        if compress:
             h, w = enc.height, enc.width
-            return Coded(enc.data, h * w, w, h, enc.quality)
-        data = Path(source).read_bytes() if isinstance(source, str) else source
-        pixels = self.decode(data)
+            return Coded(enc.data, h * w, w, h, enc.quality, tuple(notes))
         h, w = pixels.shape[:2]
-        return Coded(encode_image(pixels, fmt), h * w, w, h)
+        return Coded(out, h * w, w, h, notes=tuple(notes))
 
     def try_transform(self, source: bytes | str, fmt: str = "PNG") -> tuple[Coded | None, str]:
         """`transform`, with a bad input's error as a message (for remote callers)."""
@@ -215,6 +227,24 @@ class Coder:
             return self.transform(source, fmt), ""
         except (AecodecError, OSError) as e:
             return None, error_text(e)
+
+
+@contextmanager
+def loss_notes() -> Iterator[list[str]]:
+    """Collect the LossWarnings raised inside (what an image loses on the way) as messages,
+    so the CLI can say them once per file from any process; other warnings pass on."""
+    from .errors import LossWarning
+
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossWarning)
+        try:
+            yield notes
+        finally:
+            notes += [str(w.message) for w in caught if issubclass(w.category, LossWarning)]
+    for w in caught:
+        if not issubclass(w.category, LossWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def error_text(e: BaseException) -> str:
@@ -245,7 +275,7 @@ def finish(src: str, dst: str, mode: Mode, coded: Coded, bytes_in: int, force: b
     """Write a coded file into place (atomically) and describe it."""
     write(dst, coded.data, force)
     return Outcome(src, dst, "done", bytes_in, len(coded.data), coded.pixels,
-                   done_line(src, dst, mode, coded))
+                   done_line(src, dst, mode, coded), notes=coded.notes)
 
 
 def read(src: str) -> bytes:

@@ -85,6 +85,8 @@ def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[st
     to_stdout = any(dst == "-" for _, dst in pairs)
 
     def report(o: batch.Outcome) -> None:
+        if o.notes:  # what the image lost (LossWarning), one line
+            tqdm.write(f"Warning: {o.src}: {'; '.join(o.notes)}", file=sys.stderr)
         if o.status == "failed":
             tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
         elif len(pairs) == 1:
@@ -146,22 +148,26 @@ def batch_options(f: Callable) -> Callable:
               help="Quality 1..100, higher is better (default 75).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Target bits per pixel: picks the highest quality that fits.")
+@click.option("--strip", is_flag=True,
+              help="Leave out the ICC profile and EXIF (the orientation is still applied).")
 @model_option
 @threads_option
 @force_option
 @batch_options
-def compress(inputs, output, quality, bpp, model_name, threads, force, jobs, skip_existing,
-             use_ray, ray_address) -> None:
+def compress(inputs, output, quality, bpp, strip, model_name, threads, force, jobs,
+             skip_existing, use_ray, ray_address) -> None:
     """Compress images (files, folders, or - for stdin) to .aec streams.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
+    Alpha, ICC profile and EXIF are kept; what cannot be (16-bit samples, frames after the
+    first) is said on stderr.
     """
     from .batch import Settings
     from .imageio import IMAGE_SUFFIXES
 
     if quality is not None and bpp is not None:
         raise click.UsageError("give either --quality or --bpp, not both")
-    settings = Settings("compress", model_name, quality, bpp, threads, force)
+    settings = Settings("compress", model_name, quality, bpp, threads, force, strip)
     _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address)
 
 
@@ -176,6 +182,8 @@ def compress(inputs, output, quality, bpp, model_name, threads, force, jobs, ski
 def decompress(inputs, output, model_name, threads, force, jobs, skip_existing, use_ray,
                ray_address) -> None:
     """Decode .aec streams to images (PNG unless -o names another format).
+
+    Alpha comes back; ICC profile and EXIF are written into PNG, JPEG and WebP outputs.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
     """

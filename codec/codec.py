@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, latent, rate, tiles
+from . import container, extras, latent, rate, tiles
 from .errors import (
     CorruptStreamError,
     ImageTooLargeError,
@@ -158,29 +158,39 @@ class Codec:
             y[:, r0:r1, c0:c1] = out[0, :, r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
         return y
 
-    def code(self, y: np.ndarray, h: int, w: int, gray: bool, quality: float | None) -> Encoded:
+    def code(self, y: np.ndarray, h: int, w: int, gray: bool, quality: float | None,
+             extra: dict[str, bytes] | None = None) -> Encoded:
         """Quantize y at a quality, entropy-code it with the model's latent codec and pack the
-        stream (the step `encode_to_bpp` repeats)."""
+        stream with any extra sections (alpha, ICC, EXIF: codec/extras.py); the step
+        `encode_to_bpp` repeats."""
         q = rate.quantize_quality(quality) if self.model.variable_rate else None
         gain, _ = self.model.gains(q)
         hy, wy = self.latent_hw(h, w)
         grid = tiles.TileGrid(hy, wy, self.tile // self.stride if self._tiled(h, w) else None)
         sections, bits = self.latent.encode(y, gain, grid)
         fixed = self.model.info.fixed_size is not None
+        extra = extra or {}  # extra sections (codec/extras.py), EXTRA_KINDS order
         header = container.Header(
-            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=grid.tile
+            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=grid.tile,
+            extras=tuple(extra),
         )
-        return Encoded(container.pack(header, sections), w, h, q, bits)
+        return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
-    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY) -> Encoded:
-        """Compress and report: stream bytes, recorded quality, the entropy model's estimate."""
+    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+               strip: bool = False) -> Encoded:
+        """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
+
+        Alpha, ICC profile and EXIF travel in extra sections (`strip` leaves out the last
+        two); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
         rate.quantize_quality(quality)  # validate before any work
+        image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
-        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality)
+        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra)
 
-    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY) -> bytes:
-        """Compress an H x W x 3 or H x W uint8 image (or a PIL image) at quality 1..100."""
-        return self.encode(image, quality).data
+    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+                 strip: bool = False) -> bytes:
+        """Compress an H x W (x 2, 3 or 4) uint8 image or a PIL image at quality 1..100."""
+        return self.encode(image, quality, strip).data
 
     def estimate_bits(
         self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY
@@ -188,21 +198,24 @@ class Codec:
         """Information content of the coded latents (bits, no header or coder overhead)."""
         return self.encode(image, quality).estimated_bits
 
-    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float) -> Encoded:
+    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float,
+                      strip: bool = False) -> Encoded:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
-        If even quality 1 is over the target, that smallest stream is returned.
+        If even quality 1 is over the target, that smallest stream is returned. Extra sections
+        (alpha, metadata) count in the stream's bits.
         """
+        image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
         y = self.analyse(a)
         h, w = a.shape[:2]
         if not self.model.variable_rate:
-            return self.code(y, h, w, gray, None)
+            return self.code(y, h, w, gray, None, extra)
         tried: dict[float, Encoded] = {}
 
         def fits(q: float) -> bool:
-            tried[q] = self.code(y, h, w, gray, q)
+            tried[q] = self.code(y, h, w, gray, q, extra)
             return tried[q].bpp <= bpp
 
         return tried[rate.search_highest(fits)]
@@ -210,9 +223,11 @@ class Codec:
     # ---- decoding ---------------------------------------------------------------------------
 
     def decompress(self, data: bytes) -> np.ndarray:
-        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels."""
+        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels; with
+        an alpha section, H x W x 4 (or H x W x 2)."""
         header, h, w, y_hat, _ = self._decode_latents(data)
-        return self._synthesize(y_hat, h, w, header.gray)
+        pixels = self._synthesize(y_hat, h, w, header.gray)
+        return extras.attach_alpha(pixels, data, self.max_pixels) if header.extras else pixels
 
     def decode_latents(self, data: bytes) -> dict[str, np.ndarray]:
         """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
@@ -223,6 +238,7 @@ class Codec:
 
     def _decode_latents(self, data: bytes, keep: bool = False):
         header, sections = container.unpack(data, self.max_pixels)
+        sections = container.split_extras(header, sections)[0]
         model = self.model
         if header.model_id != model.id:
             raise ModelMismatchError(
@@ -310,10 +326,12 @@ def get_codec(model: ModelLike = None, threads: int | None = None) -> Codec:
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None
+    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None,
+    strip: bool = False,
 ) -> bytes:
-    """Compress a uint8 H x W x 3 / H x W array or PIL image with a model (default: shipped)."""
-    return get_codec(model).compress(image, quality)
+    """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped);
+    `strip` leaves out ICC profile and EXIF."""
+    return get_codec(model).compress(image, quality, strip)
 
 
 def decompress(data: bytes, model: ModelLike = None, threads: int | None = None) -> np.ndarray:
@@ -336,6 +354,7 @@ def stream_info(data: bytes) -> dict:
         "height": header.height,
         "gray": header.gray,
         "quality": header.quality,
+        "extras": {k: len(v) for k, v in container.split_extras(header, sections)[1].items()},
         "sections": [len(s) for s in sections],
         "header_bytes": len(data) - sum(len(s) for s in sections),
         "bytes": len(data),
@@ -348,6 +367,8 @@ def stream_info(data: bytes) -> dict:
         info["channels"] = 1 if header.gray or m.channels == 1 else 3
     except ModelError:
         info["channels"] = 1 if header.gray else None
+    if info["channels"] and "alpha" in header.extras:
+        info["channels"] += 1
     if info["width"]:
         info["bpp"] = len(data) * 8 / (info["width"] * info["height"])
     return info

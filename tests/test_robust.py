@@ -40,6 +40,8 @@ def seeds() -> list[bytes]:
     st.binary(max_size=64),
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x1F]) + b),
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x26]) + b),
+    st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x36]) + b),
+    st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x3E]) + b),
 ))
 def test_unpack_random_bytes(data):
     try:
@@ -66,6 +68,43 @@ def test_decompress_mutated_streams(seeds, index, rng):
     except AecodecError:
         return
     assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), st.randoms(use_true_random=False))
+def test_damaged_extra_sections_raise_corrupt_stream(seeds, index, rng):
+    """Version 3 seeds (alpha, ICC, EXIF) with one extra section damaged and a fresh CRC:
+    the decoder and the metadata reader give pixels and alpha, or CorruptStreamError."""
+    from aecodec.extras import stream_metadata
+
+    v3 = [s for s in seeds if container.unpack(s)[0].extras]
+    assert v3, "the fuzz seeds lack version 3 streams"
+    header, sections = container.unpack(v3[index % len(v3)])
+    latent, extra = container.split_extras(header, sections)
+    kind = rng.choice(header.extras)
+    bad = bytearray(extra[kind])
+    op = rng.randrange(4)
+    if op == 0 and bad:
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(min(len(bad), 48))  # the checked fields are near the start
+            bad[i] ^= 1 << rng.randrange(8)
+    elif op == 1:
+        del bad[rng.randint(0, len(bad)) :]
+    elif op == 2:
+        bad += bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    else:
+        bad = bytearray(rng.choice(sections))  # another section's bytes
+    extra[kind] = bytes(bad)
+    data = container.pack(header, latent + [extra[k] for k in header.extras])
+    codec = fuzz.codec_for(header.model_id)
+    try:
+        pixels = codec.decompress(data)
+        info = stream_metadata(data)
+    except CorruptStreamError:
+        return
+    assert pixels.shape == (header.height, header.width, 4)
+    assert set(info) == {"icc_profile", "exif"}
 
 
 @pytest.mark.slow
