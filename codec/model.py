@@ -18,6 +18,8 @@ import numpy as np
 
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
+from .fast_synthesis import rewrite as rewrite_synthesis
+from .intnet import IntNet
 
 # Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
 GRAPH_OPTIMIZATION = {
@@ -172,9 +174,13 @@ class Model:
         threads: int | None = None,
         providers: list[str] | None = None,
         graph_optimization: str | None = None,
+        rewrite: bool = True,
     ):
+        """`rewrite=False` runs the 8-bit synthesis graph as the file has it, not the faster
+        equivalent built at load time (codec/fast_synthesis.py); the pixels are the same."""
         self.info = folder if isinstance(folder, ModelInfo) else read_manifest(folder)
         self.threads = threads
+        self.rewrite = rewrite
         self.providers = list(providers or ["CPUExecutionProvider"])
         self.graph_optimization = graph_optimization or "all"
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
@@ -196,7 +202,7 @@ class Model:
         if self.family == "hyperprior":
             try:
                 with np.load(self.path / "hyper_synthesis.npz") as npz:
-                    self.net = {k: npz[k] for k in npz.files}
+                    self.net = IntNet({k: npz[k] for k in npz.files}, threads)
             except (OSError, ValueError) as e:
                 raise ModelError(f"{self.path}/hyper_synthesis.npz: unreadable ({e})") from None
 
@@ -243,7 +249,8 @@ class Model:
 
     # -- runtime pieces -------------------------------------------------------------------
 
-    def _session(self, filename: str):
+    def _session(self, filename: str, data: bytes | None = None):
+        """A session of a model file, or of `data`: a graph rebuilt from that file."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -253,9 +260,12 @@ class Model:
         opts.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[self.graph_optimization]
         )
+        if data is not None:  # no fusion of its Quantize/DequantizeLinear steps: exact as built
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             return ort.InferenceSession(
-                str(self.path / filename), sess_options=opts, providers=self.providers
+                data if data is not None else str(self.path / filename), sess_options=opts,
+                providers=self.providers,
             )
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"{self.path}/{filename}: cannot be loaded ({e})") from None
@@ -266,7 +276,13 @@ class Model:
 
     @cached_property
     def synthesis(self):
-        return self._session("synthesis.onnx")
+        fast = None
+        if self.rewrite and self.providers == ["CPUExecutionProvider"]:
+            try:
+                fast = rewrite_synthesis((self.path / "synthesis.onnx").read_bytes())
+            except OSError as e:
+                raise ModelError(f"{self.path}/synthesis.onnx: unreadable ({e})") from None
+        return self._session("synthesis.onnx", fast)
 
     @cached_property
     def hyper_analysis(self):
