@@ -12,7 +12,11 @@ that computes the same integers and the same IEEE float32 operations in the same
 - the low byte `u*u mod 256` is `(q + 128) * (q + 128)` in wrapping uint8 arithmetic;
 - `float32(n) * k` is one DequantizeLinear of the int32 `n` with per-channel scale `k`;
 - the last QLinearConv gets 4 zero output channels (12 -> 16, sliced off again): the same sums,
-  with int8 kernels that suit 16 channels.
+  with int8 kernels that suit 16 channels;
+- between the convolutions the tensors stay channels-last (ONNX Runtime runs QLinearConv in
+  NHWC, so the transposes around it cancel): the convolutions' output channels are reordered
+  sub-pixel first, which makes depth-to-space a copy of whole pixels, and the normaliser's
+  1x1 convolution is a MatMulInteger over the last axis (the same integer sums).
 
 `rewrite()` returns None for any graph that is not exactly the shape int_onnx writes, and the
 runtime then runs the file as it is. tests/test_cross_runtime.py checks the pixels against the
@@ -81,7 +85,8 @@ def rewrite(data: bytes) -> bytes | None:
     inits: dict[str, np.ndarray] = {
         "one": np.float32(1), "zp128": np.uint8(128), "zp0": np.uint8(0),
         "u128": np.uint8(128), "h127": np.float32(127.5), "f256": np.float32(256),
-        "i256": np.int32(256), "s_in0": w["s_in0"],
+        "i256": np.int32(256), "s_in0": w["s_in0"], "i1": np.array([1], np.int64),
+        "i2": np.array([2], np.int64), "i3": np.array([3], np.int64),
     }
     count = 0
 
@@ -92,37 +97,51 @@ def rewrite(data: bytes) -> bytes | None:
         nodes.append(Node(kind, inputs, [out], attrs))
         return out
 
-    x = op("QuantizeLinear", [op("Div", ["y_hat", "s_in0"]), "one", "zp128"])
+    x = op("QuantizeLinear", [op("Div", ["y_hat", "s_in0"]), "one", "zp128"])  # NCHW
     for k in range(4):
         wk, scale, zp, bias = w[f"w{k}"], w[f"w{k}_scale"], w[f"w{k}_zp"], w[f"b{k}"]
-        last = k == 3
-        pad = (-len(wk)) % 16 if last else 0
-        if pad:  # zero output channels: same sums, sliced off below
+        last, out_c = k == 3, len(wk)
+        if last:  # zero output channels: the same sums, sliced off below
+            pad = (-out_c) % 16
             wk = np.concatenate([wk, np.zeros((pad, *wk.shape[1:]), wk.dtype)])
             scale = np.concatenate([scale, np.full(pad, scale[0], scale.dtype)])
             zp = np.concatenate([zp, np.zeros(pad, zp.dtype)])
             bias = np.concatenate([bias, np.zeros(pad, bias.dtype)])
-        inits.update({f"w{k}": wk, f"w{k}_scale": scale, f"w{k}_zp": zp, f"b{k}": bias})
+            order = np.arange(len(wk))
+        else:  # output channel c*4 + s of the file becomes s*C + c: sub-pixel s outermost
+            c = out_c // 4
+            order = (np.arange(4)[:, None] + 4 * np.arange(c)[None, :]).reshape(-1)
+        inits.update({f"w{k}": wk[order], f"w{k}_scale": scale[order], f"w{k}_zp": zp[order],
+                      f"b{k}": bias[order]})
+        if k:  # back to NCHW for the convolution (ORT runs it NHWC: the transposes cancel)
+            x = op("Transpose", [x], perm=[0, 3, 1, 2])
         x = op("QLinearConv", [x, "one", "zp128", f"w{k}", f"w{k}_scale", f"w{k}_zp", "one",
                                "zp0" if last else "zp128", f"b{k}"], pads=[1, 1, 1, 1])
-        if pad:
-            inits.update({"c0": np.array([0], np.int64), "c1": np.array([1], np.int64),
-                          "cn": np.array([len(w["w3"])], np.int64)})
-            x = op("Slice", [x, "c0", "cn", "c1"])
-        x = op("DepthToSpace", [x], "pixels" if last else None, blocksize=2, mode=b"CRD")
         if last:
+            inits["cn"] = np.array([out_c], np.int64)
+            x = op("Slice", [x, op("Sub", ["i1", "i1"]), "cn", "i1"])
+            op("DepthToSpace", [x], "pixels", blocksize=2, mode=b"CRD")
             break
-        inits[f"gamma{k}"], inits[f"beta{k}"] = w[f"gamma{k}"], w[f"beta{k}"]
-        inits[f"k{k}"] = np.ascontiguousarray(w[f"k{k}"].reshape(-1))
+        # depth to space in NHWC: [1,H,W,(2,2,C)] -> [1,H,2,W,2,C] -> [1,2H,2W,C]
+        x = op("Transpose", [x], perm=[0, 2, 3, 1])
+        hw = op("Slice", [op("Shape", [x]), "i1", "i3"])
+        inits[f"shape{k}"] = np.array([2, 2, c], np.int64)
+        inits[f"c{k}"] = np.array([c], np.int64)
+        x = op("Reshape", [x, op("Concat", ["i1", hw, f"shape{k}"], axis=0)])
+        x = op("Transpose", [x], perm=[0, 1, 3, 2, 4, 5])
+        x = op("Reshape", [x, op("Concat", ["i1", op("Mul", [hw, "i2"]), f"c{k}"], axis=0)])
+        inits[f"gamma{k}"] = np.ascontiguousarray(w[f"gamma{k}"][:, :, 0, 0].T)  # [in, out]
+        inits[f"beta{k}"] = w[f"beta{k}"].reshape(-1)
+        inits[f"k{k}"] = w[f"k{k}"].reshape(-1)
         u = op("DequantizeLinear", [x, "one", "zp128"])  # float(q) - 128
         sq = op("Mul", [u, u])
         hi = op("QuantizeLinear", [op("Sub", [sq, "h127"]), "f256", "zp0"])  # floor(sq / 256)
         d = op("Add", [x, "u128"])
         lo = op("Mul", [d, d])  # sq mod 256
-        n = op("Add", [op("Mul", [op("ConvInteger", [hi, f"gamma{k}"]), "i256"]),
-                       op("ConvInteger", [lo, f"gamma{k}"])])
+        n = op("Add", [op("Mul", [op("MatMulInteger", [hi, f"gamma{k}"]), "i256"]),
+                       op("MatMulInteger", [lo, f"gamma{k}"])])
         n = op("Add", [n, f"beta{k}"])
-        r = op("Sqrt", [op("DequantizeLinear", [n, f"k{k}"], axis=1)])  # float32(n) * k
+        r = op("Sqrt", [op("DequantizeLinear", [n, f"k{k}"], axis=3)])  # float32(n) * k
         x = op("QuantizeLinear", [op("Mul", [u, r]), "one", "zp128"])
     out = Graph(nodes, inits, ["y_hat"], ["pixels"])
     return write_model(out, {"y_hat": (np.float32, 4)}, {"pixels": (np.uint8, 4)})

@@ -54,9 +54,10 @@ class IntNet(dict):
     fraction of the time; everything after the sums stays the float64 arithmetic of `run`.
     A layer or an input that does not fit runs the float64 convolution."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], threads: int | None = None):
+    def __init__(self, arrays: Mapping[str, np.ndarray], threads: int | None = None,
+                 spinning: bool = False):
         super().__init__(arrays)
-        self.threads = threads
+        self.threads, self.spinning = threads, spinning
         self._sessions: dict[int, object] = {}
         self._row_sums: dict[int, float | None] = {}
 
@@ -77,12 +78,12 @@ class IntNet(dict):
             return None
         key = i * 2 + (zp == 128)
         if key not in self._sessions:
-            self._sessions[key] = _conv_session(w, zp, self.threads)
+            self._sessions[key] = _conv_session(w, zp, self.threads, self.spinning)
         q = (a + zp).astype(np.uint8)[None]
         return self._sessions[key].run(None, {"x": q})[0][0].astype(np.float64)
 
 
-def _conv_session(w: np.ndarray, zp: int, threads: int | None):
+def _conv_session(w: np.ndarray, zp: int, threads: int | None, spinning: bool):
     """An ONNX Runtime session of one stride-1 'same' ConvInteger with int8 weights."""
     import onnxruntime as ort
 
@@ -94,6 +95,7 @@ def _conv_session(w: np.ndarray, zp: int, threads: int | None):
     opts.intra_op_num_threads = threads or 0
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
     return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
 
 

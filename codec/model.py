@@ -175,12 +175,17 @@ class Model:
         providers: list[str] | None = None,
         graph_optimization: str | None = None,
         rewrite: bool = True,
+        spinning: bool = False,
     ):
-        """`rewrite=False` runs the 8-bit synthesis graph as the file has it, not the faster
-        equivalent built at load time (codec/fast_synthesis.py); the pixels are the same."""
+        """`rewrite=False` runs the model files as they are: the 8-bit synthesis graph of the
+        file, not the faster equivalent built at load time (codec/fast_synthesis.py), and the
+        hyper-decoder in float64 only (no 8-bit convolutions). Same latents, same pixels.
+        `spinning=True` lets ONNX Runtime's idle threads spin between operators (its own
+        default): a little faster on an idle machine, much slower on a busy one."""
         self.info = folder if isinstance(folder, ModelInfo) else read_manifest(folder)
         self.threads = threads
         self.rewrite = rewrite
+        self.spinning = spinning
         self.providers = list(providers or ["CPUExecutionProvider"])
         self.graph_optimization = graph_optimization or "all"
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
@@ -202,7 +207,8 @@ class Model:
         if self.family == "hyperprior":
             try:
                 with np.load(self.path / "hyper_synthesis.npz") as npz:
-                    self.net = IntNet({k: npz[k] for k in npz.files}, threads)
+                    arrays = {k: npz[k] for k in npz.files}
+                self.net = IntNet(arrays, threads, spinning) if rewrite else arrays
             except (OSError, ValueError) as e:
                 raise ModelError(f"{self.path}/hyper_synthesis.npz: unreadable ({e})") from None
 
@@ -257,6 +263,7 @@ class Model:
         opts.intra_op_num_threads = self.threads or 0
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.spinning)))
         opts.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[self.graph_optimization]
         )
