@@ -4,8 +4,8 @@
                                     [--large-repeats 2] [--quality 50] [--out results/speed]
 
 Two decoders of the same model, side by side: `reference` runs the model files as they are
-(`Model(rewrite=False)`: the synthesis graph of the file, the float64 hyper-decoder, i.e. the
-runtime before issue 11) and `runtime` is what `aecodec.Codec` runs by default. Per size and
+(`Model(rewrite=False, spinning=True)`: the synthesis graph of the file, the float64
+hyper-decoder, ONNX Runtime's spinning threads, i.e. the runtime before issue 11) and `runtime` is what `aecodec.Codec` runs by default. Per size and
 thread count they decode the same stream in alternating order (the CPU may be shared: only
 medians of interleaved repeats and their ratios mean anything), timing each stage by wrapping
 its entry point: entropy decoding of z and y (`TableSet.decode`), the integer hyper-decoder
@@ -47,7 +47,9 @@ def _codec(threads: int, reference: bool, profile_prefix: str | None = None):
     from aecodec.codec import Codec
     from aecodec.model import Model, find
 
-    model = Model(find("hyperprior"), threads=threads, rewrite=not reference)
+    # the reference is the runtime as it shipped: file graphs, float64 hyper-decoder, and
+    # ONNX Runtime's default of spinning threads
+    model = Model(find("hyperprior"), threads=threads, rewrite=not reference, spinning=reference)
     if profile_prefix:  # a profiling session of the same graph in the model's cache
         import onnxruntime as ort
 
@@ -58,6 +60,7 @@ def _codec(threads: int, reference: bool, profile_prefix: str | None = None):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.enable_profiling, opts.profile_file_prefix = True, profile_prefix
+        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(reference)))
         if fast is not None:
             opts.add_session_config_entry("session.disable_quant_qdq", "1")
         model.__dict__["synthesis"] = ort.InferenceSession(

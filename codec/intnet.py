@@ -78,19 +78,26 @@ class IntNet(dict):
             return None
         key = i * 2 + (zp == 128)
         if key not in self._sessions:
-            self._sessions[key] = _conv_session(w, zp, self.threads, self.spinning)
-        q = (a + zp).astype(np.uint8)[None]
-        return self._sessions[key].run(None, {"x": q})[0][0].astype(np.float64)
+            self._sessions[key] = _matmul_session(w, zp, self.threads, self.spinning)
+        c, h, wd = a.shape
+        k = w.shape[-1]
+        p = k // 2
+        q = np.pad((a + zp).astype(np.uint8), ((0, 0), (p, p), (p, p)), constant_values=zp)
+        win = np.lib.stride_tricks.sliding_window_view(q, (k, k), axis=(1, 2))  # C,H,W,k,k
+        cols = np.ascontiguousarray(win.transpose(1, 2, 0, 3, 4).reshape(h * wd, c * k * k))
+        acc = self._sessions[key].run(None, {"x": cols})[0]  # [H*W, out] int32
+        return acc.T.reshape(len(w), h, wd).astype(np.float64)
 
 
-def _conv_session(w: np.ndarray, zp: int, threads: int | None, spinning: bool):
-    """An ONNX Runtime session of one stride-1 'same' ConvInteger with int8 weights."""
+def _matmul_session(w: np.ndarray, zp: int, threads: int | None, spinning: bool):
+    """An ONNX Runtime session of x [rows, C*k*k] uint8 (zero point zp) times the layer's
+    int8 weights: the convolution's im2col product, exact int32 sums."""
     import onnxruntime as ort
 
-    p = w.shape[-1] // 2
-    g = Graph([Node("ConvInteger", ["x", "w", "zp"], ["y"], {"pads": [p, p, p, p]})],
-              {"w": w.astype(np.int8), "zp": np.uint8(zp)}, ["x"], ["y"])
-    data = write_model(g, {"x": (np.uint8, 4)}, {"y": (np.int32, 4)})
+    wt = np.ascontiguousarray(w.reshape(len(w), -1).T.astype(np.int8))
+    g = Graph([Node("MatMulInteger", ["x", "w", "zp"], ["y"])],
+              {"w": wt, "zp": np.uint8(zp)}, ["x"], ["y"])
+    data = write_model(g, {"x": (np.uint8, 2)}, {"y": (np.int32, 2)})
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or 0
     opts.inter_op_num_threads = 1
