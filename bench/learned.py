@@ -57,6 +57,7 @@ class AecodecModel:
     threads: int = 1
     lo: float = 1
     hi: float = 100
+    reference: bool = False  # the model files run as they are (the runtime before issue 11)
     _codec: Any = None
 
     @property
@@ -64,7 +65,14 @@ class AecodecModel:
         if self._codec is None:
             import aecodec
 
-            self._codec = aecodec.Codec(model=self.model, threads=self.threads)
+            if self.reference:
+                from aecodec.model import Model, find
+
+                model = Model(find(self.model), threads=self.threads, rewrite=False,
+                              spinning=True)
+                self._codec = aecodec.Codec(model)
+            else:
+                self._codec = aecodec.Codec(model=self.model, threads=self.threads)
         return self._codec
 
     @property

@@ -5,9 +5,10 @@
 
 Two decoders of the same model, side by side: `reference` runs the model files as they are
 (`Model(rewrite=False, spinning=True)`: the synthesis graph of the file, the float64
-hyper-decoder, ONNX Runtime's spinning threads, i.e. the runtime before issue 11) and `runtime` is what `aecodec.Codec` runs by default. Per size and
-thread count they decode the same stream in alternating order (the CPU may be shared: only
-medians of interleaved repeats and their ratios mean anything), timing each stage by wrapping
+hyper-decoder, ONNX Runtime's spinning threads, i.e. the runtime before issue 11) and
+`runtime` is what `aecodec.Codec` runs by default. Per size and thread count they decode
+the same stream in alternating order (the CPU may be shared: only medians of interleaved
+repeats and their ratios mean anything), timing each stage by wrapping
 its entry point: entropy decoding of z and y (`TableSet.decode`), the integer hyper-decoder
 (`intnet.run`) and the synthesis (the ONNX session's `run`); `other` is the rest (container,
 latent assembly, cropping). Encoding is timed the same way. One more decode per decoder runs
