@@ -10,7 +10,6 @@ that computes the same integers and the same IEEE float32 operations in the same
 - the high byte `floor(u*u / 256)` is QuantizeLinear(u*u - 127.5, scale 256): the quotient of
   an integer minus 127.5 by 256 is never a tie, so rounding gives the floor (exact powers of 2);
 - the low byte `u*u mod 256` is `(q + 128) * (q + 128)` in wrapping uint8 arithmetic;
-- `float32(n) * k` is one DequantizeLinear of the int32 `n` with per-channel scale `k`;
 - the last QLinearConv gets 4 zero output channels (12 -> 16, sliced off again): the same sums,
   with int8 kernels that suit 16 channels;
 - between the convolutions the tensors stay channels-last (ONNX Runtime runs QLinearConv in
@@ -141,7 +140,7 @@ def rewrite(data: bytes) -> bytes | None:
         n = op("Add", [op("Mul", [op("MatMulInteger", [hi, f"gamma{k}"]), "i256"]),
                        op("MatMulInteger", [lo, f"gamma{k}"])])
         n = op("Add", [n, f"beta{k}"])
-        r = op("Sqrt", [op("DequantizeLinear", [n, f"k{k}"], axis=3)])  # float32(n) * k
+        r = op("Sqrt", [op("Mul", [op("Cast", [n], to=1), f"k{k}"])])  # float32(n) * k
         x = op("QuantizeLinear", [op("Mul", [u, r]), "one", "zp128"])
     out = Graph(nodes, inits, ["y_hat"], ["pixels"])
     return write_model(out, {"y_hat": (np.float32, 4)}, {"pixels": (np.uint8, 4)})
