@@ -1,11 +1,15 @@
 """Large images in bounded memory: time and peak RSS of coding a 48-megapixel photo.
 
     python -m aecodec.bench.large [--width 8000 --height 6000 --quality 50 --out FILE]
+                                  [--compare-reference]
 
 The image is a mosaic of the Kodak photos (upscaled 2x, so it keeps photo statistics) or, with
 no Kodak folder, a synthetic photo-like image. Encoding and decoding each run in a fresh child
 process, whose peak resident memory (VmHWM of the child) is reported with its wall time:
 the child holds the image, the stream and the decoded pixels, i.e. what the CLI would hold.
+`--compare-reference` also decodes the stream with the model's files run as they are
+(`Model(rewrite=False, spinning=True)`, the decoder before issue 11), in a child of its own
+before the runtime's decode, and reports the ratio of the two wall times.
 """
 
 from __future__ import annotations
@@ -53,8 +57,13 @@ def mosaic(width: int, height: int, folder: Path | None = None) -> np.ndarray:
 def _child(args: argparse.Namespace) -> None:
     """One measured step in this process: prints its JSON result."""
     from aecodec.codec import Codec
+    from aecodec.model import Model, find
 
-    codec = Codec(args.model, threads=args.threads)
+    if args.reference:
+        codec = Codec(Model(find(args.model), threads=args.threads, rewrite=False,
+                            spinning=True))
+    else:
+        codec = Codec(args.model, threads=args.threads)
     t0 = time.perf_counter()
     if args.step == "encode":
         image = mosaic(args.width, args.height, args.kodak)
@@ -90,25 +99,31 @@ def peak_rss_mb() -> int:
 
 
 def run(width: int, height: int, quality: float, model: str | None, threads: int | None,
-        kodak: Path | None) -> dict:
+        kodak: Path | None, compare_reference: bool = False) -> dict:
     """Encode then decode in child processes; returns the measurements."""
     result: dict = {"width": width, "height": height, "megapixels": width * height / 1e6,
                     "quality": quality, "model": model or "default"}
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / "large.aec"
-        for step in ("encode", "decode"):
+        steps = ["encode"] + (["decode_reference"] if compare_reference else []) + ["decode"]
+        for key in steps:
+            step = key.removesuffix("_reference")
             cmd = [sys.executable, "-m", "aecodec.bench.large", "--child", step,
                    "--width", str(width), "--height", str(height), "--quality", str(quality),
                    "--stream", str(stream)]
             cmd += ["--model", model] if model else []
             cmd += ["--threads", str(threads)] if threads else []
             cmd += ["--kodak", str(kodak)] if kodak else []
+            cmd += ["--reference"] if key != step else []
             t0 = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
-                raise RuntimeError(f"{step} failed:\n{out.stderr}")
-            result[step] = json.loads(out.stdout.strip().splitlines()[-1])
-            result[step]["process_seconds"] = round(time.perf_counter() - t0, 2)
+                raise RuntimeError(f"{key} failed:\n{out.stderr}")
+            result[key] = json.loads(out.stdout.strip().splitlines()[-1])
+            result[key]["process_seconds"] = round(time.perf_counter() - t0, 2)
+    if compare_reference:
+        result["decode_ratio"] = round(
+            result["decode"]["seconds"] / result["decode_reference"]["seconds"], 3)
     return result
 
 
@@ -122,14 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     default_kodak = Path(os.environ.get("AECODEC_SHARED") or "../shared") / "data" / "kodak"
     p.add_argument("--kodak", type=Path, default=default_kodak if default_kodak.is_dir() else None)
     p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
+    p.add_argument("--compare-reference", action="store_true",
+                   help="Also decode with the model files run as they are; report the ratio.")
     p.add_argument("--child", choices=["encode", "decode"], help=argparse.SUPPRESS)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stream", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         args.step = args.child
         _child(args)
         return
-    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak)
+    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak,
+              args.compare_reference)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:
