@@ -58,7 +58,7 @@ class IntNet(dict):
                  spinning: bool = False):
         super().__init__(arrays)
         self.threads, self.spinning = threads, spinning
-        self._sessions: dict[int, object] = {}
+        self._sessions: dict[int, object | None] = {}
         self._row_sums: dict[int, float | None] = {}
 
     def conv(self, i: int, a: np.ndarray, lo: float, hi: float) -> np.ndarray | None:
@@ -78,7 +78,12 @@ class IntNet(dict):
             return None
         key = i * 2 + (zp == 128)
         if key not in self._sessions:
-            self._sessions[key] = _matmul_session(w, zp, self.threads, self.spinning)
+            try:
+                self._sessions[key] = _matmul_session(w, zp, self.threads, self.spinning)
+            except Exception:  # an ONNX Runtime without MatMulInteger: float64 it is
+                self._sessions[key] = None
+        if self._sessions[key] is None:
+            return None
         c, h, wd = a.shape
         k = w.shape[-1]
         p = k // 2

@@ -289,7 +289,12 @@ class Model:
                 fast = rewrite_synthesis((self.path / "synthesis.onnx").read_bytes())
             except OSError as e:
                 raise ModelError(f"{self.path}/synthesis.onnx: unreadable ({e})") from None
-        return self._session("synthesis.onnx", fast)
+        if fast is not None:
+            try:
+                return self._session("synthesis.onnx", fast)
+            except ModelError:  # an ONNX Runtime without one of its operators: the file
+                pass
+        return self._session("synthesis.onnx")
 
     @cached_property
     def hyper_analysis(self):
