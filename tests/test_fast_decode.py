@@ -112,3 +112,21 @@ def test_hyper_decoder_8bit_convolutions_are_exact():
              np.full((nz, 1, 1), 40000)]  # clipped to 2**15 - 1
     for z in cases:
         assert np.array_equal(intnet.run(net, z.astype(np.float64)), intnet.run(plain, z))
+
+
+def test_synthesis_falls_back_to_the_file_graph(monkeypatch):
+    """An ONNX Runtime that cannot load the rewritten graph runs the file's."""
+    from aecodec.errors import ModelError
+
+    load = Model._session
+
+    def no_rewrite(self, filename, data=None):
+        if data is not None:
+            raise ModelError("operator not implemented")
+        return load(self, filename)
+
+    monkeypatch.setattr(Model, "_session", no_rewrite)
+    model = Model(find("hyperprior"), threads=1)
+    assert model.synthesis._model_meta.producer_name != "aecodec"  # the file's graph
+    y = _latents(4, 2, 3, 30.0)
+    assert model.synthesis.run(None, {"y_hat": y})[0].shape == (1, 3, 32, 48)
