@@ -50,9 +50,10 @@ class IntNet(dict):
 
     Why: the float64 im2col convolutions take ~30 ms of a 768x512 decode. Where a layer's
     input fits in 8 bits (with a zero point) and its weights in int8, ONNX Runtime's
-    ConvInteger gives the same integer sums (int32, bounded below 2**31, checked here) in a
-    fraction of the time; everything after the sums stays the float64 arithmetic of `run`.
-    A layer or an input that does not fit runs the float64 convolution."""
+    MatMulInteger on the im2col matrix gives the same integer sums (int32, bounded below
+    2**31, checked here) in a fraction of the time; everything after the sums stays the
+    float64 arithmetic of `run`. A layer or an input that does not fit runs the float64
+    convolution."""
 
     def __init__(self, arrays: Mapping[str, np.ndarray], threads: int | None = None,
                  spinning: bool = False):
@@ -62,8 +63,8 @@ class IntNet(dict):
         self._row_sums: dict[int, float | None] = {}
 
     def conv(self, i: int, a: np.ndarray, lo: float, hi: float) -> np.ndarray | None:
-        """Layer i's integer sums for input `a` (integers in [lo, hi]) by ConvInteger, or None
-        where 8 bits do not hold them exactly."""
+        """Layer i's integer sums for input `a` (integers in [lo, hi]) by MatMulInteger, or
+        None where 8 bits do not hold them exactly."""
         w = self[f"w{i}"]
         if lo >= 0 and hi <= 255:
             zp = 0
