@@ -24,15 +24,17 @@ WIDTHS = [(128, 128, 128), (128, 128, 64), (96, 96, 96), (128, 96, 48), (64, 64,
 
 def build(chans: tuple[int, int, int], m: int = 192, seed: int = 0) -> bytes:
     """An 8-bit synthesis graph in the runtime's form with random weights."""
+    from aecodec.fast_synthesis import exact_u8s8
     from aecodec.onnx_wire import Graph, Node, write_model
 
+    signed = exact_u8s8()  # the normaliser's gamma as the runtime stores it on this CPU
     rng = np.random.default_rng(seed)
     nodes: list[Node] = []
     inits = {"one": np.float32(1), "zp128": np.uint8(128), "zp0": np.uint8(0),
              "u128": np.uint8(128), "h127": np.float32(127.5), "f256": np.float32(256),
              "i256": np.int32(256), "i1": np.array([1], np.int64), "i2": np.array([2], np.int64),
              "i3": np.array([3], np.int64), "cn": np.array([12], np.int64),
-             "s_in0": np.full((1, m, 1, 1), 0.05, np.float32)}
+             "s_in0": np.full((1, m, 1, 1), 0.05, np.float32), "gzp": np.int8(-128)}
 
     def op(kind: str, ins: list[str], **attrs) -> str:
         out = f"t{len(nodes)}"
@@ -62,7 +64,9 @@ def build(chans: tuple[int, int, int], m: int = 192, seed: int = 0) -> bytes:
         x = op("Reshape", [x, op("Concat", ["i1", hw, f"shape{k}"], axis=0)])
         x = op("Transpose", [x], perm=[0, 1, 3, 2, 4, 5])
         x = op("Reshape", [x, op("Concat", ["i1", op("Mul", [hw, "i2"]), f"c{k}"], axis=0)])
-        inits[f"gamma{k}"] = rng.integers(0, 30, (c, c)).astype(np.uint8)
+        gamma = rng.integers(0, 30, (c, c))
+        inits[f"gamma{k}"] = (gamma - 128).astype(np.int8) if signed else gamma.astype(np.uint8)
+        g_in = [f"gamma{k}", "zp0", "gzp"] if signed else [f"gamma{k}"]
         inits[f"beta{k}"] = np.full(c, 1 << 20, np.int32)
         inits[f"k{k}"] = np.full(c, 1e-6, np.float32)
         u = op("DequantizeLinear", [x, "one", "zp128"])
@@ -70,8 +74,8 @@ def build(chans: tuple[int, int, int], m: int = 192, seed: int = 0) -> bytes:
         hi = op("QuantizeLinear", [op("Sub", [sq, "h127"]), "f256", "zp0"])
         d = op("Add", [x, "u128"])
         lo = op("Mul", [d, d])
-        n = op("Add", [op("Mul", [op("MatMulInteger", [hi, f"gamma{k}"]), "i256"]),
-                       op("MatMulInteger", [lo, f"gamma{k}"])])
+        n = op("Add", [op("Mul", [op("MatMulInteger", [hi, *g_in]), "i256"]),
+                       op("MatMulInteger", [lo, *g_in])])
         n = op("Add", [n, f"beta{k}"])
         r = op("Sqrt", [op("Mul", [op("Cast", [n], to=1), f"k{k}"])])
         x = op("QuantizeLinear", [op("Mul", [u, r]), "one", "zp128"])
