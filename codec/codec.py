@@ -75,11 +75,14 @@ class Codec:
         graph_optimization: str | None = None,
         tile: int = DEFAULT_TILE,
         tile_above: int | None = DEFAULT_TILE_ABOVE,
+        profile: str = "full",
     ):
         """`threads`, `providers` and `graph_optimization` ("all", "extended", "basic" or
         "none") configure ONNX Runtime; the entropy decoding never depends on them.
         Images over `tile_above` pixels are coded by tiles of `tile` x `tile` pixels (a
-        multiple of the model's pad multiple); `tile_above=None` never tiles."""
+        multiple of the model's pad multiple); `tile_above=None` never tiles.
+        `profile="compact"` writes the compact stream profile (docs/format.md): for fixed-size
+        grayscale models with a compact index, a 1-3 byte header and integer qualities."""
         if isinstance(model, Model):
             self.model = model
         else:
@@ -103,6 +106,12 @@ class Codec:
             raise ValueError(f"tile must be a positive multiple of {unit}, got {tile}")
         self.tile = int(tile)
         self.tile_above = tile_above
+        if profile not in container.PROFILES:
+            raise ValueError(f"profile must be one of {container.PROFILES}, got {profile!r}")
+        if profile == "compact" and container.compact_index(self.model.id) is None:
+            raise ModelError(f"model '{self.model.name}' ({self.model.id}) has no compact-profile "
+                             "index (only shipped fixed-size grayscale models have one)")
+        self.profile = profile
 
     # ---- shapes -----------------------------------------------------------------------------
 
@@ -189,7 +198,8 @@ class Codec:
             sym = np.rint(y_g).ravel()
             tables = _channel_index(y_g.shape)
             yt = self.model.y_tables
-            return [yt.encode(sym, tables)], yt.estimate_bits(sym, tables)
+            code = yt.encode_bytes if self.profile == "compact" else yt.encode
+            return [code(sym, tables)], yt.estimate_bits(sym, tables)
         if tile is None:
             tile = max(y.shape[1:])
         sections, bits = [], 0.0
@@ -255,13 +265,16 @@ class Codec:
         return mu, out[m:].ravel()
 
     def _stream(self, a: np.ndarray, gray: bool, quality: float | None, y: np.ndarray) -> Encoded:
-        q = container.quantize_quality(quality) if len(self.model.gain) > 1 else None
+        compact = self.profile == "compact"
+        rounding = container.compact_quality if compact else container.quantize_quality
+        q = rounding(quality) if len(self.model.gain) > 1 else None
         h, w = a.shape[:2]
         tile = self.tile // self.stride if self._tiled(h, w) else None
         sections, bits = self._code_latent(y, q, tile)
         fixed = self.model.info.fixed_size is not None
         header = container.Header(
-            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile
+            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile,
+            profile=self.profile,
         )
         return Encoded(container.pack(header, sections), w, h, q, bits)
 
@@ -367,7 +380,8 @@ class Codec:
         for (r0, r1, c0, c1), section in zip(tiles, sections[int(hyper):], strict=True):
             shape = (m, r1 - r0, c1 - c0)
             if z_sym is None:
-                sym = model.y_tables.decode(section, _channel_index(shape)).reshape(shape)
+                decode = model.y_tables.decode_bytes if header.compact else model.y_tables.decode
+                sym = decode(section, _channel_index(shape)).reshape(shape)
                 y_hat_g = sym.astype(np.float64)
             else:
                 mu, idx = self._entropy_params(z_sym, shape, r0, c0)
@@ -461,22 +475,25 @@ def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
 _CODECS: dict[tuple, Codec] = {}
 
 
-def get_codec(model: ModelLike = None, threads: int | None = None) -> Codec:
+def get_codec(model: ModelLike = None, threads: int | None = None,
+              profile: str = "full") -> Codec:
     """A cached Codec for a model name, folder or None (the default model)."""
     if isinstance(model, Model):
-        return Codec(model)
+        return Codec(model, profile=profile)
     info = model if isinstance(model, ModelInfo) else find(model)
-    key = (str(info.path.resolve()), info.id, threads)
+    key = (str(info.path.resolve()), info.id, threads, profile)
     if key not in _CODECS:
-        _CODECS[key] = Codec(info, threads=threads)
+        _CODECS[key] = Codec(info, threads=threads, profile=profile)
     return _CODECS[key]
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None
+    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None,
+    profile: str = "full",
 ) -> bytes:
-    """Compress a uint8 H x W x 3 / H x W array or PIL image with a model (default: shipped)."""
-    return get_codec(model).compress(image, quality)
+    """Compress a uint8 H x W x 3 / H x W array or PIL image with a model (default: shipped).
+    `profile="compact"`: the compact stream profile of fixed-size digit models."""
+    return get_codec(model, profile=profile).compress(image, quality)
 
 
 def decompress(data: bytes, model: ModelLike = None) -> np.ndarray:
@@ -491,6 +508,7 @@ def stream_info(data: bytes) -> dict:
     """Header fields of a stream, its model if installed, and its bits per pixel."""
     header, sections = container.unpack(data)
     info = {
+        "profile": header.profile,
         "format_version": header.version,
         "model_id": header.model_id,
         "model": None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from .errors import CorruptStreamError, ImageTooLargeError
+from .errors import CorruptStreamError, ImageTooLargeError, UnknownModelError
 
 MAGIC = b"\xae\xcd"
 VERSION = 1  # untiled streams
@@ -23,6 +23,22 @@ FLAG_GRAY = 1  # the decoder returns an H x W array
 FLAG_SIZE = 2  # width and height follow (else: the model's fixed size)
 FLAG_QUALITY = 4  # a quality code follows (else: the model has one rate level)
 FLAG_TWO_SECTIONS = 8  # two sections; the first one's length follows
+
+# ---- compact profile (fixed-size grayscale models, docs/format.md "Compact profile") --------
+# First byte 0b0Qiiiiii: bit 7 clear (a full header starts with 0xAE, bit 7 set), Q = a quality
+# byte follows, i = the model's index below. Indices are stable: an entry is never changed or
+# reused; a retrained model gets a new one.
+COMPACT_MODELS: dict[int, str] = {
+    0: "b42bd675",  # mnist-dense 1.0.0
+    1: "cd402773",  # mnist-deep 1.0.0
+    2: "cedc3e61",  # mnist-sparse 1.0.0
+    3: "86343d3a",  # mnist-conv 1.0.0
+    4: "dd1d4aa3",  # mnist-denoise 1.0.0
+    5: "8e1a5098",  # mnist-vae 1.0.0
+}
+COMPACT_FLAG_QUALITY = 0x40
+COMPACT_MAX_INDEX = 0x3F
+PROFILES = ("full", "compact")
 
 
 # ---- LEB128 varints -------------------------------------------------------------------------
@@ -105,14 +121,21 @@ class Header:
     quality: float | None = None  # None: the model has one rate level
     version: int = VERSION
     tile: int | None = None  # tile side in latent units (version 2); None: untiled
+    profile: str = "full"  # "compact": 1-3 byte header, one byte-coded section
 
     @property
     def id_bytes(self) -> bytes:
         return bytes.fromhex(self.model_id)
 
+    @property
+    def compact(self) -> bool:
+        return self.profile == "compact"
+
 
 def pack(header: Header, sections: list[bytes]) -> bytes:
     """Header fields, section lengths (all but the last), CRC-32, then the sections."""
+    if header.compact:
+        return _pack_compact(header, sections)
     tiled = header.tile is not None
     if not 1 <= len(sections) <= (len(sections) if tiled else MAX_SECTIONS):
         raise ValueError("an untiled stream has one or two sections")
@@ -143,14 +166,25 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
 
 
 def crc_offset(data: bytes) -> int:
-    """Where a stream's CRC-32 sits (after the header fields); CorruptStreamError if the
+    """Where a stream's CRC-32 (compact profile: CRC-8) sits; CorruptStreamError if the
     fields cannot be read. For tools that edit streams, e.g. fuzzers."""
-    return _fields(bytes(data))[1]
+    data = bytes(data)
+    if is_compact(data):
+        return _compact_fields(data)[1]
+    return _fields(data)[1]
+
+
+def is_compact(data: bytes) -> bool:
+    """Whether a stream uses the compact profile (first byte below 0x80)."""
+    return len(data) > 0 and data[0] < 0x80
 
 
 def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
-    """Parse and check a stream; raises CorruptStreamError or ImageTooLargeError."""
+    """Parse and check a stream (either profile); raises CorruptStreamError,
+    ImageTooLargeError, or UnknownModelError (a compact index no model has)."""
     data = bytes(data)
+    if is_compact(data):
+        return _unpack_compact(data)
     (header, lengths), pos = _fields(data)
     width, height = header.width, header.height
     crc = int.from_bytes(data[pos : pos + CRC_BYTES], "little")
@@ -223,3 +257,90 @@ def header_size(data: bytes) -> int:
     """Bytes before the first section (header fields, section lengths and CRC)."""
     header, sections = unpack(data)
     return len(data) - sum(len(s) for s in sections)
+
+
+# ---- compact profile ------------------------------------------------------------------------
+
+
+def compact_index(model_id: str) -> int | None:
+    """A model id's compact-profile index, or None if it has none."""
+    for index, mid in COMPACT_MODELS.items():
+        if mid == model_id:
+            return index
+    return None
+
+
+def compact_quality(quality: float) -> float:
+    """The quality a compact stream can record: an integer in [1, 100]."""
+    return float(round(quantize_quality(quality)))
+
+
+def crc8(data: bytes, crc: int = 0xFF) -> int:
+    """CRC-8/AUTOSAR (polynomial 0x2F, init 0xFF, final xor 0xFF, not reflected)."""
+    for b in data:
+        crc = _CRC8_TABLE[crc ^ b]
+    return crc ^ 0xFF
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = ((c << 1) ^ 0x2F) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        table.append(c)
+    return table
+
+
+_CRC8_TABLE = _crc8_table()
+
+
+def _pack_compact(header: Header, sections: list[bytes]) -> bytes:
+    """Index byte, quality byte (if any), CRC-8 of those and the payload, one section."""
+    index = compact_index(header.model_id)
+    if index is None:
+        raise ValueError(f"model id {header.model_id} has no compact-profile index")
+    if len(sections) != 1 or header.width is not None or header.tile is not None:
+        raise ValueError("a compact stream has one section and the model's fixed size")
+    if not header.gray:
+        raise ValueError("compact streams are grayscale")
+    head = bytearray([index | (COMPACT_FLAG_QUALITY if header.quality is not None else 0)])
+    if header.quality is not None:
+        q = float(header.quality)
+        if q != round(q) or not 1 <= q <= 100:
+            raise ValueError("a compact stream records an integer quality in [1, 100]")
+        head.append(int(q) - 1)
+    payload = sections[0]
+    return bytes(head) + bytes([crc8(payload, crc8(head) ^ 0xFF)]) + payload
+
+
+def _compact_fields(data: bytes) -> tuple[Header, int]:
+    """The compact header and its CRC-8's offset (the CRC is unchecked)."""
+    b0 = data[0]
+    index = b0 & COMPACT_MAX_INDEX
+    pos = 1
+    quality = None
+    if b0 & COMPACT_FLAG_QUALITY:
+        if len(data) < 2:
+            raise CorruptStreamError("stream is truncated (inside the header)")
+        if data[1] > 99:
+            raise CorruptStreamError("invalid quality code in header")
+        quality = float(data[1] + 1)
+        pos = 2
+    if len(data) < pos + 1:
+        raise CorruptStreamError("stream is truncated (inside the header)")
+    model_id = COMPACT_MODELS.get(index)
+    if model_id is None:
+        raise UnknownModelError(
+            f"compact stream names model index {index}, which no model of this version has"
+        )
+    header = Header(model_id, None, None, True, quality, VERSION, None, "compact")
+    return header, pos
+
+
+def _unpack_compact(data: bytes) -> tuple[Header, list[bytes]]:
+    header, pos = _compact_fields(data)
+    payload = data[pos + 1 :]
+    if crc8(payload, crc8(data[:pos]) ^ 0xFF) != data[pos]:
+        raise CorruptStreamError("checksum mismatch: the stream is truncated or damaged")
+    return header, [payload]
