@@ -160,11 +160,11 @@ threads_option = click.option("--threads", type=click.IntRange(min=1), default=N
                               help="CPU threads for ONNX Runtime (default: all).")
 
 
-def _codec(model_name: str | None, threads: int | None):
+def _codec(model_name: str | None, threads: int | None, profile: str = "full"):
     from .codec import get_codec
 
     try:
-        return get_codec(model_name, threads)
+        return get_codec(model_name, threads, profile)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
 
@@ -179,10 +179,13 @@ def _codec(model_name: str | None, threads: int | None):
               help="Quality 1..100, higher is better (default 75).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Target bits per pixel: picks the highest quality that fits.")
+@click.option("--profile", type=click.Choice(["full", "compact"]), default="full",
+              show_default=True, help="Stream profile: compact = 1-3 byte header and a "
+              "byte-granular coder, for the fixed-size digit models (integer qualities).")
 @model_option
 @threads_option
 @force_option
-def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
+def compress(inputs, output, quality, bpp, profile, model_name, threads, force) -> None:
     """Compress images (files, folders, or - for stdin) to .aec streams."""
     from .codec import DEFAULT_QUALITY
     from .imageio import IMAGE_SUFFIXES, read_image
@@ -190,7 +193,7 @@ def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
     if quality is not None and bpp is not None:
         raise click.UsageError("give either --quality or --bpp, not both")
     files = _expand(inputs, IMAGE_SUFFIXES)
-    codec = _codec(model_name, threads)
+    codec = _codec(model_name, threads, profile)
 
     def work(src: str, dst: str) -> str:
         image = read_image(_read(src) if src == "-" else src)

@@ -314,10 +314,9 @@ def _pack_compact(header: Header, sections: list[bytes]) -> bytes:
     return bytes(head) + bytes([crc8(payload, crc8(head) ^ 0xFF)]) + payload
 
 
-def _compact_fields(data: bytes) -> tuple[Header, int]:
-    """The compact header and its CRC-8's offset (the CRC is unchecked)."""
+def _compact_fields(data: bytes) -> tuple[tuple[int, float | None], int]:
+    """The compact header's (index, quality) and its CRC-8's offset (nothing checked yet)."""
     b0 = data[0]
-    index = b0 & COMPACT_MAX_INDEX
     pos = 1
     quality = None
     if b0 & COMPACT_FLAG_QUALITY:
@@ -329,18 +328,19 @@ def _compact_fields(data: bytes) -> tuple[Header, int]:
         pos = 2
     if len(data) < pos + 1:
         raise CorruptStreamError("stream is truncated (inside the header)")
+    return (b0 & COMPACT_MAX_INDEX, quality), pos
+
+
+def _unpack_compact(data: bytes) -> tuple[Header, list[bytes]]:
+    """The CRC is checked before the index: a damaged stream is corrupt, and only an intact
+    one naming an index this version lacks (a newer model) is an unknown model."""
+    (index, quality), pos = _compact_fields(data)
+    payload = data[pos + 1 :]
+    if crc8(payload, crc8(data[:pos]) ^ 0xFF) != data[pos]:
+        raise CorruptStreamError("checksum mismatch: the stream is truncated or damaged")
     model_id = COMPACT_MODELS.get(index)
     if model_id is None:
         raise UnknownModelError(
             f"compact stream names model index {index}, which no model of this version has"
         )
-    header = Header(model_id, None, None, True, quality, VERSION, None, "compact")
-    return header, pos
-
-
-def _unpack_compact(data: bytes) -> tuple[Header, list[bytes]]:
-    header, pos = _compact_fields(data)
-    payload = data[pos + 1 :]
-    if crc8(payload, crc8(data[:pos]) ^ 0xFF) != data[pos]:
-        raise CorruptStreamError("checksum mismatch: the stream is truncated or damaged")
-    return header, [payload]
+    return Header(model_id, None, None, True, quality, VERSION, None, "compact"), [payload]
