@@ -3,9 +3,10 @@
     python -m aecodec.bench.fuzz --streams 10000 [--workers 2] [--timeout 20] [--mem-mb 6144]
 
 Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
-tiled, and 28x28 digits through every MNIST model). Stream i is seed i mod S mutated by a
-generator seeded with i (bit flips, byte edits, truncations, insertions, deletions, splices,
-header field edits with huge sizes, tiles or section counts), and usually its CRC is
+tiled, and 28x28 digits through every MNIST model, in the full and the compact profile).
+Stream i is seed i mod S mutated by a generator seeded with i (bit flips, byte edits,
+truncations, insertions, deletions, splices, header field edits with huge sizes, tiles or
+section counts; compact: indices, quality bytes, recast as full), and usually its CRC is
 recomputed so the damage reaches the entropy decoder and the networks. Worker processes
 decode under an address-space limit (RLIMIT_AS) and a per-stream timeout; the outcomes are
 counted: `ok` (an image), one entry per AecodecError subclass, and the failures `crash`
@@ -80,6 +81,22 @@ def seeds() -> list[bytes]:
             out.append(codec.compress(gray, 60))
             tiled = Codec(info, threads=1, tile=64, tile_above=0)
             out.append(tiled.compress(_photo(128, 192, 3), 50))
+    out += compact_seeds()
+    return out
+
+
+def compact_seeds() -> list[bytes]:
+    """Compact-profile digits of every model with a compact index (after the full seeds, so
+    seed 0 stays a full-header stream)."""
+    from aecodec import container
+    from aecodec.codec import Codec
+    from aecodec.model import shipped
+
+    out = []
+    for info in shipped():
+        if container.compact_index(info.id) is not None:
+            codec = Codec(info, threads=1, profile="compact")
+            out.append(codec.compress(_digit(len(out) + 7), 1 + 13 * len(out) % 100))
     return out
 
 
@@ -92,6 +109,9 @@ def refresh_crc(data: bytes) -> bytes:
         pos = container.crc_offset(data)
     except AecodecError:
         return data
+    if container.is_compact(data):
+        crc8 = container.crc8(data[pos + 1 :], container.crc8(data[:pos]) ^ 0xFF)
+        return data[:pos] + bytes([crc8]) + data[pos + 1 :]
     crc = zlib.crc32(data[pos + 4 :], zlib.crc32(data[:pos]))
     return data[:pos] + crc.to_bytes(4, "little") + data[pos + 4 :]
 
@@ -111,6 +131,8 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         header, sections = container.unpack(data)
     except AecodecError:
         return data
+    if header.compact:
+        return _edit_compact(data, rng)
     big = [0, 1, 2, 63, 64, 65, 1000, 2047, 2048, 2049, 4096, 20000, (1 << 24) - 1, 1 << 24,
            (1 << 28), (1 << 35) - 1]
     w, h = header.width, header.height
@@ -146,6 +168,30 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         return _pack_raw(header.model_id, w, h, gray, quality, tile, sections)
     except (ValueError, OverflowError):
         return data
+
+
+def _edit_compact(data: bytes, rng: random.Random) -> bytes:
+    """Compact header edits: another or a free index, quality byte dropped, added or out of
+    range, or the stream recast with a full header around the byte-coded section."""
+    from aecodec import container
+
+    (index, quality), pos = container._compact_fields(data)
+    payload = data[pos + 1 :]
+    choice = rng.randrange(4)
+    if choice == 0:
+        index = rng.choice([*container.COMPACT_MODELS, container.COMPACT_MAX_INDEX])
+    elif choice == 1:
+        quality = None if quality else float(rng.choice([1, 50, 100]))
+    elif choice == 2:
+        head = bytes([index | container.COMPACT_FLAG_QUALITY, rng.choice([99, 100, 255])])
+        return refresh_crc(head + b"\0" + payload)
+    else:
+        return _pack_raw(container.COMPACT_MODELS[index], None, None, True, quality, None,
+                         [payload])
+    head = bytes([index | (container.COMPACT_FLAG_QUALITY if quality else 0)])
+    if quality:
+        head += bytes([int(quality) - 1])
+    return refresh_crc(head + b"\0" + payload)
 
 
 def _pack_raw(model_id, w, h, gray, quality, tile, sections) -> bytes:
@@ -240,6 +286,11 @@ def decode(data: bytes) -> str:
 @lru_cache(maxsize=1)
 def seeds_cache() -> tuple[bytes, ...]:
     return tuple(seeds())
+
+
+@lru_cache(maxsize=1)
+def compact_seeds_cache() -> tuple[bytes, ...]:
+    return tuple(compact_seeds())
 
 
 def stream(i: int, base_seed: int = 0) -> bytes:

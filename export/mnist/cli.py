@@ -125,7 +125,7 @@ def sample(count, seed, model, output) -> None:
               help="record the measured curves in the shipped manifests' results")
 @_data_guard
 def bench(digits, data, out, models, update_manifests) -> None:
-    """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR."""
+    """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR; RD plot."""
     import json
 
     from aecodec.bench import mnist as mb
@@ -137,6 +137,8 @@ def bench(digits, data, out, models, update_manifests) -> None:
     outp.mkdir(parents=True, exist_ok=True)
     (outp / "mnist_bench.json").write_text(json.dumps(res, indent=1) + "\n")
     (outp / "mnist_bench.md").write_text(md)
+    if mb.plot(res, outp / "mnist_rd.png"):
+        click.echo(f"wrote {outp / 'mnist_rd.png'}")
     if update_manifests:
         import aecodec
 
