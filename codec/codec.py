@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, intnet
+from . import container, intnet, refine
 from .errors import (
     AecodecError,
     CorruptStreamError,
@@ -76,13 +76,16 @@ class Codec:
         tile: int = DEFAULT_TILE,
         tile_above: int | None = DEFAULT_TILE_ABOVE,
         profile: str = "full",
+        refine: int = 0,
     ):
         """`threads`, `providers` and `graph_optimization` ("all", "extended", "basic" or
         "none") configure ONNX Runtime; the entropy decoding never depends on them.
         Images over `tile_above` pixels are coded by tiles of `tile` x `tile` pixels (a
         multiple of the model's pad multiple); `tile_above=None` never tiles.
         `profile="compact"` writes the compact stream profile (docs/format.md): for fixed-size
-        grayscale models with a compact index, a 1-3 byte header and integer qualities."""
+        grayscale models with a compact index, a 1-3 byte header and integer qualities.
+        `refine=N`: up to N rounds of encoder-side latent search (codec/refine.py; fixed-size
+        factorized models with one latent position): smaller or better streams, same decoder."""
         if isinstance(model, Model):
             self.model = model
         else:
@@ -112,6 +115,7 @@ class Codec:
             raise ModelError(f"model '{self.model.name}' ({self.model.id}) has no compact-profile "
                              "index (only shipped fixed-size grayscale models have one)")
         self.profile = profile
+        self.refine = int(refine)
 
     # ---- shapes -----------------------------------------------------------------------------
 
@@ -185,7 +189,8 @@ class Codec:
         return y
 
     def _code_latent(
-        self, y: np.ndarray, quality: float | None, tile: int | None = None
+        self, y: np.ndarray, quality: float | None, tile: int | None = None,
+        image: np.ndarray | None = None,
     ) -> tuple[list[bytes], float]:
         """Quantize and entropy-code y at a quality; returns (sections, estimated bits).
 
@@ -196,6 +201,8 @@ class Codec:
             if not np.all(np.isfinite(y_g)):
                 raise AecodecError("the model produced non-finite latents for this image")
             sym = np.rint(y_g).ravel()
+            if self.refine and image is not None and y_g.shape[1:] == (1, 1):
+                sym = refine.search(self, image, sym, quality, self.refine).astype(np.float64)
             tables = _channel_index(y_g.shape)
             yt = self.model.y_tables
             code = yt.encode_bytes if self.profile == "compact" else yt.encode
@@ -270,7 +277,7 @@ class Codec:
         q = rounding(quality) if len(self.model.gain) > 1 else None
         h, w = a.shape[:2]
         tile = self.tile // self.stride if self._tiled(h, w) else None
-        sections, bits = self._code_latent(y, q, tile)
+        sections, bits = self._code_latent(y, q, tile, a)
         fixed = self.model.info.fixed_size is not None
         header = container.Header(
             self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile,

@@ -205,6 +205,18 @@ class TableSet:
         bytecoder.check_canonical(data, lambda: self.encode_bytes(out, tables))
         return out
 
+    def symbol_bits(self, symbols: np.ndarray, tables: np.ndarray) -> np.ndarray:
+        """Each symbol's information content (bits, escape bypass included), in input order."""
+        t, a, above, exp, _ = self._split(symbols, tables)
+        head_bits = -np.log2(_HEAD_PROBS / _HEAD_PROBS.sum())
+        heads = above.astype(np.int64) * (MAX_EXP + 1) + exp
+        esc_bits = np.zeros(t.size)
+        esc = np.flatnonzero(a == self.lengths[t])
+        esc_bits[esc] = head_bits[heads] + exp
+        out = np.empty(t.size)
+        out[_group_order(self._check_tables(tables))] = self.cost[t, a] + esc_bits
+        return out
+
     def estimate_bits(self, symbols: np.ndarray, tables: np.ndarray) -> float:
         """The information content of the symbols under the float tables (no coder overhead)."""
         t, a, above, exp, _ = self._split(symbols, tables)

@@ -236,3 +236,39 @@ def test_compact_golden_stream(name):
         pytest.skip("retrained since its golden: make_golden.py --write --compact")
     pixels = aecodec.decompress(path.read_bytes())
     np.testing.assert_array_equal(pixels, np.asarray(Image.open(GOLDEN / f"{name}.png")))
+
+
+# ---- encoder-side latent search -------------------------------------------------------------
+
+
+def test_refined_encoding_lowers_the_rd_cost():
+    """refine=N only changes the encoder: the stream decodes with a plain codec, and its
+    rate-distortion cost (bits + lambda * SSE, the search's objective) is never higher."""
+    from aecodec import refine
+
+    name, q = "mnist-conv", 50
+    plain = aecodec.Codec(name, threads=1, profile="compact")
+    search = aecodec.Codec(name, threads=1, profile="compact", refine=4)
+    lam = refine.quality_lambda(plain.model.info.manifest["rate"]["lambdas"], q)
+    d = _synthetic_digit()
+    gained = 0.0
+    for shift in range(4):
+        img = np.roll(d, shift * 2, axis=1)
+        costs = []
+        for c in (plain, search):
+            enc = c.encode(img, q)
+            out = plain.decompress(enc.data)
+            np.testing.assert_array_equal(out, search.decompress(enc.data))
+            sse = np.sum((out / 255.0 - img / 255.0) ** 2)
+            costs.append(enc.estimated_bits + lam * sse)
+        assert costs[1] <= costs[0] + 1e-9
+        gained += costs[0] - costs[1]
+    assert gained > 0
+
+
+def test_quality_lambda_interpolates_geometrically():
+    from aecodec.refine import quality_lambda
+
+    assert quality_lambda([1, 4, 16], 1) == 1 and quality_lambda([1, 4, 16], 100) == 16
+    assert quality_lambda([1, 4, 16], 25.75) == pytest.approx(2.0)
+    assert quality_lambda([3.0], 50) == 3.0

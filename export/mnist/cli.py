@@ -8,7 +8,12 @@ import click
 
 from .data import MnistNotFoundError
 
-KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae")
+KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae", "rd")
+# the rate-distortion models: 64 latents, levels spanning 18-30 dB (docs/mnist.md)
+RD_MODELS = {
+    "rd": {"kind": "rd", "latent": 64, "lambdas": (0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+           "minutes": 65.0, "seed": 0},
+}
 MODELS_DIR = Path(__file__).resolve().parents[2] / "codec" / "models"
 DATA_HELP = "folder with the MNIST IDX files (default: $AECODEC_MNIST or ../shared/data/mnist)"
 
@@ -34,7 +39,8 @@ def mnist() -> None:
 @click.option("--model", "kinds", type=click.Choice([*KINDS, "all"]), multiple=True,
               default=("all",), show_default=True, help="which architecture(s)")
 @click.option("--minutes", type=float, default=None, help="time budget per model "
-              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse)")
+              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse, 65 rd); "
+              "an interrupted run resumes from its partial checkpoint")
 @click.option("--data", default=None, help=DATA_HELP)
 @click.option("--runs", default="runs/mnist", show_default=True, help="checkpoint folder")
 @click.option("--export-to", default=str(MODELS_DIR), show_default=True,
@@ -52,13 +58,18 @@ def train(kinds, minutes, data, runs, export_to, seed, threads) -> None:
     from .train import train as train_one
 
     budget = {"conv": 3.5, "vae": 3.5, "denoise": 3.0, "deep": 2.0, "dense": 1.5, "sparse": 1.5}
+    budget.update({k: v["minutes"] for k, v in RD_MODELS.items()})
     kinds = KINDS if "all" in kinds else kinds
     test, _ = load_mnist("test", data, limit=64)
     check = torch.from_numpy(test).float().div(255).unsqueeze(1)
     for k in kinds:
         ckpt = Path(runs) / f"{k}.pt"
+        extra = {}
+        if k in RD_MODELS:
+            extra = {"latent": RD_MODELS[k]["latent"], "lambdas": RD_MODELS[k]["lambdas"],
+                     "resume": True}
         train_one(k, data, ckpt, minutes=minutes or budget[k], seed=seed, threads=threads,
-                  log=click.echo)
+                  log=click.echo, **extra)
         model = load_checkpoint(ckpt)
         man = export_model(model, Path(export_to) / f"mnist-{k}", record=model.record,
                            check=check)

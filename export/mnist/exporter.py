@@ -60,12 +60,17 @@ def integer_tables(model: MnistCodec, radius: int = 400) -> dict[str, np.ndarray
 
 
 def _export_graph(module: torch.nn.Module, arg: torch.Tensor, in_name: str, out_name: str,
-                  path: Path) -> None:
+                  path: Path, dynamic_batch: bool = False) -> None:
+    """`dynamic_batch`: the first dimension is free (the encoder's latent search runs many
+    candidate latents through the synthesis in one call)."""
     module.eval()
+    shapes = {in_name: {0: torch.export.Dim("batch", min=1, max=1 << 16)}} if dynamic_batch \
+        else None
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / "g.onnx"
         torch.onnx.export(module, (arg,), str(tmp_path), dynamo=True, external_data=False,
-                          input_names=[in_name], output_names=[out_name], verbose=False)
+                          input_names=[in_name], output_names=[out_name], verbose=False,
+                          dynamic_shapes=shapes)
         data = tmp_path.read_bytes()
     path.write_bytes(data)
 
@@ -103,7 +108,8 @@ def export_model(model: MnistCodec, folder: str | Path, name: str | None = None,
     x0 = torch.zeros(1, 1, 28, 28)
     y0 = torch.zeros(1, model.M, 1, 1)
     _export_graph(AnalysisGraph(model), x0, "x", "y", folder / "analysis.onnx")
-    _export_graph(SynthesisGraph(model), y0, "y_hat", "x_hat", folder / "synthesis.onnx")
+    _export_graph(SynthesisGraph(model), y0, "y_hat", "x_hat", folder / "synthesis.onnx",
+                  dynamic_batch=True)
     tables = integer_tables(model)
     buf = io.BytesIO()
     np.savez(buf, **tables)

@@ -26,7 +26,7 @@ DESCRIPTIONS = {
     "denoise": "convolutional denoising autoencoder: trained on noisy digits, decodes clean ones",
     "vae": "variational autoencoder (Gaussian latent, KL term); codes the posterior mean",
     "rd": "rate-distortion trained conv autoencoder (3 strided convs 32/48/48 + dense, "
-          "64 latents), 9 rate levels for 18-30 dB",
+          "64 latents), for 18-30 dB",
 }
 RD_WIDTH = (32, 48)  # the rd model's conv channels (28 -> 14 -> 7 -> 4)
 

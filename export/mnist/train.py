@@ -123,9 +123,10 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
             if partial is not None and time.time() - last_save > save_every:
                 last_save = time.time()
                 partial.parent.mkdir(parents=True, exist_ok=True)
+                tmp = partial.with_name(partial.name + ".tmp")  # atomic: a kill keeps the old
                 torch.save({"state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                            "step": step, "epoch": epoch, "elapsed": time.time() - t0},
-                           partial)
+                            "step": step, "epoch": epoch, "elapsed": time.time() - t0}, tmp)
+                tmp.replace(partial)
             if time.time() - last_log > 30:
                 last_log = time.time()
                 log(f"[{kind}] {time.time() - t0:5.0f}s step {step} epoch {epoch} "
