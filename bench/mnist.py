@@ -27,6 +27,7 @@ from aecodec import container
 from aecodec.export.mnist.data import load_mnist
 
 QUALITIES = (1, 13, 25, 38, 50, 63, 75, 88, 100)
+REFINE_QUALITIES = (1, 25, 50, 75, 100)  # the slower encoder-side search: fewer settings
 GOAL_RANGE = (18.0, 26.0)  # PSNR range of the goal check (dB)
 GOAL_STEP = 0.25
 PAIR_STEP = 0.5  # PSNR grid of the pairwise ratios
@@ -90,13 +91,14 @@ def mnist_models() -> list[str]:
 
 def learned_codec(name: str, digits: np.ndarray, qualities=QUALITIES,
                   inputs: np.ndarray | None = None, label: str | None = None,
-                  profile: str = "compact") -> list[dict]:
+                  profile: str = "compact", refine: int = 0) -> list[dict]:
     """inputs: what is coded (noisy digits for the denoiser); PSNR is against `digits`.
-    `profile`: the stream profile measured (compact where the model has a compact index)."""
+    `profile`: the stream profile measured (compact where the model has a compact index);
+    `refine`: rounds of encoder-side latent search (then no full-profile size is measured)."""
     full = aecodec.Codec(name, threads=1)
     if profile == "compact" and container.compact_index(full.model.id) is None:
         profile = "full"
-    codec = aecodec.Codec(name, threads=1, profile=profile)
+    codec = aecodec.Codec(name, threads=1, profile=profile, refine=refine)
     src = digits if inputs is None else inputs
     rows = []
     for q in qualities:
@@ -109,15 +111,16 @@ def learned_codec(name: str, digits: np.ndarray, qualities=QUALITIES,
             info.append(enc.estimated_bits / 8)
             outs.append(codec.decompress(enc.data))
         dt = (time.perf_counter() - t0) / len(src)
-        full_sizes = [len(full.compress(d, q)) for d in src] if profile != "full" else sizes
+        full_sizes = ([len(full.compress(d, q)) for d in src] if profile != "full" and not refine
+                      else sizes)
         payload = float(np.mean(sizes) - np.mean(heads))
         row = _summary(sizes, digits, np.stack(outs), {
-            "codec": label or name, "setting": q, "profile": profile,
+            "codec": label or name, "setting": q, "profile": profile, "refine": refine,
             "header_bytes": float(np.mean(heads)),
             "payload_bytes": payload,
             "information_bytes": float(np.mean(info)),
             "coder_end_bytes": payload - float(np.mean(info)),
-            "full_profile_bytes": float(np.mean(full_sizes)),
+            "full_profile_bytes": None if refine else float(np.mean(full_sizes)),
             "ms_per_digit_roundtrip": round(dt * 1000, 3),
         })
         rows.append(row)
@@ -214,7 +217,10 @@ def add_ratios(learned: list[dict], classical: dict[str, list[dict]]) -> None:
 
 
 def run(digits_n: int = 1000, data: str | None = None, models: list[str] | None = None,
-        qualities=QUALITIES, seed: int = 0, log=print, profile: str = "compact") -> dict:
+        qualities=QUALITIES, seed: int = 0, log=print, profile: str = "compact",
+        refine: int = 0, refine_models: list[str] | None = None) -> dict:
+    """`refine` > 0 adds rows `<model> +search<N>` (encoder-side latent search, N rounds, at
+    REFINE_QUALITIES) for `refine_models` (default: the mnist-rd* models)."""
     digits, labels = load_mnist("test", data, limit=digits_n)
     rng = np.random.default_rng(seed)
     noisy = np.clip(digits / 255.0 + NOISE_SIGMA * rng.standard_normal(digits.shape), 0, 1)
@@ -229,7 +235,13 @@ def run(digits_n: int = 1000, data: str | None = None, models: list[str] | None 
         t0 = time.time()
         learned[name] = learned_codec(name, digits, qualities, profile=profile)
         log(f"{name}: {time.time() - t0:.1f}s")
-    names = list(learned)
+    if refine:
+        for name in refine_models or [n for n in learned if n.startswith("mnist-rd")]:
+            t0 = time.time()
+            learned[f"{name} +search{refine}"] = learned_codec(
+                name, digits, REFINE_QUALITIES, profile=profile, refine=refine)
+            log(f"{name} +search{refine}: {time.time() - t0:.1f}s")
+    names = [n for n in learned if "+search" not in n]
     for rows in learned.values():
         add_ratios(rows, classical)
     denoise = {}
@@ -300,7 +312,7 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | q{r['setting']} | {r['bytes']:.2f} | "
                          f"{r['header_bytes']:.0f} | {r['payload_bytes']:.2f} | "
                          f"{r.get('information_bytes', float('nan')):.2f} | "
-                         f"{r.get('full_profile_bytes', r['bytes']):.2f} | "
+                         f"{_fmt(r.get('full_profile_bytes'), 2)} | "
                          f"{r['psnr']:.2f} | {cb} | {ratio} |")
     for name, rows in res["classical"].items():
         for r in rows:
@@ -357,11 +369,13 @@ def plot(res: dict, path: str | Path) -> bool:
         pts = sorted((r["psnr"], r["bytes"]) for r in rows)
         ax.plot(*zip(*pts, strict=True), "o-", ms=3, lw=2.2 if "rd" in name else 1.2,
                 label=name)
+    style = {"JPEG": ("s", "0.55"), "WebP": ("^", "0.1"), "AVIF": ("D", "0.35")}
     for name, rows in res["classical"].items():
         pts = sorted((r["psnr"], r["bytes"]) for r in rows if math.isfinite(r["psnr"]))
+        marker, color = style.get(name, ("v", "0.7"))
         if pts:
-            ax.plot(*zip(*pts, strict=True), "s--", ms=4, lw=1.5, color="k", alpha=0.35 + 0.15 *
-                    list(res["classical"]).index(name), label=name)
+            ax.plot(*zip(*pts, strict=True), ls="--", marker=marker, ms=5, lw=1.5, color=color,
+                    label=name)
         for r in rows:
             if not math.isfinite(r["psnr"]):
                 ax.axhline(r["bytes"], color="0.5", ls=":", lw=1)
@@ -385,8 +399,10 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=None, help="folder with the MNIST IDX files")
     ap.add_argument("--out", default=None, help="folder for mnist_bench.json / .md")
     ap.add_argument("--model", action="append", default=None)
+    ap.add_argument("--refine", type=int, default=0,
+                    help="also bench the mnist-rd* models with N rounds of latent search")
     a = ap.parse_args(argv)
-    res = run(a.digits, a.data, a.model)
+    res = run(a.digits, a.data, a.model, refine=a.refine)
     md = markdown(res)
     print(md)
     if a.out:

@@ -5,7 +5,8 @@ The analysis transform only approximates the symbols that suit the synthesis bes
 round tries every latent symbol one step up and one step down, measures the rate-distortion cost
 `bits + lambda * SSE` of each candidate through the real synthesis (the 8-bit pixels a decoder
 will produce, x in [0, 1]) and the model's tables, and moves to the better of (a) the best
-candidate and (b) all improving steps taken together; it stops when no step lowers the cost. Only the encoder changes: the stream and the decoder are the same as without it.
+candidate and (b) all improving steps taken together; it stops when no step lowers the cost.
+Only the encoder changes: the stream and the decoder are the same as without it.
 `lambda` is the model's training weight for the quality (`rate.lambdas` in the manifest,
 interpolated between levels geometrically as the gains are).
 """

@@ -134,14 +134,16 @@ def sample(count, seed, model, output) -> None:
 @click.option("--model", "models", multiple=True, help="mnist-* models (default: all shipped)")
 @click.option("--update-manifests", is_flag=True,
               help="record the measured curves in the shipped manifests' results")
+@click.option("--refine", type=int, default=0, show_default=True,
+              help="also bench the mnist-rd* models with N rounds of encoder-side latent search")
 @_data_guard
-def bench(digits, data, out, models, update_manifests) -> None:
+def bench(digits, data, out, models, update_manifests, refine) -> None:
     """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR; RD plot."""
     import json
 
     from aecodec.bench import mnist as mb
 
-    res = mb.run(digits, data, list(models) or None, log=click.echo)
+    res = mb.run(digits, data, list(models) or None, log=click.echo, refine=refine)
     md = mb.markdown(res)
     click.echo(md)
     outp = Path(out)
@@ -156,6 +158,8 @@ def bench(digits, data, out, models, update_manifests) -> None:
         from .exporter import update_results
 
         for name in res["learned"]:
+            if "+search" in name:
+                continue
             info = aecodec.Codec(name).model.info
             update_results(info.path, manifest_results(res, name))
 
