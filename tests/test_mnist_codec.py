@@ -12,8 +12,8 @@ import aecodec
 from aecodec.cli import main as cli
 from aecodec.export.mnist.data import MnistNotFoundError, load_mnist
 
-EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-sparse",
-            "mnist-vae"]
+EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-rd",
+            "mnist-sparse", "mnist-vae"]
 NAMES = EXPECTED
 
 
