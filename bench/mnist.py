@@ -279,6 +279,8 @@ def run(digits_n: int = 1000, data: str | None = None, models: list[str] | None 
         "profile": profile,
         "classical": classical, "learned": learned, "pairs": pairs,
         "goal": goal_check(learned, classical),
+        "goal_plain_encoders": goal_check({k: v for k, v in learned.items()
+                                           if "+search" not in k}, classical),
         "denoising": {"noise_sigma": NOISE_SIGMA, "noisy_psnr": noisy_psnr, "rows": denoise},
         "best": best,
         "versions": {"aecodec": getattr(aecodec, "__version__", None),
@@ -349,6 +351,15 @@ def markdown(res: dict) -> str:
         mr = goal["min_ratio"]
         lines += ["", f"Smallest ratio over {lo:g}–{hi:g} dB (every {goal['step_db']:g} dB): "
                   + (f"{mr:.1f}×" if mr else "– (a model curve does not cover the range)")]
+        plain = res.get("goal_plain_encoders")
+        if plain and any("+search" in n for n in res["learned"]):
+            worst = min((r for r in plain["rows"] if r["ratio"]), key=lambda r: r["ratio"])
+            mp = plain["min_ratio"]
+            lines.append(f"Without the encoder-side search: {mp:.1f}× " if mp else
+                         "Without the encoder-side search: – ")
+            lines[-1] += (f"(smallest at {worst['psnr']:g} dB: {worst['model']} "
+                          f"{worst['model_bytes']:.2f} B vs {worst['classical']} "
+                          f"{worst['classical_bytes']:.1f} B)")
     return "\n".join(lines) + "\n"
 
 
