@@ -272,3 +272,23 @@ def test_quality_lambda_interpolates_geometrically():
     assert quality_lambda([1, 4, 16], 1) == 1 and quality_lambda([1, 4, 16], 100) == 16
     assert quality_lambda([1, 4, 16], 25.75) == pytest.approx(2.0)
     assert quality_lambda([3.0], 50) == 3.0
+
+
+def test_bench_pair_ratios_and_goal_check():
+    from aecodec.bench.mnist import goal_check, pair_ratios
+
+    model = [{"psnr": 18.0, "bytes": 10.0, "setting": 1}, {"psnr": 26.0, "bytes": 20.0,
+                                                             "setting": 100}]
+    webp = [{"psnr": 23.0, "bytes": 100.0, "setting": 0}, {"psnr": 28.0, "bytes": 150.0,
+                                                             "setting": 5}]
+    pr = pair_ratios(model, webp)
+    assert pr["overlap_db"] == [23.0, 26.0]
+    assert pr["points"][0]["ratio"] == pytest.approx(100.0 / (10.0 * 2 ** (5 / 8)))
+    assert pair_ratios(model, [{"psnr": 30.0, "bytes": 1, "setting": 0},
+                               {"psnr": 31.0, "bytes": 2, "setting": 1}]) is None
+    g = goal_check({"m": model}, {"WebP": webp}, 18, 26, 1.0)
+    assert [r["psnr"] for r in g["rows"]] == list(range(18, 27))
+    assert g["rows"][0]["classical_bytes"] == 100.0 and not g["rows"][0]["classical_point"]
+    assert g["rows"][-1]["classical_point"]
+    assert g["min_ratio"] == pytest.approx(min(r["ratio"] for r in g["rows"]))
+    assert goal_check({"m": model[:1]}, {"WebP": webp}, 18, 26, 1.0)["min_ratio"] is None
