@@ -4,10 +4,11 @@
 
 Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
 tiled, and 28x28 digits through every MNIST model, then version 3 streams with extra sections:
-alpha, ICC profile and EXIF, plain and tiled). Stream i is seed i mod S mutated by a
-generator seeded with i (bit flips, byte edits, truncations, insertions, deletions, splices,
-header field edits with huge sizes, tiles or section counts, large declared sizes carried by
-tiny sections in either version), and usually its CRC is
+alpha, ICC profile and EXIF, plain and tiled, then digits in the compact profile). Stream i is
+seed i mod S mutated by a generator seeded with i (bit flips, byte edits, truncations,
+insertions, deletions, splices, header field edits with huge sizes, tiles or section counts,
+large declared sizes carried by tiny sections in either version; compact: indices, quality
+bytes, recast as full), and usually its CRC is
 recomputed so the damage reaches the entropy decoder and the networks. Worker processes
 decode under an address-space limit (RLIMIT_AS) and a per-stream timeout; the outcomes are
 counted: `ok` (an image), one entry per AecodecError subclass, and the failures `crash`
@@ -87,6 +88,22 @@ def seeds() -> list[bytes]:
             out.append(Codec(info, threads=1).compress(_with_extras(64, 48, 4), 40))
             tiled = Codec(info, threads=1, tile=64, tile_above=0)
             out.append(tiled.compress(_with_extras(128, 130, 5), 60))
+    out += compact_seeds()
+    return out
+
+
+def compact_seeds() -> list[bytes]:
+    """Compact-profile digits of every model with a compact index (after the full seeds, so
+    seed 0 stays a full-header stream)."""
+    from aecodec import container
+    from aecodec.codec import Codec
+    from aecodec.model import shipped
+
+    out = []
+    for info in shipped():
+        if container.compact_index(info.id) is not None:
+            codec = Codec(info, threads=1, profile="compact")
+            out.append(codec.compress(_digit(len(out) + 7), 1 + 13 * len(out) % 100))
     return out
 
 
@@ -114,6 +131,9 @@ def refresh_crc(data: bytes) -> bytes:
         pos = container.crc_offset(data)
     except AecodecError:
         return data
+    if container.is_compact(data):
+        crc8 = container.crc8(data[pos + 1 :], container.crc8(data[:pos]) ^ 0xFF)
+        return data[:pos] + bytes([crc8]) + data[pos + 1 :]
     end = pos + container.CRC_BYTES
     crc = zlib.crc32(data[end:], zlib.crc32(data[:pos]))
     return data[:pos] + crc.to_bytes(container.CRC_BYTES, "little") + data[end:]
@@ -128,6 +148,8 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         header, sections = container.unpack(data)
     except AecodecError:
         return data
+    if header.compact:
+        return _edit_compact(data, rng)
     big = [0, 1, 2, 63, 64, 65, 1000, 2047, 2048, 2049, 4096, 20000, (1 << 24) - 1, 1 << 24,
            (1 << 28), (1 << 35) - 1]
     w, h = header.width, header.height
@@ -184,6 +206,30 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         return container.write_stream(fields, latent + extra)
     except (ValueError, OverflowError):
         return data
+
+
+def _edit_compact(data: bytes, rng: random.Random) -> bytes:
+    """Compact header edits: another or a free index, quality byte dropped, added or out of
+    range, or the stream recast with a full header around the byte-coded section."""
+    from aecodec import container
+
+    (index, quality), pos = container._compact_fields(data)
+    payload = data[pos + 1 :]
+    choice = rng.randrange(4)
+    if choice == 0:
+        index = rng.choice([*container.COMPACT_MODELS, container.COMPACT_MAX_INDEX])
+    elif choice == 1:
+        quality = None if quality else float(rng.choice([1, 50, 100]))
+    elif choice == 2:
+        head = bytes([index | container.COMPACT_FLAG_QUALITY, rng.choice([99, 100, 255])])
+        return refresh_crc(head + b"\0" + payload)
+    else:
+        fields = container.Header(container.COMPACT_MODELS[index], None, None, True, quality)
+        return container.write_stream(fields, [payload])
+    head = bytes([index | (container.COMPACT_FLAG_QUALITY if quality else 0)])
+    if quality:
+        head += bytes([int(quality) - 1])
+    return refresh_crc(head + b"\0" + payload)
 
 
 def mutate(data: bytes, rng: random.Random, pool: list[bytes] | None = None) -> bytes:
@@ -252,6 +298,11 @@ def decode(data: bytes) -> str:
 @lru_cache(maxsize=1)
 def seeds_cache() -> tuple[bytes, ...]:
     return tuple(seeds())
+
+
+@lru_cache(maxsize=1)
+def compact_seeds_cache() -> tuple[bytes, ...]:
+    return tuple(compact_seeds())
 
 
 def stream(i: int, base_seed: int = 0) -> bytes:

@@ -41,6 +41,7 @@ class Settings:
     threads: int | None = None  # ONNX Runtime threads per worker
     force: bool = False
     strip: bool = False  # compress: leave out ICC profile and EXIF
+    profile: str = "full"  # compress: "compact" for the fixed-size digit models
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class Coder:
     def _codec(self, model):
         from .codec import get_codec
 
-        return get_codec(model, self.settings.threads)
+        return get_codec(model, self.settings.threads, self.settings.profile)
 
     def encode(self, image: np.ndarray | bytes | str):
         """An image array, image file bytes or path -> `Encoded` (quality or bpp target).

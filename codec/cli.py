@@ -112,11 +112,11 @@ threads_option = click.option("--threads", type=click.IntRange(min=1), default=N
                               "(default: all, shared among the workers).")
 
 
-def _codec(model_name: str | None, threads: int | None):
+def _codec(model_name: str | None, threads: int | None, profile: str = "full"):
     from .codec import get_codec
 
     try:
-        return get_codec(model_name, threads)
+        return get_codec(model_name, threads, profile)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
 
@@ -150,11 +150,14 @@ def batch_options(f: Callable) -> Callable:
               help="Target bits per pixel: picks the highest quality that fits.")
 @click.option("--strip", is_flag=True,
               help="Leave out the ICC profile and EXIF (the orientation is still applied).")
+@click.option("--profile", type=click.Choice(["full", "compact"]), default="full",
+              show_default=True, help="Stream profile: compact = 1-3 byte header and a "
+              "byte-granular coder, for the fixed-size digit models (integer qualities).")
 @model_option
 @threads_option
 @force_option
 @batch_options
-def compress(inputs, output, quality, bpp, strip, model_name, threads, force, jobs,
+def compress(inputs, output, quality, bpp, strip, profile, model_name, threads, force, jobs,
              skip_existing, use_ray, ray_address) -> None:
     """Compress images (files, folders, or - for stdin) to .aec streams.
 
@@ -167,7 +170,18 @@ def compress(inputs, output, quality, bpp, strip, model_name, threads, force, jo
 
     if quality is not None and bpp is not None:
         raise click.UsageError("give either --quality or --bpp, not both")
-    settings = Settings("compress", model_name, quality, bpp, threads, force, strip)
+    if profile == "compact":  # one clear error up front, not one per file
+        from .container import compact_index
+        from .model import find
+
+        try:
+            info = find(model_name)
+        except AecodecError as e:
+            raise click.ClickException(str(e)) from None
+        if compact_index(info.id) is None:
+            raise click.ClickException(f"model '{info.name}' has no compact-profile index "
+                                       "(only the shipped digit models have one)")
+    settings = Settings("compress", model_name, quality, bpp, threads, force, strip, profile)
     _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, extras, latent, rate, tiles
+from . import container, extras, latent, rate, refine, tiles
 from .errors import (
     CorruptStreamError,
     ImageTooLargeError,
@@ -72,11 +72,17 @@ class Codec:
         graph_optimization: str | None = None,
         tile: int = tiles.DEFAULT_TILE,
         tile_above: int | None = tiles.DEFAULT_TILE_ABOVE,
+        profile: str = "full",
+        refine: int = 0,
     ):
         """`threads`, `providers` and `graph_optimization` ("all", "extended", "basic" or
         "none") configure ONNX Runtime; the entropy decoding never depends on them.
         Images over `tile_above` pixels are coded by tiles of `tile` x `tile` pixels (a
-        multiple of the model's pad multiple); `tile_above=None` never tiles."""
+        multiple of the model's pad multiple); `tile_above=None` never tiles.
+        `profile="compact"` writes the compact stream profile (docs/format.md): for fixed-size
+        grayscale models with a compact index, a 1-3 byte header and integer qualities.
+        `refine=N`: up to N rounds of encoder-side latent search (codec/refine.py; fixed-size
+        factorized models with one latent position): smaller or better streams, same decoder."""
         if isinstance(model, Model):
             self.model = model
         else:
@@ -91,6 +97,13 @@ class Codec:
             raise ValueError(f"tile must be a positive multiple of {unit}, got {tile}")
         self.tile = int(tile)
         self.tile_above = tile_above
+        if profile not in container.PROFILES:
+            raise ValueError(f"profile must be one of {container.PROFILES}, got {profile!r}")
+        if profile == "compact" and container.compact_index(self.model.id) is None:
+            raise ModelError(f"model '{self.model.name}' ({self.model.id}) has no compact-profile "
+                             "index (only shipped fixed-size grayscale models have one)")
+        self.profile = profile
+        self.refine = int(refine)
 
     # ---- shapes -----------------------------------------------------------------------------
 
@@ -159,20 +172,26 @@ class Codec:
         return y
 
     def code(self, y: np.ndarray, h: int, w: int, gray: bool, quality: float | None,
-             extra: dict[str, bytes] | None = None) -> Encoded:
+             extra: dict[str, bytes] | None = None, image: np.ndarray | None = None) -> Encoded:
         """Quantize y at a quality, entropy-code it with the model's latent codec and pack the
         stream with any extra sections (alpha, ICC, EXIF: codec/extras.py); the step
-        `encode_to_bpp` repeats."""
-        q = rate.quantize_quality(quality) if self.model.variable_rate else None
+        `encode_to_bpp` repeats. `image` (the prepared pixels) lets `refine` search."""
+        compact = self.profile == "compact"
+        rounding = container.compact_quality if compact else rate.quantize_quality
+        q = rounding(quality) if self.model.variable_rate else None
         gain, _ = self.model.gains(q)
         hy, wy = self.latent_hw(h, w)
         grid = tiles.TileGrid(hy, wy, self.tile // self.stride if self._tiled(h, w) else None)
-        sections, bits = self.latent.encode(y, gain, grid)
+        search = None
+        if self.refine and image is not None and (hy, wy) == (1, 1):
+            def search(sym: np.ndarray) -> np.ndarray:
+                return refine.search(self, image, sym, q, self.refine)
+        sections, bits = self.latent.encode(y, gain, grid, compact=compact, refine=search)
         fixed = self.model.info.fixed_size is not None
         extra = extra or {}  # extra sections (codec/extras.py), EXTRA_KINDS order
         header = container.Header(
             self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=grid.tile,
-            extras=tuple(extra),
+            extras=tuple(extra), profile=self.profile,
         )
         return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
@@ -185,7 +204,7 @@ class Codec:
         rate.quantize_quality(quality)  # validate before any work
         image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
-        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra)
+        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra, a)
 
     def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
                  strip: bool = False) -> bytes:
@@ -211,11 +230,11 @@ class Codec:
         y = self.analyse(a)
         h, w = a.shape[:2]
         if not self.model.variable_rate:
-            return self.code(y, h, w, gray, None, extra)
+            return self.code(y, h, w, gray, None, extra, a)
         tried: dict[float, Encoded] = {}
 
         def fits(q: float) -> bool:
-            tried[q] = self.code(y, h, w, gray, q, extra)
+            tried[q] = self.code(y, h, w, gray, q, extra, a)
             return tried[q].bpp <= bpp
 
         return tried[rate.search_highest(fits)]
@@ -263,7 +282,7 @@ class Codec:
                 "cannot be decoded in bounded memory (encoders tile images this large)")
         grid = tiles.TileGrid(*self.latent_hw(h, w), header.tile)
         _, inv = model.gains(header.quality)
-        y_hat, extra = self.latent.decode(sections, grid, inv, keep)
+        y_hat, extra = self.latent.decode(sections, grid, inv, keep, compact=header.compact)
         return header, h, w, y_hat, extra
 
     def synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool = False,
@@ -314,24 +333,26 @@ class Codec:
 _CODECS: dict[tuple, Codec] = {}
 
 
-def get_codec(model: ModelLike = None, threads: int | None = None) -> Codec:
+def get_codec(model: ModelLike = None, threads: int | None = None,
+              profile: str = "full") -> Codec:
     """A cached Codec for a model name, folder or None (the default model)."""
     if isinstance(model, Model):
-        return Codec(model)
+        return Codec(model, profile=profile)
     info = model if isinstance(model, ModelInfo) else find(model)
-    key = (str(info.path.resolve()), info.id, threads)
+    key = (str(info.path.resolve()), info.id, threads, profile)
     if key not in _CODECS:
-        _CODECS[key] = Codec(info, threads=threads)
+        _CODECS[key] = Codec(info, threads=threads, profile=profile)
     return _CODECS[key]
 
 
 def compress(
     image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None,
-    strip: bool = False,
+    strip: bool = False, profile: str = "full",
 ) -> bytes:
     """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped);
-    `strip` leaves out ICC profile and EXIF."""
-    return get_codec(model).compress(image, quality, strip)
+    `strip` leaves out ICC profile and EXIF; `profile="compact"`: the compact stream profile
+    of fixed-size digit models."""
+    return get_codec(model, profile=profile).compress(image, quality, strip)
 
 
 def decompress(data: bytes, model: ModelLike = None, threads: int | None = None) -> np.ndarray:
@@ -347,6 +368,7 @@ def stream_info(data: bytes) -> dict:
     """Header fields of a stream, its model if installed, and its bits per pixel."""
     header, sections = container.unpack(data)
     info = {
+        "profile": header.profile,
         "format_version": header.version,
         "model_id": header.model_id,
         "model": None,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from .errors import CorruptStreamError, ImageTooLargeError
-from .rate import quality_code
+from .errors import CorruptStreamError, ImageTooLargeError, UnknownModelError
+from .rate import quality_code, quantize_quality
 
 MAGIC = b"\xae\xcd"
 VERSION = 1  # untiled streams
@@ -31,6 +31,23 @@ FLAG_TILED = 8  # version 3: a tile field follows (the bit that is FLAG_TWO_SECT
 # extras byte. Their content is defined in docs/format.md (Extra sections) and codec/extras.py.
 EXTRA_KINDS = ("icc", "exif", "alpha")
 EXTRA_BITS = {kind: 1 << i for i, kind in enumerate(EXTRA_KINDS)}
+
+# ---- compact profile (fixed-size grayscale models, docs/format.md "Compact profile") --------
+# First byte 0b0Qiiiiii: bit 7 clear (a full header starts with 0xAE, bit 7 set), Q = a quality
+# byte follows, i = the model's index below. Indices are stable: an entry is never changed or
+# reused; a retrained model gets a new one.
+COMPACT_MODELS: dict[int, str] = {
+    0: "b42bd675",  # mnist-dense 1.0.0
+    1: "cd402773",  # mnist-deep 1.0.0
+    2: "cedc3e61",  # mnist-sparse 1.0.0
+    3: "86343d3a",  # mnist-conv 1.0.0
+    4: "dd1d4aa3",  # mnist-denoise 1.0.0
+    5: "8e1a5098",  # mnist-vae 1.0.0
+    6: "4f29aa15",  # mnist-rd 1.0.0
+}
+COMPACT_FLAG_QUALITY = 0x40
+COMPACT_MAX_INDEX = 0x3F
+PROFILES = ("full", "compact")
 
 
 # ---- LEB128 varints -------------------------------------------------------------------------
@@ -107,10 +124,15 @@ class Header:
     version: int = VERSION
     tile: int | None = None  # tile side in latent units (version 2); None: untiled
     extras: tuple[str, ...] = ()  # kinds of the extra sections (version 3), EXTRA_KINDS order
+    profile: str = "full"  # "compact": 1-3 byte header, one byte-coded section
 
     @property
     def id_bytes(self) -> bytes:
         return bytes.fromhex(self.model_id)
+
+    @property
+    def compact(self) -> bool:
+        return self.profile == "compact"
 
 
 def pack(header: Header, sections: list[bytes]) -> bytes:
@@ -118,7 +140,10 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
 
     `sections` are the latent sections followed by one section per kind in `header.extras`.
     Without extras the stream is version 1 (untiled) or 2 (tiled), byte for byte as before;
-    with extras it is version 3."""
+    with extras it is version 3. A compact header (`profile="compact"`) is written instead for
+    the fixed-size models that have a compact index."""
+    if header.compact:
+        return _pack_compact(header, sections)
     tiled = header.tile is not None
     extras = tuple(header.extras)
     if extras and (extras != tuple(k for k in EXTRA_KINDS if k in extras)):
@@ -177,14 +202,25 @@ def split_extras(header: Header, sections: list[bytes]) -> tuple[list[bytes], di
 
 
 def crc_offset(data: bytes) -> int:
-    """Where a stream's CRC-32 sits (after the header fields); CorruptStreamError if the
+    """Where a stream's CRC-32 (compact profile: CRC-8) sits; CorruptStreamError if the
     fields cannot be read. For tools that edit streams, e.g. fuzzers."""
-    return _fields(bytes(data))[1]
+    data = bytes(data)
+    if is_compact(data):
+        return _compact_fields(data)[1]
+    return _fields(data)[1]
+
+
+def is_compact(data: bytes) -> bool:
+    """Whether a stream uses the compact profile (first byte below 0x80)."""
+    return len(data) > 0 and data[0] < 0x80
 
 
 def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
-    """Parse and check a stream; raises CorruptStreamError or ImageTooLargeError."""
+    """Parse and check a stream (either profile); raises CorruptStreamError,
+    ImageTooLargeError, or UnknownModelError (a compact index no model has)."""
     data = bytes(data)
+    if is_compact(data):
+        return _unpack_compact(data)
     (header, lengths), pos = _fields(data)
     width, height = header.width, header.height
     crc = int.from_bytes(data[pos : pos + CRC_BYTES], "little")
@@ -273,10 +309,100 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
 
 def read_header(data: bytes) -> Header:
     """The header fields alone, without the CRC check or sections: enough to pick a model."""
-    return _fields(bytes(data))[0][0]
+    data = bytes(data)
+    if is_compact(data):  # a few bytes: checked whole, so damage is never an unknown model
+        return _unpack_compact(data)[0]
+    return _fields(data)[0][0]
 
 
 def header_size(data: bytes) -> int:
     """Bytes before the first section (header fields, section lengths and CRC)."""
     header, sections = unpack(data)
     return len(data) - sum(len(s) for s in sections)
+
+
+# ---- compact profile ------------------------------------------------------------------------
+
+
+def compact_index(model_id: str) -> int | None:
+    """A model id's compact-profile index, or None if it has none."""
+    for index, mid in COMPACT_MODELS.items():
+        if mid == model_id:
+            return index
+    return None
+
+
+def compact_quality(quality: float) -> float:
+    """The quality a compact stream can record: an integer in [1, 100]."""
+    return float(round(quantize_quality(quality)))
+
+
+def crc8(data: bytes, crc: int = 0xFF) -> int:
+    """CRC-8/AUTOSAR (polynomial 0x2F, init 0xFF, final xor 0xFF, not reflected)."""
+    for b in data:
+        crc = _CRC8_TABLE[crc ^ b]
+    return crc ^ 0xFF
+
+
+def _crc8_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = ((c << 1) ^ 0x2F) & 0xFF if c & 0x80 else (c << 1) & 0xFF
+        table.append(c)
+    return table
+
+
+_CRC8_TABLE = _crc8_table()
+
+
+def _pack_compact(header: Header, sections: list[bytes]) -> bytes:
+    """Index byte, quality byte (if any), CRC-8 of those and the payload, one section."""
+    index = compact_index(header.model_id)
+    if index is None:
+        raise ValueError(f"model id {header.model_id} has no compact-profile index")
+    if len(sections) != 1 or header.width is not None or header.tile is not None:
+        raise ValueError("a compact stream has one section and the model's fixed size")
+    if not header.gray:
+        raise ValueError("compact streams are grayscale")
+    head = bytearray([index | (COMPACT_FLAG_QUALITY if header.quality is not None else 0)])
+    if header.quality is not None:
+        q = float(header.quality)
+        if q != round(q) or not 1 <= q <= 100:
+            raise ValueError("a compact stream records an integer quality in [1, 100]")
+        head.append(int(q) - 1)
+    payload = sections[0]
+    return bytes(head) + bytes([crc8(payload, crc8(head) ^ 0xFF)]) + payload
+
+
+def _compact_fields(data: bytes) -> tuple[tuple[int, float | None], int]:
+    """The compact header's (index, quality) and its CRC-8's offset (nothing checked yet)."""
+    b0 = data[0]
+    pos = 1
+    quality = None
+    if b0 & COMPACT_FLAG_QUALITY:
+        if len(data) < 2:
+            raise CorruptStreamError("stream is truncated (inside the header)")
+        if data[1] > 99:
+            raise CorruptStreamError("invalid quality code in header")
+        quality = float(data[1] + 1)
+        pos = 2
+    if len(data) < pos + 1:
+        raise CorruptStreamError("stream is truncated (inside the header)")
+    return (b0 & COMPACT_MAX_INDEX, quality), pos
+
+
+def _unpack_compact(data: bytes) -> tuple[Header, list[bytes]]:
+    """The CRC is checked before the index: a damaged stream is corrupt, and only an intact
+    one naming an index this version lacks (a newer model) is an unknown model."""
+    (index, quality), pos = _compact_fields(data)
+    payload = data[pos + 1 :]
+    if crc8(payload, crc8(data[:pos]) ^ 0xFF) != data[pos]:
+        raise CorruptStreamError("checksum mismatch: the stream is truncated or damaged")
+    model_id = COMPACT_MODELS.get(index)
+    if model_id is None:
+        raise UnknownModelError(
+            f"compact stream names model index {index}, which no model of this version has"
+        )
+    return Header(model_id, None, None, True, quality, VERSION, profile="compact"), [payload]

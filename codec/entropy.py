@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import constriction
 import numpy as np
 
+from . import bytecoder
 from .errors import AecodecError, CorruptStreamError, ModelError
 
 ESCAPE_MIN = 2.0**-16  # floor of a table's escape probability
@@ -28,6 +29,8 @@ MAX_EXP = 31  # Elias-gamma exponents 0..31: bypass values below 2**32
 MAX_ABS = 2**31 - 1  # largest symbol magnitude the encoder accepts
 _MIN_PROB = 2.0**-24  # constriction's smallest probability; bounds the estimate's cost
 _HEAD_PROBS = np.concatenate([2.0 ** -(np.arange(MAX_EXP + 1) + 2)] * 2)  # side, exponent
+
+_HEAD_MODEL = bytecoder.IntModel.from_probs(_HEAD_PROBS)
 
 _model = constriction.stream.model
 _stack = constriction.stream.stack
@@ -52,6 +55,7 @@ class TableSet:
         self.cost = np.zeros((t, width))  # bits per alphabet entry, for estimates
         self.min_bits = np.zeros(t)  # a floor on any symbol's code length under each table
         self._models = []
+        self._probs = []  # escape included, for the byte coder's integer models
         for i in range(t):
             n = int(lengths[i])
             p = pmf[i, :n]
@@ -61,6 +65,7 @@ class TableSet:
             # the coder's fixed-point probabilities can exceed the float ones by a unit each
             self.min_bits[i] = max(0.0, -np.log2(min(1.0, probs.max() + (n + 1) * 2.0**-23)))
             self._models.append(_model.Categorical(probs, perfect=False))
+            self._probs.append(probs)
         self._head = _model.Categorical(_HEAD_PROBS, perfect=False)
         self._bit = _model.Uniform(2)
 
@@ -176,6 +181,64 @@ class TableSet:
             raise CorruptStreamError(f"invalid entropy-coded data ({e})") from None
         out = np.empty_like(a)
         out[order] = a
+        return out
+
+    # -- byte coder (compact profile) -----------------------------------------------------
+
+    def _int_model(self, i: int) -> bytecoder.IntModel:
+        if self._int_models is None:
+            self._int_models = [None] * len(self)
+        if self._int_models[i] is None:
+            self._int_models[i] = bytecoder.IntModel.from_probs(self._probs[i])
+        return self._int_models[i]
+
+    _int_models: list | None = None
+
+    def encode_bytes(self, symbols: np.ndarray, tables: np.ndarray) -> bytes:
+        """The same symbol sequence as `encode` (groups, heads, mantissa bits), coded with the
+        exact arithmetic coder of `bytecoder`: byte-granular end, for small payloads."""
+        t, a, above, exp, mant = self._split(symbols, tables)
+        steps = [self._int_model(int(i)).step(int(s)) for i, s in zip(t, a, strict=True)]
+        heads = above.astype(np.int64) * (MAX_EXP + 1) + exp
+        steps += [_HEAD_MODEL.step(int(h)) for h in heads]
+        steps += [bytecoder.UNIFORM_BIT.step(int(b)) for b in _mantissa_bits(exp, mant)]
+        return bytecoder.encode(steps)
+
+    def decode_bytes(self, data: bytes, tables: np.ndarray) -> np.ndarray:
+        """Inverse of `encode_bytes`; refuses any data but the canonical coding."""
+        tables = self._check_tables(tables)
+        if 8 * len(data) > tables.size * (2 * bytecoder.PRECISION + MAX_EXP) + 8:
+            raise CorruptStreamError("section is longer than any coding of its symbols")
+        order = _group_order(tables)
+        t = tables[order]
+        dec = bytecoder.Decoder(bytes(data))
+        a = np.array([dec.decode(self._int_model(int(i))) for i in t], np.int64)
+        lo, n = self.offsets[t], self.lengths[t]
+        esc = np.flatnonzero(a == n)
+        v = a + lo
+        if esc.size:
+            heads = np.array(dec.decode_many(_HEAD_MODEL, int(esc.size)), np.int64)
+            above, exp = heads // (MAX_EXP + 1), heads % (MAX_EXP + 1)
+            bits = np.array(dec.decode_many(bytecoder.UNIFORM_BIT, int(exp.sum())), np.int64)
+            d = (1 << exp) + _mantissa_values(exp, bits)
+            v[esc] = np.where(above == 1, lo[esc] + n[esc] + d - 1, lo[esc] - d)
+        out = np.empty_like(v)
+        out[order] = v
+        if np.abs(out).max(initial=0) > MAX_ABS:
+            raise CorruptStreamError("section decodes to a latent out of range")
+        bytecoder.check_canonical(data, lambda: self.encode_bytes(out, tables))
+        return out
+
+    def symbol_bits(self, symbols: np.ndarray, tables: np.ndarray) -> np.ndarray:
+        """Each symbol's information content (bits, escape bypass included), in input order."""
+        t, a, above, exp, _ = self._split(symbols, tables)
+        head_bits = -np.log2(_HEAD_PROBS / _HEAD_PROBS.sum())
+        heads = above.astype(np.int64) * (MAX_EXP + 1) + exp
+        esc_bits = np.zeros(t.size)
+        esc = np.flatnonzero(a == self.lengths[t])
+        esc_bits[esc] = head_bits[heads] + exp
+        out = np.empty(t.size)
+        out[_group_order(self._check_tables(tables))] = self.cost[t, a] + esc_bits
         return out
 
     def estimate_bits(self, symbols: np.ndarray, tables: np.ndarray) -> float:

@@ -129,3 +129,76 @@ def test_tiled_header_round_trip():
     assert header.tile == 64 and header.version == 2 and got == sections
     with pytest.raises(CorruptStreamError):  # a tiled stream always carries its size
         unpack(data[:2] + bytes([0x20]) + data[3:])
+
+
+# ---- compact profile ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,header,sections", make_golden.compact_container_cases())
+def test_golden_compact_bytes(name, header, sections):
+    data = pack(header, sections)
+    assert data == (GOLDEN / name).read_bytes(), "format changed: see tests/golden/make_golden.py"
+    assert unpack(data) == (header, sections)
+    assert container.is_compact(data) and data[0] < 0x80 <= container.MAGIC[0]
+    assert len(data) - len(sections[0]) == (3 if header.quality else 2)
+
+
+def test_compact_header_is_at_most_three_bytes():
+    for index, model_id in container.COMPACT_MODELS.items():
+        for q in (None, 1.0, 55.0, 100.0):
+            h = Header(model_id, gray=True, quality=q, profile="compact")
+            data = pack(h, [b"\x09\x08"])
+            assert data[0] & container.COMPACT_MAX_INDEX == index
+            assert container.header_size(data) == (2 if q is None else 3)
+            assert unpack(data)[0] == h
+
+
+def test_compact_indices_are_stable():
+    """An index, once given, names the same model forever (append-only table)."""
+    assert {i: container.COMPACT_MODELS[i] for i in range(7)} == {
+        0: "b42bd675", 1: "cd402773", 2: "cedc3e61", 3: "86343d3a", 4: "dd1d4aa3", 5: "8e1a5098",
+        6: "4f29aa15"}
+    assert len(set(container.COMPACT_MODELS.values())) == len(container.COMPACT_MODELS)
+    assert max(container.COMPACT_MODELS) <= container.COMPACT_MAX_INDEX
+
+
+def test_compact_truncation_bit_flips_and_unknown_index():
+    from aecodec.errors import UnknownModelError
+
+    data = (GOLDEN / "container-compact-q.bin").read_bytes()
+    for n in range(len(data)):
+        with pytest.raises((CorruptStreamError, UnknownModelError)):
+            unpack(data[:n])
+    refused = 0
+    for bit in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        try:
+            unpack(bytes(flipped))
+        except (CorruptStreamError, UnknownModelError):
+            refused += 1
+    assert refused == len(data) * 8  # CRC-8 catches every single-bit error
+    free = next(i for i in range(64) if i not in container.COMPACT_MODELS)
+    intact = bytes([free]) + bytes([container.crc8(bytes([free]))])
+    with pytest.raises(UnknownModelError, match=f"index {free}"):
+        unpack(intact)
+    with pytest.raises(CorruptStreamError, match="checksum"):  # damaged: corrupt, not unknown
+        unpack(intact[:1] + bytes([intact[1] ^ 1]))
+    with pytest.raises(CorruptStreamError, match="quality"):
+        unpack(bytes([0x40 | 3, 100, 0]))
+
+
+def test_compact_refuses_what_it_cannot_record():
+    mid = container.COMPACT_MODELS[3]
+    with pytest.raises(ValueError, match="no compact"):
+        pack(Header("00000000", gray=True, profile="compact"), [b"\x01"])
+    with pytest.raises(ValueError, match="integer"):
+        pack(Header(mid, gray=True, quality=37.5, profile="compact"), [b"\x01"])
+    with pytest.raises(ValueError):
+        pack(Header(mid, 28, 28, True, 37.0, profile="compact"), [b"\x01"])
+    assert container.compact_quality(37.5) == 38.0 and container.compact_quality(1.04) == 1.0
+
+
+def test_crc8_check_value():
+    # CRC-8/AUTOSAR's catalogued check value: crc("123456789") = 0xDF
+    assert container.crc8(b"123456789") == 0xDF

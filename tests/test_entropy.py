@@ -112,3 +112,86 @@ def test_any_integers_round_trip(values, t, offset):
     sym = np.array(values, np.int64)
     idx = np.arange(sym.size) % t
     assert np.array_equal(ts.decode(ts.encode(sym, idx), idx), sym)
+
+
+# ---- the byte coder (compact profile) -------------------------------------------------------
+
+
+def test_golden_entropy_bytes_bytecoder():
+    tables, sym, idx = make_golden.entropy_case()
+    n = make_golden.ENTROPY_BYTES_SYMBOLS
+    data = tables.encode_bytes(sym[:n], idx[:n])
+    assert data == (GOLDEN / "entropy-bytes.bin").read_bytes(), "byte coder output changed"
+    assert np.array_equal(tables.decode_bytes(data, idx[:n]), sym[:n])
+
+
+def _ideal_bits(ts: TableSet, sym, idx) -> float:
+    """Information content under the byte coder's own integer models (no end cost)."""
+    from aecodec import bytecoder, entropy
+
+    t, a, above, exp, _ = ts._split(sym, idx)
+    bits = sum(-np.log2(ts._int_model(int(i)).freqs[int(s)] / 2.0**bytecoder.PRECISION)
+               for i, s in zip(t, a, strict=True))
+    heads = above.astype(np.int64) * (entropy.MAX_EXP + 1) + exp
+    bits += sum(-np.log2(entropy._HEAD_MODEL.freqs[int(h)] / 2.0**bytecoder.PRECISION)
+                for h in heads)
+    return float(bits + exp.sum())
+
+
+def test_bytecoder_end_costs_less_than_a_byte():
+    ts = laplace_set()
+    rng = np.random.default_rng(3)
+    waste = []
+    for trial in range(300):
+        n = int(rng.integers(1, 80))
+        idx = rng.integers(0, len(ts), n)
+        sym = np.rint(rng.laplace(0, 1.5, n)).astype(np.int64)
+        if trial % 10 == 0:
+            sym[0] = 500  # an escape
+        data = ts.encode_bytes(sym, idx)
+        assert np.array_equal(ts.decode_bytes(data, idx), sym)
+        ideal = _ideal_bits(ts, sym, idx)
+        assert len(data) <= np.ceil(ideal / 8 + 1e-9)  # never more than the rounded-up info
+        assert abs(ideal - ts.estimate_bits(sym, idx)) < 0.01 * ideal + 0.05
+        waste.append(len(data) - ideal / 8)
+    assert np.mean(waste) < 0.75 and max(waste) < 1.0
+    ans = [len(ts.encode(np.full(40, 2), np.arange(40) % len(ts)))]
+    assert len(ts.encode_bytes(np.full(40, 2), np.arange(40) % len(ts))) < ans[0]
+
+
+def test_bytecoder_is_strict():
+    ts = laplace_set()
+    idx = np.arange(30) % len(ts)
+    sym = (np.arange(30) % 7) - 3
+    data = ts.encode_bytes(sym, idx)
+    assert data and data[-1] != 0
+    for bad in (data + b"\0", data + b"\x01", data[:-1] + bytes([data[-1] ^ 0x80]) + b"\x07"):
+        with pytest.raises(CorruptStreamError):
+            ts.decode_bytes(bad, idx)
+    with pytest.raises(CorruptStreamError, match="longer"):
+        ts.decode_bytes(b"\x55" * 4000, idx)
+    assert ts.encode_bytes(np.zeros(0), np.zeros(0)) == b""
+    assert ts.decode_bytes(b"", np.zeros(0, np.int64)).size == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-(2**31) + 1, 2**31 - 1), min_size=1, max_size=40),
+       st.integers(1, 5), st.integers(-3, 3))
+def test_bytecoder_any_integers_round_trip(values, t, offset):
+    pmf = np.full((t, 5), 0.18)
+    ts = TableSet(pmf, np.arange(t) % 5 + 1, np.full(t, offset))
+    sym = np.array(values, np.int64)
+    idx = np.arange(sym.size) % t
+    assert np.array_equal(ts.decode_bytes(ts.encode_bytes(sym, idx), idx), sym)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=40))
+def test_bytecoder_decodes_any_bytes_or_refuses(data):
+    ts = laplace_set()
+    idx = np.arange(24) % len(ts)
+    try:
+        out = ts.decode_bytes(data, idx)
+    except CorruptStreamError:
+        return
+    assert ts.encode_bytes(out, idx) == data  # whatever decodes is the canonical coding

@@ -12,8 +12,8 @@ import aecodec
 from aecodec.bench.mnist_data import MnistNotFoundError, add_noise, load_mnist
 from aecodec.cli import main as cli
 
-EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-sparse",
-            "mnist-vae"]
+EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-rd",
+            "mnist-sparse", "mnist-vae"]
 NAMES = EXPECTED
 
 
@@ -160,3 +160,129 @@ def test_bench_ratio_logic():
     assert best_classical(19.0, {"A": curve, "B": other}) == (50.0, "B q0")
     assert best_classical(25.0, {"A": curve, "B": other})[0] == pytest.approx(200.0)
     assert best_classical(35.0, {"A": curve}) == (300.0, "A lossless")
+
+
+# ---- the compact stream profile -------------------------------------------------------------
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compact_api_roundtrip(codecs, name):
+    from aecodec import container
+
+    full = codecs[name]
+    compact = aecodec.Codec(name, threads=1, profile="compact")
+    d = _synthetic_digit()
+    for q in (1, 37, 100):
+        a, b = full.encode(d, q), compact.encode(d, q)
+        assert b.quality == a.quality == q
+        assert container.header_size(b.data) == 3 and b.data[0] < 0x80
+        # same symbols, so the same pixels; the byte coder ends within a byte of the info
+        np.testing.assert_array_equal(compact.decompress(b.data), full.decompress(a.data))
+        np.testing.assert_array_equal(aecodec.decompress(b.data), full.decompress(a.data))
+        assert len(b.data) - 3 <= np.ceil(b.estimated_bits / 8 + 0.05)
+        assert len(b.data) <= len(a.data) - 9
+        assert aecodec.compress(d, q, model=name, profile="compact") == b.data
+    assert compact.encode(d, 37.4).quality == 37.0  # compact streams record integer qualities
+    assert aecodec.stream_info(b.data)["profile"] == "compact"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compact_cli_roundtrip(tmp_path, name):
+    d = _synthetic_digit()
+    src = tmp_path / "digit.png"
+    Image.fromarray(d).save(src)
+    r = CliRunner()
+    res = r.invoke(cli, ["compress", str(src), "--model", name, "-q", "60", "--profile",
+                         "compact", "-o", str(tmp_path / "d.aec")])
+    assert res.exit_code == 0, res.output
+    data = (tmp_path / "d.aec").read_bytes()
+    assert data == aecodec.compress(d, 60, model=name, profile="compact")
+    res = r.invoke(cli, ["decompress", str(tmp_path / "d.aec"), "-o", str(tmp_path / "o.png")])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")),
+                                  aecodec.decompress(data))
+    res = r.invoke(cli, ["info", str(tmp_path / "d.aec")])
+    assert res.exit_code == 0 and "compact" in res.output and name in res.output
+    (tmp_path / "bad.aec").write_bytes(data[:2] + bytes([data[2] ^ 4]) + data[3:])
+    res = r.invoke(cli, ["decompress", str(tmp_path / "bad.aec"), "-o", str(tmp_path / "b.png")])
+    assert res.exit_code != 0 and "checksum" in res.output
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_compact_profile_refused_for_photo_models(tmp_path):
+    with pytest.raises(aecodec.ModelError, match="compact"):
+        aecodec.Codec("hyperprior", profile="compact")
+    res = CliRunner().invoke(cli, ["compress", "x.png", "--profile", "compact"])
+    assert res.exit_code != 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compact_golden_stream(name):
+    """The compact golden decodes to the model golden's pixels (same image and quality)."""
+    import json
+
+    path = GOLDEN / f"{name}-compact.aec"
+    meta = json.loads((GOLDEN / f"{name}.json").read_text())
+    info = aecodec.model.find(name)
+    if meta["id"] != info.id or not path.is_file():
+        pytest.skip("retrained since its golden: make_golden.py --write --compact")
+    pixels = aecodec.decompress(path.read_bytes())
+    np.testing.assert_array_equal(pixels, np.asarray(Image.open(GOLDEN / f"{name}.png")))
+
+
+# ---- encoder-side latent search -------------------------------------------------------------
+
+
+def test_refined_encoding_lowers_the_rd_cost():
+    """refine=N only changes the encoder: the stream decodes with a plain codec, and its
+    rate-distortion cost (bits + lambda * SSE, the search's objective) is never higher."""
+    from aecodec import refine
+
+    name, q = "mnist-conv", 50
+    plain = aecodec.Codec(name, threads=1, profile="compact")
+    search = aecodec.Codec(name, threads=1, profile="compact", refine=4)
+    lam = refine.quality_lambda(plain.model.info.manifest["rate"]["lambdas"], q)
+    d = _synthetic_digit()
+    gained = 0.0
+    for shift in range(4):
+        img = np.roll(d, shift * 2, axis=1)
+        costs = []
+        for c in (plain, search):
+            enc = c.encode(img, q)
+            out = plain.decompress(enc.data)
+            np.testing.assert_array_equal(out, search.decompress(enc.data))
+            sse = np.sum((out / 255.0 - img / 255.0) ** 2)
+            costs.append(enc.estimated_bits + lam * sse)
+        assert costs[1] <= costs[0] + 1e-9
+        gained += costs[0] - costs[1]
+    assert gained > 0
+
+
+def test_quality_lambda_interpolates_geometrically():
+    from aecodec.refine import quality_lambda
+
+    assert quality_lambda([1, 4, 16], 1) == 1 and quality_lambda([1, 4, 16], 100) == 16
+    assert quality_lambda([1, 4, 16], 25.75) == pytest.approx(2.0)
+    assert quality_lambda([3.0], 50) == 3.0
+
+
+def test_bench_pair_ratios_and_goal_check():
+    from aecodec.bench.mnist import goal_check, pair_ratios
+
+    model = [{"psnr": 18.0, "bytes": 10.0, "setting": 1}, {"psnr": 26.0, "bytes": 20.0,
+                                                             "setting": 100}]
+    webp = [{"psnr": 23.0, "bytes": 100.0, "setting": 0}, {"psnr": 28.0, "bytes": 150.0,
+                                                             "setting": 5}]
+    pr = pair_ratios(model, webp)
+    assert pr["overlap_db"] == [23.0, 26.0]
+    assert pr["points"][0]["ratio"] == pytest.approx(100.0 / (10.0 * 2 ** (5 / 8)))
+    assert pair_ratios(model, [{"psnr": 30.0, "bytes": 1, "setting": 0},
+                               {"psnr": 31.0, "bytes": 2, "setting": 1}]) is None
+    g = goal_check({"m": model}, {"WebP": webp}, 18, 26, 1.0)
+    assert [r["psnr"] for r in g["rows"]] == list(range(18, 27))
+    assert g["rows"][0]["classical_bytes"] == 100.0 and not g["rows"][0]["classical_point"]
+    assert g["rows"][-1]["classical_point"]
+    assert g["min_ratio"] == pytest.approx(min(r["ratio"] for r in g["rows"]))
+    assert goal_check({"m": model[:1]}, {"WebP": webp}, 18, 26, 1.0)["min_ratio"] is None

@@ -21,7 +21,12 @@ from PIL import Image
 from aecodec import container
 from aecodec.bench import fuzz
 from aecodec.codec import Codec
-from aecodec.errors import AecodecError, CorruptStreamError, ImageTooLargeError
+from aecodec.errors import (
+    AecodecError,
+    CorruptStreamError,
+    ImageTooLargeError,
+    UnknownModelError,
+)
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -42,11 +47,13 @@ def seeds() -> list[bytes]:
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x26]) + b),
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x36]) + b),
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x3E]) + b),
+    st.binary(max_size=64).map(lambda b: bytes([0x43]) + b),  # compact, mnist-conv, quality
+    st.binary(max_size=64).map(lambda b: fuzz.refresh_crc(bytes([0x43]) + b)),
 ))
 def test_unpack_random_bytes(data):
     try:
         header, sections = container.unpack(data, max_pixels=1 << 22)
-    except (CorruptStreamError, ImageTooLargeError):
+    except (CorruptStreamError, ImageTooLargeError, UnknownModelError):
         return
     assert b"".join(sections) == data[len(data) - sum(map(len, sections)):]
     assert header.width is None or header.width * header.height <= 1 << 22
@@ -68,6 +75,25 @@ def test_decompress_mutated_streams(seeds, index, rng):
     except AecodecError:
         return
     assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3)
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.randoms(use_true_random=False))
+def test_decompress_mutated_compact_streams(index, rng):
+    """The same for compact-profile seeds: mutations with a fresh CRC-8 reach the byte coder."""
+    pool = fuzz.compact_seeds_cache()
+    data = fuzz.mutate(pool[index % len(pool)], rng, list(pool))
+    assert fuzz.decode(data) not in fuzz.FAILURES
+
+
+def test_compact_seeds_and_crc_refresh():
+    pool = fuzz.compact_seeds_cache()
+    assert pool and all(container.is_compact(d) for d in pool)
+    for d in pool:
+        assert fuzz.decode(d) == "ok"
+        damaged = d[:3] + bytes([d[3] ^ 0x10]) + d[4:]
+        assert fuzz.decode(damaged) == "CorruptStreamError"
+        container.unpack(fuzz.refresh_crc(damaged))  # a fresh CRC-8 passes the header check
 
 
 @settings(max_examples=120, deadline=None, derandomize=True,

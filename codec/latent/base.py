@@ -9,12 +9,20 @@ subclass registered in `aecodec.latent.LATENT_CODECS`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
 from ..errors import AecodecError, CorruptStreamError
 from ..model import Model
 from ..tiles import TileGrid
+
+Refine = Callable[[np.ndarray], np.ndarray]  # rounded symbols -> better symbols, same shape
+
+
+def refuse_compact(compact: bool, family: str) -> None:
+    if compact:
+        raise CorruptStreamError(f"the compact profile has no {family} streams")
 
 
 class LatentCodec(ABC):
@@ -31,14 +39,17 @@ class LatentCodec(ABC):
     side_sections = 0  # sections before the per-tile y sections (e.g. the hyper-latent z)
 
     @abstractmethod
-    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid
-               ) -> tuple[list[bytes], float]:
+    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid, compact: bool = False,
+               refine: Refine | None = None) -> tuple[list[bytes], float]:
         """Quantize y float32 [M, hy, wy] (before gain) and code it; returns the sections and
-        the information content in bits under the model's tables."""
+        the information content in bits under the model's tables. `compact`: sections in the
+        byte-granular coder of the compact profile; `refine` maps the rounded symbols to
+        better ones (encoder-side search, codec/refine.py), where the family supports it."""
 
     @abstractmethod
     def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
-               keep: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+               keep: bool = False, compact: bool = False
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """y_hat float32 [M, hy, wy] (inverse gain applied) from the sections. With `keep`,
         whole-image symbol and parameter arrays come back too, for cross-runtime checks."""
 

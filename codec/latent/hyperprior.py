@@ -14,7 +14,7 @@ from .. import intnet, tiles
 from ..errors import AecodecError, CorruptStreamError, ModelError
 from ..model import Model
 from ..tiles import TileGrid
-from .base import LatentCodec, channel_index, gained
+from .base import LatentCodec, Refine, channel_index, gained, refuse_compact
 
 
 class HyperpriorCodec(LatentCodec):
@@ -34,8 +34,11 @@ class HyperpriorCodec(LatentCodec):
             raise CorruptStreamError("invalid tile size for this model")
         super().check_sections(sections, grid)
 
-    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid
-               ) -> tuple[list[bytes], float]:
+    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid, compact: bool = False,
+               refine: Refine | None = None) -> tuple[list[bytes], float]:
+        """(`compact` and `refine` are for fixed-size factorized models: refused / unused.)"""
+        if compact:
+            raise ModelError("the compact profile codes factorized digit models only")
         if not np.all(np.isfinite(y)):
             raise AecodecError("the model produced non-finite latents for this image")
         z_sym = self.hyper_latents(y, gain, grid)
@@ -76,7 +79,9 @@ class HyperpriorCodec(LatentCodec):
         return z_sym
 
     def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
-               keep: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+               keep: bool = False, compact: bool = False
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        refuse_compact(compact, "hyperprior")
         self.check_sections(sections, grid)
         m, hy, wy = self.channels, grid.hy, grid.wy
         zs = self.z_shape(grid)

@@ -9,7 +9,12 @@ import click
 from aecodec.bench.mnist_data import MnistNotFoundError
 from aecodec.model import MODELS_DIR
 
-KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae")
+KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae", "rd")
+# the rate-distortion models: 64 latents, levels spanning 18-30 dB (docs/mnist.md)
+RD_MODELS = {
+    "rd": {"kind": "rd", "latent": 64, "lambdas": (0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+           "minutes": 65.0, "seed": 0},
+}
 DATA_HELP = "folder with the MNIST IDX files (default: $AECODEC_MNIST or ../shared/data/mnist)"
 
 
@@ -34,7 +39,8 @@ def mnist() -> None:
 @click.option("--model", "kinds", type=click.Choice([*KINDS, "all"]), multiple=True,
               default=("all",), show_default=True, help="which architecture(s)")
 @click.option("--minutes", type=float, default=None, help="time budget per model "
-              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse)")
+              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse, 65 rd); "
+              "an interrupted run resumes from its partial checkpoint")
 @click.option("--data", default=None, help=DATA_HELP)
 @click.option("--runs", default="runs/mnist", show_default=True, help="checkpoint folder")
 @click.option("--export-to", default=str(MODELS_DIR), show_default=True,
@@ -53,13 +59,18 @@ def train(kinds, minutes, data, runs, export_to, seed, threads) -> None:
     from .train import train as train_one
 
     budget = {"conv": 3.5, "vae": 3.5, "denoise": 3.0, "deep": 2.0, "dense": 1.5, "sparse": 1.5}
+    budget.update({k: v["minutes"] for k, v in RD_MODELS.items()})
     kinds = KINDS if "all" in kinds else kinds
     test, _ = load_mnist("test", data, limit=64)
     check = torch.from_numpy(test).float().div(255).unsqueeze(1)
     for k in kinds:
         ckpt = Path(runs) / f"{k}.pt"
+        extra = {}
+        if k in RD_MODELS:
+            extra = {"latent": RD_MODELS[k]["latent"], "lambdas": RD_MODELS[k]["lambdas"],
+                     "resume": True}
         train_one(k, data, ckpt, minutes=minutes or budget[k], seed=seed, threads=threads,
-                  log=click.echo)
+                  log=click.echo, **extra)
         model = load_checkpoint(ckpt)
         man = export_model(model, Path(export_to) / f"mnist-{k}", record=model.record,
                            check=check)
@@ -125,26 +136,32 @@ def sample(count, seed, model, output) -> None:
 @click.option("--model", "models", multiple=True, help="mnist-* models (default: all shipped)")
 @click.option("--update-manifests", is_flag=True,
               help="record the measured curves in the shipped manifests' results")
+@click.option("--refine", type=int, default=0, show_default=True,
+              help="also bench the mnist-rd* models with N rounds of encoder-side latent search")
 @_data_guard
-def bench(digits, data, out, models, update_manifests) -> None:
-    """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR."""
+def bench(digits, data, out, models, update_manifests, refine) -> None:
+    """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR; RD plot."""
     import json
 
     from aecodec.bench import mnist as mb
 
-    res = mb.run(digits, data, list(models) or None, log=click.echo)
+    res = mb.run(digits, data, list(models) or None, log=click.echo, refine=refine)
     md = mb.markdown(res)
     click.echo(md)
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
     (outp / "mnist_bench.json").write_text(json.dumps(res, indent=1) + "\n")
     (outp / "mnist_bench.md").write_text(md)
+    if mb.plot(res, outp / "mnist_rd.png"):
+        click.echo(f"wrote {outp / 'mnist_rd.png'}")
     if update_manifests:
         import aecodec
 
         from ..folder import update_manifest
 
         for name in res["learned"]:
+            if "+search" in name:
+                continue
             summary = manifest_results(res, name)
             update_manifest(aecodec.Codec(name).model.path,
                             lambda m, s=summary: m.__setitem__("results", s))

@@ -50,12 +50,17 @@ def integer_tables(model: MnistCodec, radius: int = 400) -> dict[str, np.ndarray
 
 
 def _export_graph(module: torch.nn.Module, arg: torch.Tensor, in_name: str, out_name: str,
-                  path: Path) -> None:
+                  path: Path, dynamic_batch: bool = False) -> None:
     """Export at the fixed digit size, with the exporter's metadata stripped: the same weights
-    always give the same bytes, so the same model id."""
+    always give the same bytes, so the same model id. `dynamic_batch`: the first dimension is
+    free (the encoder's latent search runs many candidate latents through the synthesis in one
+    call)."""
     module.eval()
+    shapes = {in_name: {0: torch.export.Dim("batch", min=1, max=1 << 16)}} if dynamic_batch \
+        else None
     torch.onnx.export(module, (arg,), str(path), dynamo=True, external_data=False,
-                      input_names=[in_name], output_names=[out_name], verbose=False)
+                      input_names=[in_name], output_names=[out_name], verbose=False,
+                      dynamic_shapes=shapes)
     finalize(path, fp16=False)
 
 
@@ -93,7 +98,8 @@ def export_model(model: MnistCodec, folder: str | Path, name: str | None = None,
         x0 = torch.zeros(1, 1, 28, 28)
         y0 = torch.zeros(1, model.M, 1, 1)
         _export_graph(AnalysisGraph(model), x0, "x", "y", tmp / "analysis.onnx")
-        _export_graph(SynthesisGraph(model), y0, "y_hat", "x_hat", tmp / "synthesis.onnx")
+        _export_graph(SynthesisGraph(model), y0, "y_hat", "x_hat", tmp / "synthesis.onnx",
+                      dynamic_batch=True)
         buf = io.BytesIO()
         np.savez(buf, **integer_tables(model))
         (tmp / "tables.npz").write_bytes(buf.getvalue())

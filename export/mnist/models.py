@@ -17,7 +17,7 @@ from torch import nn
 
 from ..entropy import EntropyBottleneck
 
-MODEL_NAMES = ("dense", "deep", "sparse", "conv", "denoise", "vae")
+MODEL_NAMES = ("dense", "deep", "sparse", "conv", "denoise", "vae", "rd")
 DESCRIPTIONS = {
     "dense": "single-layer dense autoencoder 784-32-784 (the Keras tutorial's first model)",
     "deep": "deep dense autoencoder 784-128-64-32 and back",
@@ -25,7 +25,10 @@ DESCRIPTIONS = {
     "conv": "convolutional autoencoder (2 strided convs 16/32 + dense 256 + bottleneck 32)",
     "denoise": "convolutional denoising autoencoder: trained on noisy digits, decodes clean ones",
     "vae": "variational autoencoder (Gaussian latent, KL term); codes the posterior mean",
+    "rd": "rate-distortion trained conv autoencoder (3 strided convs 32/48/48 + dense, "
+          "64 latents), for 18-30 dB",
 }
+RD_WIDTH = (32, 48)  # the rd model's conv channels (28 -> 14 -> 7 -> 4)
 
 
 class FactorizedDensity(EntropyBottleneck):
@@ -80,6 +83,28 @@ def _conv_decoder(m):
     )
 
 
+def _rd_encoder(m_out, w=RD_WIDTH):
+    """Three strided convs to a 4x4 grid, then one dense layer to the latent (~110k weights)."""
+    a, b = w
+    return nn.Sequential(
+        nn.Conv2d(1, a, 5, 2, 2), nn.GELU(),            # 14x14
+        nn.Conv2d(a, b, 5, 2, 2), nn.GELU(),            # 7x7
+        nn.Conv2d(b, b, 3, 2, 1), nn.GELU(),            # 4x4
+        nn.Flatten(), nn.Linear(b * 16, m_out),
+    )
+
+
+def _rd_decoder(m, w=RD_WIDTH):
+    a, b = w
+    return nn.Sequential(
+        nn.Linear(m, b * 16), nn.GELU(), nn.Unflatten(1, (b, 4, 4)),
+        nn.ConvTranspose2d(b, b, 3, 2, 1), nn.GELU(),                    # 7x7
+        nn.ConvTranspose2d(b, a, 5, 2, 2, output_padding=1), nn.GELU(),  # 14x14
+        nn.ConvTranspose2d(a, 1, 5, 2, 2, output_padding=1),             # 28x28
+        nn.Sigmoid(),
+    )
+
+
 class MnistCodec(nn.Module):
     """One member of the family; ``kind`` picks the architecture."""
 
@@ -98,6 +123,9 @@ class MnistCodec(nn.Module):
         elif kind in ("conv", "denoise"):
             self.encoder = _conv_encoder(m)
             self.decoder = _conv_decoder(m)
+        elif kind == "rd":
+            self.encoder = _rd_encoder(m)
+            self.decoder = _rd_decoder(m)
         else:  # vae: encoder gives mean and log-variance
             self.encoder = _conv_encoder(2 * m)
             self.decoder = _conv_decoder(m)

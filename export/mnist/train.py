@@ -56,7 +56,11 @@ def evaluate(model: MnistCodec, x: torch.Tensor, noisy: torch.Tensor | None = No
 def train(kind: str, data: str | None = None, out: str | Path | None = None,
           minutes: float = 3.0, batch: int = 128, lr: float = 1e-3,
           lambdas=DEFAULT_LAMBDAS, latent: int = 32, seed: int = 0,
-          threads: int = 1, l1: float = SPARSE_L1, log=print) -> dict:
+          threads: int = 1, l1: float = SPARSE_L1, log=print, resume: bool = False,
+          save_every: float = 120.0) -> dict:
+    """Time-boxed training. With `out`, a partial checkpoint (`<out>.partial`: weights,
+    optimizer, step and elapsed time) is written every `save_every` seconds; `resume=True`
+    continues from it within the same time budget."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(threads)
@@ -77,6 +81,16 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
     budget = minutes * 60.0
     t0 = time.time()
     step = epoch = 0
+    partial = Path(f"{out}.partial") if out is not None else None
+    if resume and partial is not None and partial.exists():
+        state = torch.load(partial, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        step, epoch = state["step"], state["epoch"]
+        t0 -= state["elapsed"]
+        torch.manual_seed(seed + step)
+        log(f"[{kind}] resumed from {partial} at step {step}, {state['elapsed']:.0f}s")
+    last_save = time.time()
     n = x_all.shape[0]
     last_log = t0
     done = False
@@ -107,6 +121,13 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
             loss.backward()
             opt.step()
             step += 1
+            if partial is not None and time.time() - last_save > save_every:
+                last_save = time.time()
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                tmp = partial.with_name(partial.name + ".tmp")  # atomic: a kill keeps the old
+                torch.save({"state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+                            "step": step, "epoch": epoch, "elapsed": time.time() - t0}, tmp)
+                tmp.replace(partial)
             if time.time() - last_log > 30:
                 last_log = time.time()
                 log(f"[{kind}] {time.time() - t0:5.0f}s step {step} epoch {epoch} "
@@ -138,6 +159,8 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, out)
+        if partial is not None and partial.exists():
+            partial.unlink()
         log(f"[{kind}] saved {out}")
     return ckpt
 

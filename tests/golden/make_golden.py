@@ -3,6 +3,8 @@
     python tests/golden/make_golden.py --write            # container + entropy goldens
     python tests/golden/make_golden.py --write --models   # also re-record shipped-model streams
     python tests/golden/make_golden.py --write --models --only hyperprior-extras  # one of them
+    python tests/golden/make_golden.py --write --compact  # only the compact-profile model streams
+    python tests/golden/make_golden.py --write --new      # shipped models that lack a golden
 
 Container and entropy goldens are model-independent: they change only when the format (or
 constriction's integer model) changes, which must be a deliberate, documented decision. The
@@ -42,6 +44,22 @@ def container_cases():
          Header("0123abcd", 192, 128, True, 50.5, version=3, tile=4, extras=("alpha",)),
          [payload[:5], payload[5:9], payload[9:30], payload[30:]]),
     ]
+
+
+def compact_container_cases():
+    """Compact-profile headers (compact indices 3 and 0), with and without a quality byte."""
+    from aecodec.container import COMPACT_MODELS, Header
+
+    payload = bytes(range(1, 12))
+    return [
+        ("container-compact-q.bin",
+         Header(COMPACT_MODELS[3], None, None, True, 37.0, profile="compact"), [payload]),
+        ("container-compact.bin",
+         Header(COMPACT_MODELS[0], None, None, True, None, profile="compact"), [payload[:5]]),
+    ]
+
+
+ENTROPY_BYTES_SYMBOLS = 800  # the byte coder's golden: the entropy case's first symbols
 
 
 def entropy_case():
@@ -112,23 +130,27 @@ def extras_stream(info) -> tuple[bytes, np.ndarray]:
     return data, codec.decompress(data)
 
 
-def main(write: bool, models: bool, only: str | None = None) -> None:
+def main(write: bool, models: bool, only: str | None = None, new: bool = False) -> None:
     from aecodec.container import pack
     from aecodec.model import default_info, shipped
 
-    out = {name: pack(h, s) for name, h, s in container_cases()}
+    out = {name: pack(h, s) for name, h, s in container_cases() + compact_container_cases()}
     tables, sym, idx = entropy_case()
     out["entropy.bin"] = tables.encode(sym, idx)
+    n = ENTROPY_BYTES_SYMBOLS
+    out["entropy-bytes.bin"] = tables.encode_bytes(sym[:n], idx[:n])
     for name, data in out.items():
         same = (HERE / name).is_file() and (HERE / name).read_bytes() == data
         print(f"{name}: {len(data)} bytes, {'unchanged' if same else 'CHANGED'}")
         if write:
             (HERE / name).write_bytes(data)
-    if models:
+    if models or new:
         cases = [(info, info.name, None) for info in shipped()]
         info = default_info()
         cases.append((info, f"{info.name}-tiled", TILE))
         cases.append((info, f"{info.name}-extras", None))
+        if not models:
+            cases = [c for c in cases if not (HERE / f"{c[1]}.aec").is_file()]
         for info, name, tile in cases:
             if only and name != only:
                 continue
@@ -147,6 +169,38 @@ def main(write: bool, models: bool, only: str | None = None) -> None:
                 (HERE / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def compact_models(write: bool) -> None:
+    """`<name>-compact.aec`: the model golden's image and quality in the compact profile, for
+    every shipped model with a compact index (its pixels are the full-profile golden's)."""
+    from aecodec import Codec, container
+    from aecodec.model import shipped
+
+    for info in shipped():
+        if container.compact_index(info.id) is None:
+            continue
+        full, pixels = model_case(info)
+        image = model_case_image(info)
+        data = Codec(info, threads=1, profile="compact").compress(image, MODEL_QUALITY)
+        print(f"{info.name}-compact.aec: {len(data)} bytes (full profile: {len(full)})")
+        if write:
+            (HERE / f"{info.name}-compact.aec").write_bytes(data)
+
+
+def model_case_image(info) -> np.ndarray:
+    from aecodec.demo import SAMPLE
+    from aecodec.imageio import read_image
+
+    image = read_image(SAMPLE)[MODEL_CROP]
+    if info.channels == 1:
+        image = image.mean(axis=2).astype(np.uint8)
+    if info.fixed_size:
+        image = image[: info.fixed_size[0], : info.fixed_size[1]]
+    return image
+
+
 if __name__ == "__main__":
     main("--write" in sys.argv, "--models" in sys.argv,
-         sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None)
+         sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None,
+         "--new" in sys.argv)
+    if "--compact" in sys.argv:
+        compact_models("--write" in sys.argv)
