@@ -78,9 +78,9 @@ def _synthesize(codec, y_hat: np.ndarray) -> np.ndarray:
     out_name = session.get_outputs()[0].name
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
     if batch is None:
-        outs = [codec._run(session, out_name, {"y_hat": y_hat})]
+        outs = [codec.model.run(session, out_name, {"y_hat": y_hat})]
     else:
-        outs = [codec._run(session, out_name, {"y_hat": y_hat[i : i + batch]})
+        outs = [codec.model.run(session, out_name, {"y_hat": y_hat[i : i + batch]})
                 for i in range(0, len(y_hat), batch)]
     x = np.concatenate(outs)
     if x.dtype == np.uint8:
