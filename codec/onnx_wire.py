@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .container import write_varint
+
 # TensorProto.DataType
 DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 11: np.float64}
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
@@ -184,16 +186,8 @@ def _key(num: int, wt: int) -> bytes:
 
 
 def _enc_varint(v: int) -> bytes:
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    """Protobuf varints are LEB128 of the value as 64 bits (negatives two's complement)."""
+    return write_varint(v & ((1 << 64) - 1))
 
 
 def _len(num: int, payload: bytes) -> bytes:
