@@ -1,0 +1,103 @@
+"""The integer context networks of a context model, evaluated exactly in float64.
+
+Same principle as `intnet.py`: every input, weight, bias and accumulator is an integer below
+2**53 (the exporter checks the bound), so the sums are exact in any order and the refined means
+and scale indices are identical on every machine.
+
+Format (one npz, written by `aecodec.export.context.ContextModel.to_numpy`): `slices`,
+`phases`, `ctx_limit`, `d_mean_limit`, and per step "s_p" (all but "0_0") three layers
+"s_p.i" with `w` (int32 [O, Cctx, k, k], layer 0 only), `wh` (int32 [O, 2M, 1, 1], layer 0
+only; for layers 1 and 2 `w` is [O, H, 1, 1]), `b` (int64 [O]), `m` (int64 [O]), `shift`,
+`lo`, `hi`. Layer i computes acc = conv(input) + b, then clip(floor((acc * m + 2**(shift-1))
+/ 2**shift), lo, hi). Layer 2's output is (d_mean in 1/16, d_index) for the step's slice.
+
+The decoding order (`order`) and the inputs (`ctx`, `hyp`) are described in
+export/context.py; `Stepper` walks it for the encoder and the decoder alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from .intnet import _conv_same
+
+SCALE_LEVELS = 64
+
+
+def order(net: Mapping[str, np.ndarray]) -> list[tuple[int, int]]:
+    """The steps (slice, phase) in decoding order."""
+    return [(s, p) for s in range(int(net["slices"])) for p in range(int(net["phases"]))]
+
+
+def phase_mask(h: int, w: int, phases: int, p: int, r0: int = 0, c0: int = 0) -> np.ndarray:
+    """Positions of phase p of an h x w region whose top left is at latent (r0, c0)."""
+    if phases == 1:
+        return np.ones((h, w), bool)
+    ij = (np.arange(h)[:, None] + r0) + (np.arange(w)[None, :] + c0)
+    return (ij % 2) == p
+
+
+def _layer(net: Mapping[str, np.ndarray], key: str, acc: np.ndarray) -> np.ndarray:
+    acc = acc + net[f"{key}.b"].astype(np.float64)[:, None, None]
+    shift = int(net[f"{key}.shift"])
+    m = net[f"{key}.m"].astype(np.float64)[:, None, None]
+    a = np.floor((acc * m + 2.0 ** (shift - 1)) / 2.0**shift)
+    lo = np.asarray(net[f"{key}.lo"], np.float64)[:, None, None]
+    hi = np.asarray(net[f"{key}.hi"], np.float64)[:, None, None]
+    return np.clip(a, lo, hi)
+
+
+def _conv1x1(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    c, h, wd = a.shape
+    return (w.reshape(w.shape[0], c).astype(np.float64) @ a.reshape(c, h * wd)).reshape(-1, h, wd)
+
+
+def run_step(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarray,
+             hyp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step network on ctx [Cctx, h, w] and hyp [2M, h, w] (integers in 1/16, clipped);
+    returns (d_mean in 1/16, d_index), each int64 [M/slices, h, w]."""
+    key = f"{step[0]}_{step[1]}"
+    acc = _conv1x1(hyp, net[f"{key}.0.wh"])
+    if f"{key}.0.w" in net:
+        acc = acc + _conv_same(ctx, net[f"{key}.0.w"])
+    a = _layer(net, f"{key}.0", acc)
+    a = _layer(net, f"{key}.1", _conv1x1(a, net[f"{key}.1.w"]))
+    out = _layer(net, f"{key}.2", _conv1x1(a, net[f"{key}.2.w"])).astype(np.int64)
+    ms = out.shape[0] // 2
+    return out[:ms], out[ms:]
+
+
+def code_region(net: Mapping[str, np.ndarray], mean_h: np.ndarray, idx_h: np.ndarray,
+                code: Callable[[tuple[int, int], np.ndarray, np.ndarray, np.ndarray],
+                               np.ndarray],
+                r0: int = 0, c0: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walk the decoding order over one region of the latent grid.
+
+    mean_h (int64, 1/16 units) and idx_h (int64) [M, h, w]: the hyper-decoder's parameters.
+    `code(step, mask, mean16, idx)` is called once per step with the step's [M/slices, h, w]
+    parameters (mean in 1/16) and the bool mask of its positions; it returns the step's
+    symbols there (the encoder computes and writes them, the decoder reads them). Returns
+    (symbols, mean16, idx), all int64 [M, h, w]; y_hat * gain = symbols + mean16 / 16."""
+    slices, phases = int(net["slices"]), int(net["phases"])
+    lim = int(net["ctx_limit"])
+    m, h, w = mean_h.shape
+    ms = m // slices
+    hyp = np.clip(np.concatenate([mean_h, 16 * idx_h]).astype(np.float64), -lim, lim)
+    mean16, idx = mean_h.astype(np.int64).copy(), idx_h.astype(np.int64).copy()
+    sym = np.zeros((m, h, w), np.int64)
+    ctx = np.zeros((m, h, w), np.float64)
+    for s, p in order(net):
+        cs = slice(s * ms, (s + 1) * ms)
+        mask = phase_mask(h, w, phases, p, r0, c0)
+        if (s, p) != (0, 0):
+            cctx = ms * (s + (1 if p > 0 else 0))
+            dm, di = run_step(net, (s, p), ctx[:cctx], hyp)
+            mean16[cs] = np.where(mask, mean_h[cs] + dm, mean16[cs])
+            idx[cs] = np.where(mask, np.clip(idx_h[cs] + di, 0, SCALE_LEVELS - 1), idx[cs])
+        got = code((s, p), mask, mean16[cs], idx[cs])
+        sym[cs] = np.where(mask, got, sym[cs])
+        val = np.clip(16 * sym[cs] + mean16[cs] - mean_h[cs], -lim, lim)
+        ctx[cs] = np.where(mask, val, ctx[cs])
+    return sym, mean16, idx
