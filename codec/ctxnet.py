@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from .entropy import TableSet, finish, new_coder, open_coder
+from .errors import CorruptStreamError
 from .intnet import _conv_same
 
 SCALE_LEVELS = 64
@@ -101,3 +103,40 @@ def code_region(net: Mapping[str, np.ndarray], mean_h: np.ndarray, idx_h: np.nda
         val = np.clip(16 * sym[cs] + mean16[cs] - mean_h[cs], -lim, lim)
         ctx[cs] = np.where(mask, val, ctx[cs])
     return sym, mean16, idx
+
+
+def encode_region(net: Mapping[str, np.ndarray], tables: TableSet, y_g: np.ndarray,
+                  mean_h: np.ndarray, idx_h: np.ndarray, r0: int = 0,
+                  c0: int = 0) -> tuple[bytes, float]:
+    """One section for a region of gain-scaled latents y_g [M, h, w] (float64): every step's
+    symbols in one ANS stream, the first step on top. Returns (bytes, estimated bits)."""
+    ms = y_g.shape[0] // int(net["slices"])
+    steps: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def code(step, mask, mu16, ix):
+        sym = np.rint(y_g[step[0] * ms : (step[0] + 1) * ms] - mu16 / 16)
+        steps.append((sym[:, mask].ravel(), ix[:, mask].ravel()))
+        return sym.astype(np.int64)
+
+    code_region(net, mean_h, idx_h, code, r0, c0)
+    coder = new_coder()
+    for sym, ix in reversed(steps):
+        tables.encode_into(coder, sym, ix)
+    return finish(coder), sum(tables.estimate_bits(s, i) for s, i in steps)
+
+
+def decode_region(net: Mapping[str, np.ndarray], tables: TableSet, data: bytes,
+                  mean_h: np.ndarray, idx_h: np.ndarray, r0: int = 0,
+                  c0: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of `encode_region`: (symbols, mean16, idx) as `code_region` returns them."""
+    coder = open_coder(data)
+
+    def code(step, mask, mu16, ix):
+        out = np.zeros(mu16.shape, np.int64)
+        out[:, mask] = tables.decode_from(coder, ix[:, mask].ravel()).reshape(len(mu16), -1)
+        return out
+
+    res = code_region(net, mean_h, idx_h, code, r0, c0)
+    if not coder.is_empty():
+        raise CorruptStreamError("section has data left over after decoding")
+    return res

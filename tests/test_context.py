@@ -71,3 +71,27 @@ def test_context_starts_as_hyperprior():
     sym, mu16, ix = ctxnet.code_region(model.to_numpy(), mean16, idx,
                                        lambda st, m, mu, i: np.zeros_like(mu))
     assert np.array_equal(mu16, mean16) and np.array_equal(ix, idx)
+
+
+def test_context_section_round_trip():
+    """Encoder and decoder walk the same steps: symbols, means and indices come back exactly,
+    and a cut section is refused."""
+    from aecodec.entropy import TableSet
+    from aecodec.errors import CorruptStreamError
+
+    x = np.arange(-20, 21)
+    scales = np.exp(np.linspace(np.log(0.2), np.log(30), 64))
+    pmf = np.exp(-np.abs(x)[None, :] / scales[:, None])
+    tables = TableSet(pmf / pmf.sum(1, keepdims=True) * 0.999, np.full(64, 41), np.full(64, -20))
+    net = _model(2, 2).to_numpy()
+    y, mean16, idx = _inputs(5, 9, 8)
+    y = y * 4  # some escapes too
+    data, bits = ctxnet.encode_region(net, tables, y, mean16, idx, 4, 0)
+    sym, mu16, ix = ctxnet.decode_region(net, tables, data, mean16, idx, 4, 0)
+    assert np.array_equal(sym, np.rint(y - mu16 / 16))
+    ref = ctxnet.code_region(net, mean16, idx, lambda st, m, mu, i: np.rint(
+        y[st[0] * 4 : st[0] * 4 + 4] - mu / 16).astype(np.int64), 4, 0)
+    assert np.array_equal(mu16, ref[1]) and np.array_equal(ix, ref[2])
+    assert abs(len(data) * 8 - bits) < 64
+    with pytest.raises(CorruptStreamError):
+        ctxnet.decode_region(net, tables, data[: len(data) // 2], mean16, idx, 4, 0)

@@ -1,0 +1,100 @@
+"""The rate a trained context model saves, measured with the runtime's own pieces.
+
+The shipped model's ONNX hyper-analysis, its exact integer hyper-decoder, its probability tables
+(escape codes included) and the exact integer context networks (`aecodec.ctxnet`): the bits are
+what the range coder would write for y and z, so the saving is the real one at equal pixels
+(y, and so the decoded image, is unchanged).
+
+python -m aecodec.export.eval_context runs/ctx-cb/ckpt.pt runs/kodak_latents.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .context import ContextConfig, ContextModel
+from .latents import load_latents
+
+BENCH_QUALITIES = (1, 15, 29, 43, 58, 72, 86, 100)  # the bench's 8 settings of aecodec models
+
+
+def load_context(path: Path) -> ContextModel:
+    st = torch.load(path, weights_only=False, map_location="cpu")
+    model = ContextModel(ContextConfig(**st["config"]))
+    model.load_state_dict(st["model"])
+    model.quantize = True
+    return model.eval()
+
+
+def image_bits(codec, net: dict | None, y: np.ndarray, quality: float) -> tuple[float, float]:
+    """(z bits, y bits) of one latent at a quality; net None: the hyperprior alone."""
+    from aecodec import ctxnet
+    from aecodec.codec import _channel_index
+
+    gain, _ = codec.model.gains(quality)
+    y_g32 = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
+    z = codec._run(codec.model.hyper_analysis, "z", {"y": y_g32[None]})[0]
+    z_sym = np.rint(z.astype(np.float64))
+    zt = codec.model.z_tables
+    z_bits = zt.estimate_bits(z_sym.ravel(), _channel_index(z_sym.shape))
+    y_g = y.astype(np.float64) * gain[:, None, None]
+    mu, idx = codec._entropy_params(z_sym, y_g.shape)
+    yt = codec.model.y_tables
+    if net is None:
+        return z_bits, yt.estimate_bits(np.rint(y_g - mu).ravel(), idx)
+    mean16 = np.rint(mu * 16).astype(np.int64)
+    idx = idx.reshape(y_g.shape)
+    ms = y_g.shape[0] // int(net["slices"])
+    bits = [0.0]
+
+    def code(step, mask, mu16, ix):
+        cs = slice(step[0] * ms, (step[0] + 1) * ms)
+        sym = np.rint(y_g[cs] - mu16 / 16)
+        bits[0] += yt.estimate_bits(sym[:, mask].ravel(), ix[:, mask].ravel())
+        return sym.astype(np.int64)
+
+    ctxnet.code_region(net, mean16, idx, code)
+    return z_bits, bits[0]
+
+
+def runtime_saving(ckpt: Path, latents: dict[str, np.ndarray], qualities=BENCH_QUALITIES,
+                   model: str = "hyperprior") -> list[dict]:
+    import aecodec
+
+    codec = aecodec.Codec(model, threads=1)
+    net = load_context(ckpt).to_numpy()
+    rows = []
+    for q in qualities:
+        per = []
+        for name, y in sorted(latents.items()):
+            zb, base = image_bits(codec, None, y, q)
+            _, ctx = image_bits(codec, net, y, q)
+            per.append({"image": name, "z_bits": zb, "y_bits_base": base, "y_bits_ctx": ctx})
+        base = sum(r["z_bits"] + r["y_bits_base"] for r in per)
+        ctx = sum(r["z_bits"] + r["y_bits_ctx"] for r in per)
+        rows.append({"quality": q, "bits_base": base, "bits_ctx": ctx, "saved": 1 - ctx / base,
+                     "images": per})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("latents", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="JSON with every image's bits")
+    a = p.parse_args(argv)
+    rows = runtime_saving(a.checkpoint, load_latents(a.latents))
+    for r in rows:
+        print(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
+              f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
+    if a.out:
+        a.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
