@@ -87,14 +87,65 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("latents", type=Path)
     p.add_argument("--out", type=Path, default=None, help="JSON with every image's bits")
+    p.add_argument("--bench", type=Path, default=None,
+                   help="results.json of a bench of the base model on the same images")
     a = p.parse_args(argv)
     rows = runtime_saving(a.checkpoint, load_latents(a.latents))
     for r in rows:
         print(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
               f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
+    out: dict = {"qualities": rows}
+    if a.bench:
+        out["projected"] = projected_bd(rows, a.bench)
+        pr = out["projected"]
+        print(f"BD-rate vs the base model {pr['bd_vs_base']:+.2%}; vs JPEG: base "
+              f"{pr['bd_base_vs_jpeg']:+.2%}, with the context {pr['bd_ctx_vs_jpeg']:+.2%}")
     if a.out:
-        a.out.write_text(json.dumps(rows, indent=1))
+        a.out.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
     main()
+
+
+def projected_bd(rows: list[dict], results: Path, codec: str = "aecodec-hyperprior") -> dict:
+    """BD-rates from a bench run of the base model with every stream shortened by the y bits
+    the context saves on that image and setting (pixels are unchanged, so PSNR is too)."""
+    from aecodec.bench.bdrate import bd_rate
+
+    res = json.loads(results.read_text())
+    per = res["per_image"][codec]
+    saved = {(r["quality"], Path(i["image"]).stem): (i["y_bits_base"] - i["y_bits_ctx"]) / 8
+             for r in rows for i in r["images"]}
+    base_curve, new_curve = [], []
+    for k, pt in enumerate(res["curves"][codec]):
+        q = pt["setting"]
+        olds = [img[k]["bytes"] * 8 / img[k]["bpp"] for img in per.values()]  # pixels
+        new_bpp = [(img[k]["bytes"] - saved[(q, name)]) * 8 / px
+                   for (name, img), px in zip(per.items(), olds, strict=True)]
+        base_curve.append((pt["bpp"], pt["psnr"]))
+        new_curve.append((float(np.mean(new_bpp)), pt["psnr"]))
+    jpeg = [(p["bpp"], p["psnr"]) for p in res["curves"]["jpeg"]]
+
+    def bd(a, b):
+        return bd_rate([p[0] for p in a], [p[1] for p in a], [p[0] for p in b], [p[1] for p in b])
+
+    return {"bd_vs_base": bd(base_curve, new_curve), "bd_base_vs_jpeg": bd(jpeg, base_curve),
+            "bd_ctx_vs_jpeg": bd(jpeg, new_curve),
+            "curve": [{"quality": r["quality"], "bpp_base": b[0], "bpp_ctx": n[0], "psnr": b[1]}
+                      for r, b, n in zip(rows, base_curve, new_curve, strict=True)]}
+
+
+def curve_markdown(runs: list[Path]) -> str:
+    """The learning curves of training runs (their curve.jsonl) as one markdown table:
+    rate saved on Kodak latents (12 images) per quality, by crops seen."""
+    lines = ["| variant | crops | QAT | Kodak q1 | q30 | q60 | q100 | held-out q1 | q50 | q100 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for line in (run / "curve.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            k = " | ".join(f"{x['saved'] * 100:+.2f} %" for x in r.get("kodak", []))
+            v = " | ".join(f"{x['saved'] * 100:+.2f} %" for x in r["val"])
+            lines.append(f"| {run.name} | {r['crops']:,} | {'yes' if r['qat'] else 'no'} | "
+                         f"{k} | {v} |")
+    return "\n".join(lines)
