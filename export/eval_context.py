@@ -142,8 +142,11 @@ def curve_markdown(runs: list[Path]) -> str:
     lines = ["| variant | crops | QAT | Kodak q1 | q30 | q60 | q100 | held-out q1 | q50 | q100 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
+        points = {}  # a resumed run re-measures the crops since its checkpoint: keep the last
         for line in (run / "curve.jsonl").read_text().splitlines():
             r = json.loads(line)
+            points[r["crops"]] = r
+        for r in sorted(points.values(), key=lambda r: r["crops"]):
             k = " | ".join(f"{x['saved'] * 100:+.2f} %" for x in r.get("kodak", []))
             v = " | ".join(f"{x['saved'] * 100:+.2f} %" for x in r["val"])
             lines.append(f"| {run.name} | {r['crops']:,} | {'yes' if r['qat'] else 'no'} | "

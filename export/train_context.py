@@ -193,11 +193,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--init", type=Path, default=None)
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     cfg = ContextConfig(slices=a.slices, phases=a.phases, hidden=a.hidden, kernel=a.kernel)
     train(a.latents, a.out, cfg, a.checkpoint, a.crops, a.batch, a.size, a.lr, a.qat_from,
           not a.no_bf16, a.eval_every, eval_images=a.eval_latents, threads=a.threads,
-          init=a.init)
+          init=a.init, seed=a.seed)
 
 
 if __name__ == "__main__":
