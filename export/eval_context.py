@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
               f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
     out: dict = {"qualities": rows}
+    if a.out:
+        a.out.write_text(json.dumps(out, indent=1))
     if a.bench:
         out["projected"] = projected_bd(rows, a.bench)
         pr = out["projected"]
@@ -103,9 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         a.out.write_text(json.dumps(out, indent=1))
 
-
-if __name__ == "__main__":
-    main()
 
 
 def projected_bd(rows: list[dict], results: Path, codec: str = "aecodec-hyperprior") -> dict:
@@ -152,3 +151,7 @@ def curve_markdown(runs: list[Path]) -> str:
             lines.append(f"| {run.name} | {r['crops']:,} | {'yes' if r['qat'] else 'no'} | "
                          f"{k} | {v} |")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
