@@ -1,4 +1,4 @@
-"""``python -m aecodec.bench`` runs the bench command (until ``aecodec bench`` is wired)."""
+"""``python -m aecodec.bench``: the same command as ``aecodec bench``."""
 
 from .cli import bench
 

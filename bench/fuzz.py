@@ -3,9 +3,11 @@
     python -m aecodec.bench.fuzz --streams 10000 [--workers 2] [--timeout 20] [--mem-mb 6144]
 
 Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
-tiled, and 28x28 digits through every MNIST model). Stream i is seed i mod S mutated by a
+tiled, and 28x28 digits through every MNIST model, then version 3 streams with extra sections:
+alpha, ICC profile and EXIF, plain and tiled). Stream i is seed i mod S mutated by a
 generator seeded with i (bit flips, byte edits, truncations, insertions, deletions, splices,
-header field edits with huge sizes, tiles or section counts), and usually its CRC is
+header field edits with huge sizes, tiles or section counts, large declared sizes carried by
+tiny sections in either version), and usually its CRC is
 recomputed so the damage reaches the entropy decoder and the networks. Worker processes
 decode under an address-space limit (RLIMIT_AS) and a per-stream timeout; the outcomes are
 counted: `ok` (an image), one entry per AecodecError subclass, and the failures `crash`
@@ -80,7 +82,27 @@ def seeds() -> list[bytes]:
             out.append(codec.compress(gray, 60))
             tiled = Codec(info, threads=1, tile=64, tile_above=0)
             out.append(tiled.compress(_photo(128, 192, 3), 50))
+    for info in shipped():  # version 3: extra sections (after the others: seed indices stay)
+        if info.name in PHOTO_MODELS:
+            out.append(Codec(info, threads=1).compress(_with_extras(64, 48, 4), 40))
+            tiled = Codec(info, threads=1, tile=64, tile_above=0)
+            out.append(tiled.compress(_with_extras(128, 130, 5), 60))
     return out
+
+
+def _with_extras(h: int, w: int, seed: int):
+    """An RGBA photo with a small ICC profile (a bare header) and EXIF."""
+    from PIL import Image
+
+    rgb = _photo(h, w, seed)
+    alpha = np.clip(np.hypot(*np.mgrid[0:h, 0:w]) * 4, 0, 255).astype(np.uint8)
+    im = Image.fromarray(np.dstack([rgb, alpha]))
+    icc = bytearray(132)
+    icc[0:4], icc[16:20], icc[36:40] = (132).to_bytes(4, "big"), b"RGB ", b"acsp"
+    exif = Image.Exif()
+    exif[0x010F] = "fuzz"
+    im.info["icc_profile"], im.info["exif"] = bytes(icc), exif.tobytes()
+    return im
 
 
 def refresh_crc(data: bytes) -> bytes:
@@ -92,14 +114,9 @@ def refresh_crc(data: bytes) -> bytes:
         pos = container.crc_offset(data)
     except AecodecError:
         return data
-    crc = zlib.crc32(data[pos + 4 :], zlib.crc32(data[:pos]))
-    return data[:pos] + crc.to_bytes(4, "little") + data[pos + 4 :]
-
-
-def _varint(v: int) -> bytes:
-    from aecodec.container import write_varint
-
-    return write_varint(v)
+    end = pos + container.CRC_BYTES
+    crc = zlib.crc32(data[end:], zlib.crc32(data[:pos]))
+    return data[:pos] + crc.to_bytes(container.CRC_BYTES, "little") + data[end:]
 
 
 def _edit_header(data: bytes, rng: random.Random) -> bytes:
@@ -115,8 +132,14 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
            (1 << 28), (1 << 35) - 1]
     w, h = header.width, header.height
     tile, quality, gray = header.tile, header.quality, header.gray
-    choice = rng.randrange(6)
-    if choice == 0:
+    extras = header.extras
+    choice = rng.randrange(8)
+    if choice == 7:  # a large declared size carried by tiny sections, either version
+        w, h = rng.choice([1000, 2048, 3000]), rng.choice([1000, 1536, 2000])
+        tile = rng.choice([None, 4, 16, 64])
+        count = 1 + (-(-h // 16 // tile) * -(-w // 16 // tile) if tile else 1)
+        sections, extras = [bytes([rng.randrange(1, 256)]) * rng.randint(1, 8)] * count, ()
+    elif choice == 0:
         w, h = rng.choice(big), rng.choice(big)
     elif choice == 1:
         w, h = (w or 28) + rng.randint(-20, 20), (h or 28) + rng.randint(-20, 20)
@@ -127,6 +150,16 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
         quality = None if quality else rng.choice([1.0, 50.5, 100.0])
     elif choice == 4:
         gray = not gray
+    elif choice == 5:  # extra sections: other kinds over the same bytes, or a swapped payload
+        kinds = container.EXTRA_KINDS
+        if rng.random() < 0.5 or not extras:
+            extras = tuple(k for k in kinds if rng.random() < 0.5)
+            n = len(sections) - len(header.extras)
+            sections = sections[:n] + [rng.choice(sections) for _ in extras]
+        else:
+            i = len(sections) - 1 - rng.randrange(len(extras))
+            sections = sections[:i] + [rng.choice([b"", sections[0], sections[i][:-3],
+                                                   sections[i] + b"\0"])] + sections[i + 1 :]
     else:  # split / merge sections
         if len(sections) > 1 and rng.random() < 0.5:
             i = rng.randrange(len(sections) - 1)
@@ -142,36 +175,15 @@ def _edit_header(data: bytes, rng: random.Random) -> bytes:
     try:
         if tile is not None and w is None:
             w, h = 28, 28
-        # write by hand where pack refuses (non-positive sizes), so the parser sees them
-        return _pack_raw(header.model_id, w, h, gray, quality, tile, sections)
+        n = len(sections) - len(extras)  # latent sections, then one per extra kind
+        latent, extra = sections[:n], sections[n:]
+        if tile is None and len(latent) > 2:  # an untiled stream has one or two
+            latent = [latent[0], b"".join(latent[1:])]
+        # unchecked: pack would refuse some of these (zero sizes), the parser must see them
+        fields = container.Header(header.model_id, w, h, gray, quality, tile=tile, extras=extras)
+        return container.write_stream(fields, latent + extra)
     except (ValueError, OverflowError):
         return data
-
-
-def _pack_raw(model_id, w, h, gray, quality, tile, sections) -> bytes:
-    from aecodec import container
-
-    flags = (1 if gray else 0) | (2 if w is not None else 0) | (4 if quality else 0)
-    tiled = tile is not None
-    if not tiled and len(sections) == 2:
-        flags |= 8
-    if not tiled and len(sections) > 2:
-        sections = [sections[0], b"".join(sections[1:])]
-        flags |= 8
-    head = bytearray(container.MAGIC)
-    head.append(((2 if tiled else 1) << 4) | flags)
-    head += bytes.fromhex(model_id)
-    if w is not None:
-        head += _varint(w) + _varint(h)
-    if quality:
-        head += container.write_quality(quality)
-    if tiled:
-        head += _varint(tile) + _varint(len(sections))
-    for s in sections[:-1]:
-        head += _varint(len(s))
-    payload = b"".join(sections)
-    crc = zlib.crc32(payload, zlib.crc32(bytes(head)))
-    return bytes(head) + crc.to_bytes(4, "little") + payload
 
 
 def mutate(data: bytes, rng: random.Random, pool: list[bytes] | None = None) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = {".png", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp"}
+from aecodec.imageio import IMAGE_SUFFIXES
 
 
 def load_image(path: Path) -> np.ndarray:

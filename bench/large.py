@@ -1,11 +1,15 @@
-"""Large images in bounded memory: time and peak RSS of coding a 48-megapixel photo.
+"""Large images in bounded memory: time and peak RSS of coding a 48-megapixel photo, and of
+decoding hostile streams that declare 100 megapixels in a few bytes.
 
     python -m aecodec.bench.large [--width 8000 --height 6000 --quality 50 --out FILE]
+    python -m aecodec.bench.large --hostile [--width 10000 --height 10000]
 
 The image is a mosaic of the Kodak photos (upscaled 2x, so it keeps photo statistics) or, with
 no Kodak folder, a synthetic photo-like image. Encoding and decoding each run in a fresh child
 process, whose peak resident memory (VmHWM of the child) is reported with its wall time:
 the child holds the image, the stream and the decoded pixels, i.e. what the CLI would hold.
+A hostile stream of each version (1: untiled, 2: tiled) carries the default model's id and
+4-byte sections; its child reports the outcome (the error it raises) with time and memory.
 """
 
 from __future__ import annotations
@@ -50,12 +54,38 @@ def mosaic(width: int, height: int, folder: Path | None = None) -> np.ndarray:
     return out
 
 
+def hostile_stream(codec, version: int, width: int, height: int) -> bytes:
+    """A stream that declares width x height pixels for `codec`'s model but whose sections are
+    4 bytes each: version 1 (untiled) or 2 (tiled, the default tile side)."""
+    from aecodec import container, tiles
+
+    hy, wy = codec.latent_hw(height, width)
+    tile = codec.tile // codec.stride if version == 2 else None
+    count = codec.latent.section_count(tiles.TileGrid(hy, wy, tile))
+    quality = 50.0 if codec.model.variable_rate else None
+    header = container.Header(codec.model.id, width, height, False, quality, tile=tile)
+    return container.pack(header, [b"\x01\x02\x03\x04"] * count)
+
+
 def _child(args: argparse.Namespace) -> None:
     """One measured step in this process: prints its JSON result."""
     from aecodec.codec import Codec
+    from aecodec.errors import AecodecError
 
     codec = Codec(args.model, threads=args.threads)
     t0 = time.perf_counter()
+    if args.step.startswith("hostile"):
+        data = hostile_stream(codec, int(args.step[-1]), args.width, args.height)
+        t0 = time.perf_counter()
+        try:
+            codec.decompress(data)
+            outcome = "decoded"
+        except AecodecError as e:
+            outcome = f"{type(e).__name__}: {e}"
+        print(json.dumps({"step": args.step, "bytes": len(data), "outcome": outcome,
+                          "seconds": round(time.perf_counter() - t0, 2),
+                          "peak_rss_mb": peak_rss_mb()}))
+        return
     if args.step == "encode":
         image = mosaic(args.width, args.height, args.kodak)
         t0 = time.perf_counter()
@@ -90,13 +120,13 @@ def peak_rss_mb() -> int:
 
 
 def run(width: int, height: int, quality: float, model: str | None, threads: int | None,
-        kodak: Path | None) -> dict:
-    """Encode then decode in child processes; returns the measurements."""
+        kodak: Path | None, steps: tuple[str, ...] = ("encode", "decode")) -> dict:
+    """Encode then decode (or decode hostile streams) in child processes; the measurements."""
     result: dict = {"width": width, "height": height, "megapixels": width * height / 1e6,
                     "quality": quality, "model": model or "default"}
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / "large.aec"
-        for step in ("encode", "decode"):
+        for step in steps:
             cmd = [sys.executable, "-m", "aecodec.bench.large", "--child", step,
                    "--width", str(width), "--height", str(height), "--quality", str(quality),
                    "--stream", str(stream)]
@@ -122,14 +152,18 @@ def main(argv: list[str] | None = None) -> None:
     default_kodak = Path(os.environ.get("AECODEC_SHARED") or "../shared") / "data" / "kodak"
     p.add_argument("--kodak", type=Path, default=default_kodak if default_kodak.is_dir() else None)
     p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
-    p.add_argument("--child", choices=["encode", "decode"], help=argparse.SUPPRESS)
+    p.add_argument("--hostile", action="store_true",
+                   help="Decode 4-byte-section streams declaring WIDTH x HEIGHT (versions 1, 2).")
+    p.add_argument("--child", choices=["encode", "decode", "hostile-v1", "hostile-v2"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--stream", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         args.step = args.child
         _child(args)
         return
-    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak)
+    steps = ("hostile-v1", "hostile-v2") if args.hostile else ("encode", "decode")
+    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak, steps)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:

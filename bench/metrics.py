@@ -1,4 +1,4 @@
-"""Quality metrics in plain numpy: PSNR-RGB and MS-SSIM (Wang, Simoncelli & Bovik 2003).
+"""Quality metrics in plain numpy: MS-SSIM (Wang, Simoncelli & Bovik 2003).
 
 MS-SSIM follows the standard implementation (as in pytorch_msssim, which CompressAI reports):
 11x11 Gaussian window with sigma 1.5 applied separably and without padding ("valid"),
@@ -17,12 +17,6 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WIN_SIZE = 11
 WIN_SIGMA = 1.5
 K1, K2 = 0.01, 0.03
-
-
-def psnr(ref: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
-    """PSNR over all pixels and channels (PSNR-RGB), in dB; inf for identical images."""
-    mse = np.mean((ref.astype(np.float64) - test.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10.0 * np.log10(peak * peak / mse))
 
 
 def gaussian_window(size: int = WIN_SIZE, sigma: float = WIN_SIGMA) -> np.ndarray:

@@ -2,25 +2,23 @@
 ``mnist-*`` model at several qualities, against JPEG, WebP, PNG and AVIF on the same digits, and
 the size ratio at equal PSNR. Runtime + Pillow + numpy only (no torch).
 
-    python -m aecodec.bench.mnist --digits 1000 --out docs/mnist
     aecodec mnist bench --digits 1000 --out docs/mnist
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import aecodec
 from aecodec import container
-from aecodec.export.mnist.data import load_mnist
+from aecodec.metrics import psnr
+
+from .mnist_data import NOISE_SIGMA, add_noise, load_mnist
 
 QUALITIES = (1, 13, 25, 38, 50, 63, 75, 88, 100)
 CLASSICAL = {
@@ -29,7 +27,6 @@ CLASSICAL = {
     "AVIF": ("AVIF", "quality", (0, 10, 20, 30, 50, 70, 90), {"speed": 4}),
     "PNG": ("PNG", None, (None,), {"optimize": True}),
 }
-NOISE_SIGMA = 0.4
 
 
 PSNR_CAP = 60.0  # a digit decoded exactly counts as 60 dB in the mean
@@ -37,10 +34,7 @@ PSNR_CAP = 60.0  # a digit decoded exactly counts as 60 dB in the mean
 
 def psnr_per_digit(ref: np.ndarray, test: np.ndarray, cap: float | None = None) -> np.ndarray:
     """PSNR (dB, peak 255) of each digit; identical digits give inf (or `cap`)."""
-    d = ref.astype(np.float64) - test.astype(np.float64)
-    mse = (d * d).reshape(len(ref), -1).mean(1)
-    with np.errstate(divide="ignore"):
-        p = 10 * np.log10(255.0**2 / mse)
+    p = psnr(ref, test, per_item=True)
     return p if cap is None else np.minimum(p, cap)
 
 
@@ -148,9 +142,7 @@ def add_ratios(learned: list[dict], classical: dict[str, list[dict]]) -> None:
 def run(digits_n: int = 1000, data: str | None = None, models: list[str] | None = None,
         qualities=QUALITIES, seed: int = 0, log=print) -> dict:
     digits, labels = load_mnist("test", data, limit=digits_n)
-    rng = np.random.default_rng(seed)
-    noisy = np.clip(digits / 255.0 + NOISE_SIGMA * rng.standard_normal(digits.shape), 0, 1)
-    noisy = np.round(noisy * 255).astype(np.uint8)
+    noisy = add_noise(digits, NOISE_SIGMA, seed)
     classical = {}
     for name in CLASSICAL:
         t0 = time.time()
@@ -231,24 +223,3 @@ def markdown(res: dict) -> str:
             s = "lossless" if r["setting"] is None else f"q{r['setting']}"
             lines.append(f"| {name} | {s} | {r['bytes']:.1f} | – | {_fmt(r['psnr'], 2)} | | |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--digits", type=int, default=1000)
-    ap.add_argument("--data", default=None, help="folder with the MNIST IDX files")
-    ap.add_argument("--out", default=None, help="folder for mnist_bench.json / .md")
-    ap.add_argument("--model", action="append", default=None)
-    a = ap.parse_args(argv)
-    res = run(a.digits, a.data, a.model)
-    md = markdown(res)
-    print(md)
-    if a.out:
-        out = Path(a.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "mnist_bench.json").write_text(json.dumps(res, indent=1) + "\n")
-        (out / "mnist_bench.md").write_text(md)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import ms_ssim_db, psnr
+from aecodec.metrics import psnr
+
+from .metrics import ms_ssim_db
 
 
 def _f(v: float | None, fmt: str) -> str:

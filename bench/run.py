@@ -31,7 +31,7 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None]) ->
     for n in names:
         if n == "aecodec":
             if not learned:
-                log("[bench] no aecodec models available (runtime API or models missing): skipped")
+                log("[bench] no aecodec photo models installed: skipped")
             out.update(learned)
         elif n.startswith("aecodec-"):
             if n in learned:

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .metrics import ms_ssim, psnr
+from aecodec.metrics import psnr
+
+from .metrics import ms_ssim
 
 
 class Codec(Protocol):

@@ -1,11 +1,13 @@
 """aecodec: a learned lossy image codec (runtime; never imports torch).
 
     import aecodec
-    data = aecodec.compress(pixels, quality=75)      # uint8 H x W x 3 / H x W, or a PIL image
+    data = aecodec.compress(pixels, quality=75)      # uint8 H x W (x 2, 3, 4), or a PIL image
     pixels = aecodec.decompress(data)                # the stream names its model by id
     codec = aecodec.Codec("hyperprior", threads=2)   # keeps ONNX sessions open
+    Image.open("x.aec"); im.save("x.aec", quality=60)  # the Pillow plugin, registered here
 """
 
+from . import pillow_plugin  # noqa: F401 - registers the AEC format with Pillow
 from .codec import (
     DEFAULT_QUALITY,
     Codec,
@@ -18,6 +20,7 @@ from .errors import (
     AecodecError,
     CorruptStreamError,
     ImageTooLargeError,
+    LossWarning,
     ModelError,
     ModelMismatchError,
     UnknownModelError,
@@ -34,6 +37,7 @@ __all__ = [
     "CorruptStreamError",
     "Encoded",
     "ImageTooLargeError",
+    "LossWarning",
     "Model",
     "ModelError",
     "ModelInfo",

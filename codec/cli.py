@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -65,99 +65,51 @@ def _fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
 
 
-def _expand(inputs: tuple[str, ...], suffixes: set[str]) -> list[str]:
-    """Files named directly, plus the matching files inside named folders (sorted)."""
-    out: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if item != "-" and p.is_dir():
-            out += [str(f) for f in sorted(p.iterdir()) if f.suffix.lower() in suffixes]
-        else:
-            out.append(item)
-    if not out:
-        raise click.ClickException("no input files found")
-    return out
-
-
-def _targets(files: list[str], output: str | None, suffix: str) -> list[str]:
-    """Where each input goes: next to it by default; -o is a file for one input, else a folder."""
-    if output == "-" and len(files) > 1:
-        raise click.ClickException("-o - (stdout) takes a single input")
-    if output is None:
-        return ["-" if f == "-" else str(Path(f).with_suffix(suffix)) for f in files]
-    if len(files) == 1 and not Path(output).is_dir() and not output.endswith(("/", "\\")):
-        return [output]
-    names = ["stdin" if f == "-" else Path(f).stem for f in files]
-    return [str(Path(output) / (n + suffix)) for n in names]
-
-
-def _read(src: str) -> bytes:
-    if src == "-":
-        return click.get_binary_stream("stdin").read()
-    try:
-        return Path(src).read_bytes()
-    except OSError as e:
-        raise AecodecError(f"cannot read: {e.strerror or e}") from None
-
-
-def _write(dst: str, data: bytes, force: bool) -> None:
-    from .imageio import write_atomic
-
-    if dst == "-":
-        click.get_binary_stream("stdout").write(data)
-        return
-    write_atomic(dst, data, force)
-
-
-def _batch(
-    pairs: list[tuple[str, str]], force: bool, work: Callable[[str, str], str]
-) -> None:
-    """Run `work(src, dst) -> summary` per file with a progress bar; errors are one line each."""
+def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[str],
+         jobs: int | None, skip_existing: bool, ray: bool, ray_address: str | None) -> None:
+    """The shared body of compress and decompress: plan, run (aecodec.batch), report."""
     from tqdm import tqdm
 
-    _exit_on_sigterm()
-    seen: dict[str, str] = {}
-    for src, dst in pairs:
-        key = dst if dst == "-" else str(Path(dst).resolve())
-        if dst != "-" and key in seen:
-            raise click.ClickException(f"{seen[key]} and {src} would both write {dst}")
-        seen[key] = src
+    from . import batch
+
+    if skip_existing and settings.force:
+        raise click.UsageError("give either --skip-existing or --force, not both")
+    try:
+        if settings.model is not None:  # a bad --model is one error, not one per file
+            from .model import find
+
+            find(settings.model)
+        pairs = batch.plan(batch.expand(inputs, suffixes), output, batch.SUFFIX[settings.mode])
+    except AecodecError as e:
+        raise click.ClickException(str(e)) from None
     to_stdout = any(dst == "-" for _, dst in pairs)
-    failed = 0
-    bar: Iterator = tqdm(pairs, unit="img", disable=len(pairs) < 2 or None, file=sys.stderr)
-    for src, dst in bar:
-        try:
-            if dst != "-" and Path(dst).exists() and not force:
-                raise FileExistsError(f"{dst} exists (use --force to overwrite)")
-            line = work(src, dst)
-            if len(pairs) == 1:
-                click.echo(line, err=to_stdout)
-        except (AecodecError, OSError) as e:
-            failed += 1
-            msg = str(e) if isinstance(e, AecodecError | FileExistsError) else (e.strerror or e)
-            tqdm.write(f"Error: {src}: {msg}", file=sys.stderr)
-    if failed:
+
+    def report(o: batch.Outcome) -> None:
+        if o.notes:  # what the image lost (LossWarning), one line
+            tqdm.write(f"Warning: {o.src}: {'; '.join(o.notes)}", file=sys.stderr)
+        if o.status == "failed":
+            tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
+        elif len(pairs) == 1:
+            click.echo(o.line or f"{o.src}: skipped, {o.dst} exists", err=to_stdout)
+
+    batch.exit_on_sigterm()
+    try:
+        summary = batch.run(pairs, settings, jobs, skip_existing, ray or bool(ray_address),
+                            ray_address, report)
+    except AecodecError as e:
+        raise click.ClickException(str(e)) from None
+    if len(pairs) > 1:
+        click.echo(summary.line())
+    if summary.failed:
         sys.exit(1)
-
-
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM into an exception so a named temporary output is cleaned up (the
-    unnamed O_TMPFILE outputs used on Linux need no cleanup, even on SIGKILL)."""
-    import signal
-    import threading
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 model_option = click.option("--model", "model_name", metavar="NAME|PATH",
                             help="Shipped model name or model folder (default: shipped default).")
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 threads_option = click.option("--threads", type=click.IntRange(min=1), default=None,
-                              help="CPU threads for ONNX Runtime (default: all).")
+                              help="CPU threads for ONNX Runtime, per worker "
+                              "(default: all, shared among the workers).")
 
 
 def _codec(model_name: str | None, threads: int | None):
@@ -172,6 +124,23 @@ def _codec(model_name: str | None, threads: int | None):
 # ---- commands -------------------------------------------------------------------------------
 
 
+def batch_options(f: Callable) -> Callable:
+    """The options compress and decompress share for many files."""
+    for option in reversed([
+        click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+                     help="Worker processes (default: the CPU count); with --ray, actors "
+                     "(default: the cluster's CPUs)."),
+        click.option("--skip-existing", is_flag=True,
+                     help="Skip inputs whose output exists (resume a stopped run)."),
+        click.option("--ray", "use_ray", is_flag=True,
+                     help="Run on Ray (a local one unless --ray-address or RAY_ADDRESS)."),
+        click.option("--ray-address", metavar="ADDR", default=None,
+                     help="Join the Ray cluster at ADDR (implies --ray)."),
+    ]):
+        f = option(f)
+    return f
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or folder; - for stdout.")
@@ -179,30 +148,27 @@ def _codec(model_name: str | None, threads: int | None):
               help="Quality 1..100, higher is better (default 75).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Target bits per pixel: picks the highest quality that fits.")
+@click.option("--strip", is_flag=True,
+              help="Leave out the ICC profile and EXIF (the orientation is still applied).")
 @model_option
 @threads_option
 @force_option
-def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
-    """Compress images (files, folders, or - for stdin) to .aec streams."""
-    from .codec import DEFAULT_QUALITY
-    from .imageio import IMAGE_SUFFIXES, read_image
+@batch_options
+def compress(inputs, output, quality, bpp, strip, model_name, threads, force, jobs,
+             skip_existing, use_ray, ray_address) -> None:
+    """Compress images (files, folders, or - for stdin) to .aec streams.
+
+    Folders are searched recursively; with -o their tree is mirrored in the output folder.
+    Alpha, ICC profile and EXIF are kept; what cannot be (16-bit samples, frames after the
+    first) is said on stderr.
+    """
+    from .batch import Settings
+    from .imageio import IMAGE_SUFFIXES
 
     if quality is not None and bpp is not None:
         raise click.UsageError("give either --quality or --bpp, not both")
-    files = _expand(inputs, IMAGE_SUFFIXES)
-    codec = _codec(model_name, threads)
-
-    def work(src: str, dst: str) -> str:
-        image = read_image(_read(src) if src == "-" else src)
-        if bpp is not None:
-            enc = codec.encode_to_bpp(image, bpp)
-        else:
-            enc = codec.encode(image, DEFAULT_QUALITY if quality is None else quality)
-        _write(dst, enc.data, force)
-        q = "-" if enc.quality is None else f"{enc.quality:g}"
-        return f"{src} -> {dst}: {len(enc.data)} bytes, {enc.bpp:.4f} bpp, quality {q}"
-
-    _batch(list(zip(files, _targets(files, output, ".aec"), strict=True)), force, work)
+    settings = Settings("compress", model_name, quality, bpp, threads, force, strip)
+    _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address)
 
 
 @main.command()
@@ -212,36 +178,30 @@ def compress(inputs, output, quality, bpp, model_name, threads, force) -> None:
 @model_option
 @threads_option
 @force_option
-def decompress(inputs, output, model_name, threads, force) -> None:
-    """Decode .aec streams to images (PNG unless -o names another format)."""
-    from . import container
-    from .imageio import encode_image, format_for
-    from .model import find_by_id
+@batch_options
+def decompress(inputs, output, model_name, threads, force, jobs, skip_existing, use_ray,
+               ray_address) -> None:
+    """Decode .aec streams to images (PNG unless -o names another format).
 
-    files = _expand(inputs, {".aec"})
+    Alpha comes back; ICC profile and EXIF are written into PNG, JPEG and WebP outputs.
 
-    def work(src: str, dst: str) -> str:
-        data = _read(src)
-        if model_name:
-            codec = _codec(model_name, threads)
-        else:
-            header, _ = container.unpack(data)
-            codec = _codec(str(find_by_id(header.model_id).path), threads)
-        pixels = codec.decompress(data)
-        _write(dst, encode_image(pixels, "PNG" if dst == "-" else format_for(dst)), force)
-        return f"{src} -> {dst}: {pixels.shape[1]}x{pixels.shape[0]}"
+    Folders are searched recursively; with -o their tree is mirrored in the output folder.
+    """
+    from .batch import Settings
 
-    _batch(list(zip(files, _targets(files, output, ".png"), strict=True)), force, work)
+    settings = Settings("decompress", model_name, threads=threads, force=force)
+    _run(inputs, output, settings, {".aec"}, jobs, skip_existing, use_ray, ray_address)
 
 
 @main.command()
 @click.argument("file")
 def info(file) -> None:
     """Show a stream's header: model, size, quality, sections, bits per pixel."""
+    from .batch import read
     from .codec import stream_info
 
     try:
-        fields = stream_info(_read(file))
+        fields = stream_info(read(file))
     except AecodecError as e:
         raise click.ClickException(f"{file}: {e}") from None
     for key, value in fields.items():

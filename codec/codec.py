@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, intnet
+from . import container, extras, latent, rate, tiles
 from .errors import (
-    AecodecError,
     CorruptStreamError,
     ImageTooLargeError,
     ModelError,
@@ -27,12 +26,6 @@ from .model import Model, ModelInfo, find, find_by_id
 
 DEFAULT_QUALITY = 75.0
 DEFAULT_MAX_PIXELS = 100_000_000
-DEFAULT_TILE = 1024  # tile side in pixels for images coded by tiles
-DEFAULT_TILE_ABOVE = 2 * 1024 * 1024  # images with more pixels are coded by tiles
-# Untiled streams of images over this many pixels are synthesised in DEFAULT_TILE tiles, so a
-# decoder's memory stays bounded whatever wrote the stream (docs/format.md, Tiles).
-SYNTHESIS_TILE_ABOVE = 2 * 1024 * 1024
-INTNET_BLOCK = 32  # z latents a side per hyper-decoder run (exact whatever the blocks)
 ModelLike = Model | ModelInfo | str | Path | None
 
 
@@ -64,7 +57,11 @@ class Encoded:
 
 
 class Codec:
-    """A loaded model ready to compress and decompress; keeps its ONNX sessions open."""
+    """A loaded model ready to compress and decompress; keeps its ONNX sessions open.
+
+    Encoding: `prepare` (validate, convert) -> `analyse` (the analysis transform, by tiles)
+    -> `code` (quantize, the family's latent codec, the container). Decoding: `decode_latents`
+    (container, latent codec) -> `synthesize` (the synthesis transform, by tiles)."""
 
     def __init__(
         self,
@@ -73,8 +70,8 @@ class Codec:
         providers: list[str] | None = None,
         max_pixels: int | None = None,
         graph_optimization: str | None = None,
-        tile: int = DEFAULT_TILE,
-        tile_above: int | None = DEFAULT_TILE_ABOVE,
+        tile: int = tiles.DEFAULT_TILE,
+        tile_above: int | None = tiles.DEFAULT_TILE_ABOVE,
     ):
         """`threads`, `providers` and `graph_optimization` ("all", "extended", "basic" or
         "none") configure ONNX Runtime; the entropy decoding never depends on them.
@@ -87,18 +84,9 @@ class Codec:
             self.model = Model(info, threads=threads, providers=providers,
                                graph_optimization=graph_optimization)
         self.max_pixels = default_max_pixels() if max_pixels is None else int(max_pixels)
-        latent = self.model.info.manifest.get("latent", {})
-        try:
-            self.stride = int(latent["stride"])
-            self.hyper_stride = int(latent.get("hyper_stride") or self.stride)
-            # receptive-field margins in latents (docs/model-format.md); 4 covers the shipped
-            self.analysis_halo = int(latent.get("analysis_halo", 4))
-            self.synthesis_halo = int(latent.get("synthesis_halo", 4))
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"{self.model.path}: manifest lacks latent.stride") from None
-        self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent
-        self.z_halo = _intnet_halo(self.model.net) if self.model.net else 0
-        unit = int(np.lcm(self.model.info.pad_multiple, self.hyper_stride))
+        self.latent = latent.for_model(self.model)
+        self.stride = self.model.stride
+        unit = int(np.lcm(self.model.info.pad_multiple, self.model.hyper_stride))
         if self.model.info.fixed_size is None and (tile < unit or tile % unit):
             raise ValueError(f"tile must be a positive multiple of {unit}, got {tile}")
         self.tile = int(tile)
@@ -106,13 +94,9 @@ class Codec:
 
     # ---- shapes -----------------------------------------------------------------------------
 
-    def _padded(self, h: int, w: int) -> tuple[int, int]:
-        m = self.model.info.pad_multiple
-        return -(-h // m) * m, -(-w // m) * m
-
-    def _latent_hw(self, h: int, w: int, stride: int) -> tuple[int, int]:
-        ph, pw = self._padded(h, w)
-        return -(-ph // stride), -(-pw // stride)
+    def latent_hw(self, h: int, w: int) -> tuple[int, int]:
+        """The latent grid of an h x w image."""
+        return tiles.latent_hw(h, w, self.model.info.pad_multiple, self.stride)
 
     def _check_size(self, h: int, w: int) -> None:
         if h * w > self.max_pixels:
@@ -125,9 +109,15 @@ class Codec:
                 f"model '{self.model.name}' codes {fixed[1]}x{fixed[0]} images only, got {w}x{h}"
             )
 
+    def _tiled(self, h: int, w: int) -> bool:
+        if self.model.info.fixed_size is not None:
+            return False
+        return h * w > tiles.UNTILED_MAX_PIXELS or (
+            self.tile_above is not None and h * w > self.tile_above)
+
     # ---- encoding ---------------------------------------------------------------------------
 
-    def _prepare(self, image: np.ndarray | Image.Image) -> tuple[np.ndarray, bool]:
+    def prepare(self, image: np.ndarray | Image.Image) -> tuple[np.ndarray, bool]:
         """Validate and convert to the model's channels; returns (H x W x C uint8, gray)."""
         a = as_array(image)
         gray = a.ndim == 2
@@ -142,138 +132,65 @@ class Codec:
             a = np.repeat(a, 3, axis=2)
         return a, gray
 
-    def _tiled(self, h: int, w: int) -> bool:
-        return (
-            self.tile_above is not None
-            and h * w > self.tile_above
-            and self.model.info.fixed_size is None
-        )
+    def analyse(self, a: np.ndarray) -> np.ndarray:
+        """The analysis transform of a prepared image, padded: y [M, h, w] float32.
 
-    def _analyse(self, a: np.ndarray) -> np.ndarray:
-        """The analysis transform of the padded image: y [M, h, w] float32.
-
-        Large images run by tiles of the latent grid, each with a halo of `analysis_halo`
-        latents of image around it (its receptive field), keeping only the tile's own latents:
-        the same y as one pass, in bounded memory."""
+        Large images run by squares of the latent grid (`tiles.run_side`), each with a halo of
+        `analysis_halo` latents of image around it (its receptive field), keeping only the
+        square's own latents: the same y as one pass, in bounded memory."""
         h, w = a.shape[:2]
-        ph, pw = self._padded(h, w)
-        padded = np.pad(a, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        m = self.model.gain.shape[1]
-        hy, wy = self._latent_hw(h, w, self.stride)
-        t = self.tile // self.stride if self._tiled(h, w) else max(hy, wy)
-        s, halo = self.stride, self.analysis_halo
+        m = self.latent.channels
+        hy, wy = self.latent_hw(h, w)
+        s = self.stride
         y = np.empty((m, hy, wy), np.float32)
-        for r0, r1, c0, c1 in _tiles(hy, wy, t):
-            R0, R1, C0, C1 = max(r0 - halo, 0), min(r1 + halo, hy), max(c0 - halo, 0), min(
-                c1 + halo, wy)
-            part = padded[R0 * s : R1 * s, C0 * s : C1 * s]
+        for box in tiles.tiles(hy, wy, tiles.run_side(hy, wy, s)):
+            r0, r1, c0, c1 = box
+            R0, R1, C0, C1 = tiles.with_halo(box, self.model.analysis_halo, hy, wy)
+            # the image edge-padded to the pad multiple, one square at a time
+            rows = np.minimum(np.arange(R0 * s, R1 * s), h - 1)
+            cols = np.minimum(np.arange(C0 * s, C1 * s), w - 1)
+            part = a[np.ix_(rows, cols)]
             x = np.ascontiguousarray(part.transpose(2, 0, 1)[None], np.float32) / np.float32(255)
-            out = self._run(self.model.analysis, "y", {"x": x})
+            out = self.model.run(self.model.analysis, "y", {"x": x})
             expect = (1, m, R1 - R0, C1 - C0)
             if out.shape != expect:
                 raise ModelError(f"analysis produced shape {out.shape}, expected {expect}")
             y[:, r0:r1, c0:c1] = out[0, :, r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
         return y
 
-    def _code_latent(
-        self, y: np.ndarray, quality: float | None, tile: int | None = None
-    ) -> tuple[list[bytes], float]:
-        """Quantize and entropy-code y at a quality; returns (sections, estimated bits).
-
-        Untiled: [z,] y. Tiled (`tile` latents a side): [z,] then one y section per tile."""
-        gain, _ = self.model.gains(quality)
-        if tile is None and self.model.family == "factorized":
-            y_g = y.astype(np.float64) * gain[:, None, None]
-            if not np.all(np.isfinite(y_g)):
-                raise AecodecError("the model produced non-finite latents for this image")
-            sym = np.rint(y_g).ravel()
-            tables = _channel_index(y_g.shape)
-            yt = self.model.y_tables
-            return [yt.encode(sym, tables)], yt.estimate_bits(sym, tables)
-        if tile is None:
-            tile = max(y.shape[1:])
-        sections, bits = [], 0.0
-        z_sym = None
-        if self.model.family == "hyperprior":
-            if not np.all(np.isfinite(y)):
-                raise AecodecError("the model produced non-finite latents for this image")
-            y_g32 = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
-            z = self._run(self.model.hyper_analysis, "z", {"y": y_g32[None]})[0]
-            del y_g32
-            z_sym = np.rint(z.astype(np.float64))
-            if not np.all(np.isfinite(z_sym)):
-                raise AecodecError("the model produced non-finite hyper-latents for this image")
-            zt, zc = self.model.z_tables, _channel_index(z_sym.shape)
-            sections.append(zt.encode(z_sym.ravel(), zc))
-            bits += zt.estimate_bits(z_sym.ravel(), zc)
-        yt = self.model.y_tables
-        for r0, r1, c0, c1 in _tiles(y.shape[1], y.shape[2], tile):
-            y_g = y[:, r0:r1, c0:c1].astype(np.float64) * gain[:, None, None]
-            if not np.all(np.isfinite(y_g)):
-                raise AecodecError("the model produced non-finite latents for this image")
-            if z_sym is None:
-                sym, idx = np.rint(y_g).ravel(), _channel_index(y_g.shape)
-            else:
-                mu, idx = self._entropy_params(z_sym, y_g.shape, r0, c0)
-                sym = np.rint(y_g - mu).ravel()
-            sections.append(yt.encode(sym, idx))
-            bits += yt.estimate_bits(sym, idx)
-        return sections, bits
-
-    def _entropy_params(
-        self, z_sym: np.ndarray, y_shape: tuple, r0: int = 0, c0: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Means and table indices for the y tile of `y_shape` at latent (r0, c0), from the
-        exact integer hyper-decoder run on the z tile plus a halo covering its receptive
-        field (integer arithmetic: identical to a whole-image run)."""
-        m, th, tw = y_shape
-        f = self.z_factor
-        block = INTNET_BLOCK * f
-        if self.z_halo and (th > block or tw > block):  # big regions by blocks: less memory
-            mu = np.empty((m, th, tw), np.float64)
-            idx = np.empty((m, th, tw), np.int64)
-            for b0, b1, d0, d1 in _tiles(th, tw, block):
-                mb, ib = self._entropy_params(z_sym, (m, b1 - b0, d1 - d0), r0 + b0, c0 + d0)
-                mu[:, b0:b1, d0:d1] = mb
-                idx[:, b0:b1, d0:d1] = ib.reshape(m, b1 - b0, d1 - d0)
-            return mu, idx.ravel()
-        halo = self.z_halo
-        hz, wz = z_sym.shape[1:]
-        z0, z1 = r0 // f, -(-(r0 + th) // f)
-        x0, x1 = c0 // f, -(-(c0 + tw) // f)
-        Z0, Z1, X0, X1 = max(z0 - halo, 0), min(z1 + halo, hz), max(x0 - halo, 0), min(
-            x1 + halo, wz)
-        out = intnet.run(self.model.net, z_sym[:, Z0:Z1, X0:X1])
-        expect = (2 * m, (Z1 - Z0) * f, (X1 - X0) * f)
-        if out.shape != expect:
-            raise ModelError(f"hyper-decoder produced {out.shape}, expected {expect}")
-        top, left = r0 - Z0 * f, c0 - X0 * f
-        out = out[:, top : top + th, left : left + tw]
-        if out.shape[1:] != (th, tw):
-            raise ModelError("hyper-decoder output does not cover the latent grid")
-        mu = out[:m].astype(np.float64) / 2.0**self.model.mean_bits
-        return mu, out[m:].ravel()
-
-    def _stream(self, a: np.ndarray, gray: bool, quality: float | None, y: np.ndarray) -> Encoded:
-        q = container.quantize_quality(quality) if len(self.model.gain) > 1 else None
-        h, w = a.shape[:2]
-        tile = self.tile // self.stride if self._tiled(h, w) else None
-        sections, bits = self._code_latent(y, q, tile)
+    def code(self, y: np.ndarray, h: int, w: int, gray: bool, quality: float | None,
+             extra: dict[str, bytes] | None = None) -> Encoded:
+        """Quantize y at a quality, entropy-code it with the model's latent codec and pack the
+        stream with any extra sections (alpha, ICC, EXIF: codec/extras.py); the step
+        `encode_to_bpp` repeats."""
+        q = rate.quantize_quality(quality) if self.model.variable_rate else None
+        gain, _ = self.model.gains(q)
+        hy, wy = self.latent_hw(h, w)
+        grid = tiles.TileGrid(hy, wy, self.tile // self.stride if self._tiled(h, w) else None)
+        sections, bits = self.latent.encode(y, gain, grid)
         fixed = self.model.info.fixed_size is not None
+        extra = extra or {}  # extra sections (codec/extras.py), EXTRA_KINDS order
         header = container.Header(
-            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=tile
+            self.model.id, None if fixed else w, None if fixed else h, gray, q, tile=grid.tile,
+            extras=tuple(extra),
         )
-        return Encoded(container.pack(header, sections), w, h, q, bits)
+        return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
-    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY) -> Encoded:
-        """Compress and report: stream bytes, recorded quality, the entropy model's estimate."""
-        container.quantize_quality(quality)  # validate before any work
-        a, gray = self._prepare(image)
-        return self._stream(a, gray, quality, self._analyse(a))
+    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+               strip: bool = False) -> Encoded:
+        """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
 
-    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY) -> bytes:
-        """Compress an H x W x 3 or H x W uint8 image (or a PIL image) at quality 1..100."""
-        return self.encode(image, quality).data
+        Alpha, ICC profile and EXIF travel in extra sections (`strip` leaves out the last
+        two); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
+        rate.quantize_quality(quality)  # validate before any work
+        image, extra = extras.prepare(image, strip)
+        a, gray = self.prepare(image)
+        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra)
+
+    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+                 strip: bool = False) -> bytes:
+        """Compress an H x W (x 2, 3 or 4) uint8 image or a PIL image at quality 1..100."""
+        return self.encode(image, quality, strip).data
 
     def estimate_bits(
         self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY
@@ -281,38 +198,36 @@ class Codec:
         """Information content of the coded latents (bits, no header or coder overhead)."""
         return self.encode(image, quality).estimated_bits
 
-    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float) -> Encoded:
+    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float,
+                      strip: bool = False) -> Encoded:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
-        If even quality 1 is over the target, that smallest stream is returned.
+        If even quality 1 is over the target, that smallest stream is returned. Extra sections
+        (alpha, metadata) count in the stream's bits.
         """
-        a, gray = self._prepare(image)
-        y = self._analyse(a)
-        if len(self.model.gain) == 1:
-            return self._stream(a, gray, None, y)
-        lo, hi = 10, 1000  # quality codes: tenths
-        best = self._stream(a, gray, lo / 10, y)
-        if best.bpp > bpp:
-            return best
-        top = self._stream(a, gray, hi / 10, y)
-        if top.bpp <= bpp:
-            return top
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            enc = self._stream(a, gray, mid / 10, y)
-            if enc.bpp <= bpp:
-                lo, best = mid, enc
-            else:
-                hi = mid
-        return best
+        image, extra = extras.prepare(image, strip)
+        a, gray = self.prepare(image)
+        y = self.analyse(a)
+        h, w = a.shape[:2]
+        if not self.model.variable_rate:
+            return self.code(y, h, w, gray, None, extra)
+        tried: dict[float, Encoded] = {}
+
+        def fits(q: float) -> bool:
+            tried[q] = self.code(y, h, w, gray, q, extra)
+            return tried[q].bpp <= bpp
+
+        return tried[rate.search_highest(fits)]
 
     # ---- decoding ---------------------------------------------------------------------------
 
     def decompress(self, data: bytes) -> np.ndarray:
-        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels."""
+        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels; with
+        an alpha section, H x W x 4 (or H x W x 2)."""
         header, h, w, y_hat, _ = self._decode_latents(data)
-        return self._synthesize(y_hat, h, w, header.gray, header.tile)
+        pixels = self._synthesize(y_hat, h, w, header.gray)
+        return extras.attach_alpha(pixels, data, self.max_pixels) if header.extras else pixels
 
     def decode_latents(self, data: bytes) -> dict[str, np.ndarray]:
         """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
@@ -323,6 +238,7 @@ class Codec:
 
     def _decode_latents(self, data: bytes, keep: bool = False):
         header, sections = container.unpack(data, self.max_pixels)
+        sections = container.split_extras(header, sections)[0]
         model = self.model
         if header.model_id != model.id:
             raise ModelMismatchError(
@@ -336,77 +252,46 @@ class Codec:
         else:
             h, w = header.height, header.width
         self._check_size(h, w)
-        if (header.quality is None) != (len(model.gain) == 1):
+        if (header.quality is None) == model.variable_rate:
             raise CorruptStreamError("stream's quality field does not fit its model")
-        m = model.gain.shape[1]
-        hy, wy = self._latent_hw(h, w, self.stride)
-        hyper = model.family == "hyperprior"
-        t = max(hy, wy) if header.tile is None else header.tile
-        if header.tile is not None and (model.info.fixed_size or t % self.z_factor):
+        if header.tile is not None and model.info.fixed_size:
             raise CorruptStreamError("invalid tile size for this model")
-        tiles = list(_tiles(hy, wy, t))
-        expect = (1 if hyper else 0) + (len(tiles) if header.tile is not None else 1)
-        if len(sections) != expect:
-            raise CorruptStreamError("stream has the wrong number of sections for its model")
+        if header.tile is None and h * w > tiles.UNTILED_MAX_PIXELS and not model.info.fixed_size:
+            raise ImageTooLargeError(
+                f"an untiled (version 1) stream of a {w}x{h} image is over the limit of "
+                f"{tiles.UNTILED_MAX_PIXELS} pixels for untiled streams: its single section "
+                "cannot be decoded in bounded memory (encoders tile images this large)")
+        grid = tiles.TileGrid(*self.latent_hw(h, w), header.tile)
         _, inv = model.gains(header.quality)
-        inv = inv[:, None, None]
-        extra: dict[str, np.ndarray] = {}
-        z_sym = None
-        if hyper:
-            nz = len(model.z_tables)
-            hz, wz = self._latent_hw(h, w, self.hyper_stride)
-            z_sym = model.z_tables.decode(sections[0], _channel_index((nz, hz, wz)))
-            z_sym = z_sym.reshape(nz, hz, wz)
-            extra["z_sym"] = z_sym
-        if keep:
-            extra["y_sym"] = np.empty((m, hy, wy), np.int64)
-            if hyper:
-                extra["mean"] = np.empty((m, hy, wy), np.float64)
-                extra["index"] = np.empty((m, hy, wy), np.int64)
-        y_hat = np.empty((m, hy, wy), np.float32)
-        for (r0, r1, c0, c1), section in zip(tiles, sections[int(hyper):], strict=True):
-            shape = (m, r1 - r0, c1 - c0)
-            if z_sym is None:
-                sym = model.y_tables.decode(section, _channel_index(shape)).reshape(shape)
-                y_hat_g = sym.astype(np.float64)
-            else:
-                mu, idx = self._entropy_params(z_sym, shape, r0, c0)
-                sym = model.y_tables.decode(section, idx).reshape(shape)
-                y_hat_g = sym + mu
-                if keep:
-                    extra["mean"][:, r0:r1, c0:c1] = mu
-                    extra["index"][:, r0:r1, c0:c1] = idx.reshape(shape)
-            if keep:
-                extra["y_sym"][:, r0:r1, c0:c1] = sym
-            y_hat[:, r0:r1, c0:c1] = y_hat_g * inv
+        y_hat, extra = self.latent.decode(sections, grid, inv, keep)
         return header, h, w, y_hat, extra
 
     def synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool = False,
                    tile: int | None = None) -> np.ndarray:
-        """Pixels from decoded latents [M, h', w'] float32, as `decompress` makes them."""
+        """Pixels from decoded latents [M, h', w'] float32, as `decompress` makes them
+        (`tile`: run by squares of that many latents instead of `tiles.run_side`'s)."""
         return self._synthesize(np.asarray(y_hat, np.float32), h, w, gray, tile)
 
     def _synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool,
-                    tile: int | None) -> np.ndarray:
-        """The synthesis transform by tiles of the latent grid (one tile for small images),
-        each run with a halo of `synthesis_halo` latents that is cropped away: every output
-        pixel sees its whole receptive field, so tiles leave no seams."""
+                    tile: int | None = None) -> np.ndarray:
+        """The synthesis transform by squares of the latent grid (one for small images), each
+        run with a halo of `synthesis_halo` latents that is cropped away: every output pixel
+        sees its whole receptive field, so the squares leave no seams."""
         hy, wy = y_hat.shape[1:]
+        s = self.stride
         if tile is None:
-            big = h * w > SYNTHESIS_TILE_ABOVE and self.model.info.fixed_size is None
-            tile = DEFAULT_TILE // self.stride if big else max(hy, wy)
-        s, halo = self.stride, self.synthesis_halo
+            tile = tiles.run_side(hy, wy, s)
         channels = 1 if gray or self.model.info.channels == 1 else 3
         out = np.empty((h, w, channels), np.uint8)
         # an 8-bit synthesis gives the pixels themselves (uint8), a float one x_hat in [0, 1]
         out_name = self.model.synthesis.get_outputs()[0].name
-        for r0, r1, c0, c1 in _tiles(hy, wy, tile):
+        for box in tiles.tiles(hy, wy, tile):
+            r0, r1, c0, c1 = box
             if r0 * s >= h or c0 * s >= w:
                 continue  # a tile of padding only
-            R0, R1, C0, C1 = max(r0 - halo, 0), min(r1 + halo, hy), max(c0 - halo, 0), min(
-                c1 + halo, wy)
+            R0, R1, C0, C1 = tiles.with_halo(box, self.model.synthesis_halo, hy, wy)
             part = np.ascontiguousarray(y_hat[None, :, R0:R1, C0:C1])
-            x_hat = self._run(self.model.synthesis, out_name, {"y_hat": part})[0]
+            x_hat = self.model.run(self.model.synthesis, out_name, {"y_hat": part})[0]
             top, left = (r0 - R0) * s, (c0 - C0) * s
             th, tw = min(r1 * s, h) - r0 * s, min(c1 * s, w) - c0 * s
             if x_hat.shape[1] < top + th or x_hat.shape[2] < left + tw:
@@ -422,38 +307,6 @@ class Codec:
                 px = np.rint(x.mean(axis=0)).astype(np.uint8)[:, :, None]
             out[r0 * s : r0 * s + th, c0 * s : c0 * s + tw] = px
         return out[:, :, 0] if gray else out
-
-    # ---- helpers ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _run(session, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        try:
-            return session.run([output], feeds)[0]
-        except Exception as e:  # onnxruntime's own exception types
-            raise ModelError(f"ONNX model failed to run ({e})") from None
-
-
-def _tiles(h: int, w: int, t: int):
-    """(r0, r1, c0, c1) of the t x t tiles of an h x w grid, row by row (docs/format.md)."""
-    for r0 in range(0, h, t):
-        for c0 in range(0, w, t):
-            yield r0, min(r0 + t, h), c0, min(c0 + t, w)
-
-
-def _intnet_halo(net) -> int:
-    """z latents of margin covering the integer hyper-decoder's receptive field."""
-    halo, scale = 0, 1
-    for i in range(intnet.layer_count(net)):
-        k = int(np.shape(net[f"w{i}"])[-1])
-        halo += -(-(k // 2) // scale)
-        scale *= int(net[f"ps{i}"])
-    return halo
-
-
-def _channel_index(shape: tuple[int, ...]) -> np.ndarray:
-    """Table index of each element of a [C, h, w] tensor in C order: its channel."""
-    c, rest = shape[0], int(np.prod(shape[1:]))
-    return np.repeat(np.arange(c, dtype=np.int64), rest)
 
 
 # ---- module-level API with a cache of open codecs --------------------------------------------
@@ -473,18 +326,21 @@ def get_codec(model: ModelLike = None, threads: int | None = None) -> Codec:
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None
+    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None,
+    strip: bool = False,
 ) -> bytes:
-    """Compress a uint8 H x W x 3 / H x W array or PIL image with a model (default: shipped)."""
-    return get_codec(model).compress(image, quality)
+    """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped);
+    `strip` leaves out ICC profile and EXIF."""
+    return get_codec(model).compress(image, quality, strip)
 
 
-def decompress(data: bytes, model: ModelLike = None) -> np.ndarray:
-    """Decode a stream; its model is found among the shipped ones by id unless given."""
+def decompress(data: bytes, model: ModelLike = None, threads: int | None = None) -> np.ndarray:
+    """Decode a stream; its model is found among the shipped ones by id unless given.
+
+    The model lookup reads the header fields only; the codec then checks the whole stream."""
     if model is None:
-        header, _ = container.unpack(data)
-        model = find_by_id(header.model_id)
-    return get_codec(model).decompress(data)
+        model = find_by_id(container.read_header(data).model_id)
+    return get_codec(model, threads).decompress(data)
 
 
 def stream_info(data: bytes) -> dict:
@@ -498,6 +354,7 @@ def stream_info(data: bytes) -> dict:
         "height": header.height,
         "gray": header.gray,
         "quality": header.quality,
+        "extras": {k: len(v) for k, v in container.split_extras(header, sections)[1].items()},
         "sections": [len(s) for s in sections],
         "header_bytes": len(data) - sum(len(s) for s in sections),
         "bytes": len(data),
@@ -510,6 +367,8 @@ def stream_info(data: bytes) -> dict:
         info["channels"] = 1 if header.gray or m.channels == 1 else 3
     except ModelError:
         info["channels"] = 1 if header.gray else None
+    if info["channels"] and "alpha" in header.extras:
+        info["channels"] += 1
     if info["width"]:
         info["bpp"] = len(data) * 8 / (info["width"] * info["height"])
     return info

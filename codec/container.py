@@ -10,10 +10,12 @@ import zlib
 from dataclasses import dataclass
 
 from .errors import CorruptStreamError, ImageTooLargeError
+from .rate import quality_code
 
 MAGIC = b"\xae\xcd"
 VERSION = 1  # untiled streams
 VERSION_TILED = 2  # streams coded by tiles: a tile field and a section count follow
+VERSION_EXTRAS = 3  # streams with extra sections (ICC, EXIF, alpha), tiled or not
 ID_BYTES = 4
 CRC_BYTES = 4
 MAX_SECTIONS = 2
@@ -22,7 +24,13 @@ MAX_SIDE = 1 << 24  # larger sides are refused as corrupt whatever the pixel lim
 FLAG_GRAY = 1  # the decoder returns an H x W array
 FLAG_SIZE = 2  # width and height follow (else: the model's fixed size)
 FLAG_QUALITY = 4  # a quality code follows (else: the model has one rate level)
-FLAG_TWO_SECTIONS = 8  # two sections; the first one's length follows
+FLAG_TWO_SECTIONS = 8  # two sections; the first one's length follows (version 1)
+FLAG_TILED = 8  # version 3: a tile field follows (the bit that is FLAG_TWO_SECTIONS in v1)
+
+# Extra sections of a version 3 stream, in their order in the stream, with their bit in the
+# extras byte. Their content is defined in docs/format.md (Extra sections) and codec/extras.py.
+EXTRA_KINDS = ("icc", "exif", "alpha")
+EXTRA_BITS = {kind: 1 << i for i, kind in enumerate(EXTRA_KINDS)}
 
 
 # ---- LEB128 varints -------------------------------------------------------------------------
@@ -61,17 +69,10 @@ def read_varint(data: bytes, pos: int, max_bytes: int = 5) -> tuple[int, int]:
 # ---- quality code ---------------------------------------------------------------------------
 
 
-def quantize_quality(quality: float) -> float:
-    """The quality a stream can record: [1, 100] in steps of 0.1."""
-    q = float(quality)
-    if not 1.0 <= q <= 100.0:
-        raise ValueError(f"quality must be in [1, 100], got {quality}")
-    return round(q * 10) / 10
-
-
 def write_quality(quality: float) -> bytes:
-    """Integer qualities take one byte (q - 1); tenths take two (100 + c // 256, c % 256)."""
-    code = round(quantize_quality(quality) * 10) - 10  # 0..990
+    """Integer qualities take one byte (q - 1); tenths take two (100 + c // 256, c % 256).
+    The quality must already be recordable (`aecodec.rate.quantize_quality`)."""
+    code = quality_code(quality)  # 0..990
     if code % 10 == 0:
         return bytes([code // 10])
     return bytes([100 + (code >> 8), code & 0xFF])
@@ -105,6 +106,7 @@ class Header:
     quality: float | None = None  # None: the model has one rate level
     version: int = VERSION
     tile: int | None = None  # tile side in latent units (version 2); None: untiled
+    extras: tuple[str, ...] = ()  # kinds of the extra sections (version 3), EXTRA_KINDS order
 
     @property
     def id_bytes(self) -> bytes:
@@ -112,34 +114,66 @@ class Header:
 
 
 def pack(header: Header, sections: list[bytes]) -> bytes:
-    """Header fields, section lengths (all but the last), CRC-32, then the sections."""
+    """Header fields, section lengths (all but the last), CRC-32, then the sections.
+
+    `sections` are the latent sections followed by one section per kind in `header.extras`.
+    Without extras the stream is version 1 (untiled) or 2 (tiled), byte for byte as before;
+    with extras it is version 3."""
     tiled = header.tile is not None
-    if not 1 <= len(sections) <= (len(sections) if tiled else MAX_SECTIONS):
-        raise ValueError("an untiled stream has one or two sections")
+    extras = tuple(header.extras)
+    if extras and (extras != tuple(k for k in EXTRA_KINDS if k in extras)):
+        raise ValueError(f"extras must be distinct kinds of {EXTRA_KINDS}, in that order")
+    latent = len(sections) - len(extras)
+    if not 1 <= latent <= (latent if tiled else MAX_SECTIONS):
+        raise ValueError("an untiled stream has one or two latent sections")
     if (header.width is None) != (header.height is None):
         raise ValueError("width and height go together")
     if tiled and (header.tile < 1 or header.width is None):
         raise ValueError("a tiled stream needs a positive tile side and the image size")
+    return write_stream(header, sections)
+
+
+def write_stream(header: Header, sections: list[bytes]) -> bytes:
+    """The stream bytes for these fields and sections, unchecked: `pack`'s writer after its
+    checks, and the fuzzer's way to build hostile headers that `pack` would refuse."""
+    tiled = header.tile is not None
+    extras = tuple(header.extras)
+    latent = len(sections) - len(extras)
     flags = (
         (FLAG_GRAY if header.gray else 0)
         | (FLAG_SIZE if header.width is not None else 0)
         | (FLAG_QUALITY if header.quality is not None else 0)
-        | (FLAG_TWO_SECTIONS if len(sections) == 2 and not tiled else 0)
     )
+    if extras:
+        version, flags = VERSION_EXTRAS, flags | (FLAG_TILED if tiled else 0)
+    elif tiled:
+        version = VERSION_TILED
+    else:
+        version, flags = VERSION, flags | (FLAG_TWO_SECTIONS if latent == 2 else 0)
     head = bytearray(MAGIC)
-    head.append(((VERSION_TILED if tiled else VERSION) << 4) | flags)
+    head.append((version << 4) | flags)
     head += header.id_bytes
     if header.width is not None:
         head += write_varint(header.width) + write_varint(header.height)
     if header.quality is not None:
         head += write_quality(header.quality)
     if tiled:
-        head += write_varint(header.tile) + write_varint(len(sections))
+        head += write_varint(header.tile)
+    if extras:
+        head.append(sum(EXTRA_BITS[k] for k in extras))
+    if tiled or extras:
+        head += write_varint(latent)
     for s in sections[:-1]:
         head += write_varint(len(s))
     payload = b"".join(sections)
     crc = zlib.crc32(payload, zlib.crc32(head))
     return bytes(head) + crc.to_bytes(CRC_BYTES, "little") + payload
+
+
+def split_extras(header: Header, sections: list[bytes]) -> tuple[list[bytes], dict[str, bytes]]:
+    """The latent sections of an unpacked stream, and its extra sections by kind."""
+    n = len(sections) - len(header.extras)
+    return sections[:n], dict(zip(header.extras, sections[n:], strict=True))
 
 
 def crc_offset(data: bytes) -> int:
@@ -180,9 +214,10 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         raise CorruptStreamError("not an aecodec stream (bad magic bytes)")
     vf = data[len(MAGIC)]
     version, flags = vf >> 4, vf & 0x0F
-    if version not in (VERSION, VERSION_TILED):
+    if version not in (VERSION, VERSION_TILED, VERSION_EXTRAS):
         raise CorruptStreamError(
-            f"unsupported format version {version} (this reads {VERSION} and {VERSION_TILED})"
+            f"unsupported format version {version} "
+            f"(this reads {VERSION}, {VERSION_TILED} and {VERSION_EXTRAS})"
         )
     pos = len(MAGIC) + 1
     if len(data) < pos + ID_BYTES:
@@ -198,13 +233,29 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         quality, pos = read_quality(data, pos)
     lengths = []
     tile = None
-    if version == VERSION_TILED:
-        if not flags & FLAG_SIZE or flags & FLAG_TWO_SECTIONS:
+    extras: tuple[str, ...] = ()
+    tiled = version == VERSION_TILED or (version == VERSION_EXTRAS and flags & FLAG_TILED)
+    if version == VERSION_TILED and (not flags & FLAG_SIZE or flags & FLAG_TWO_SECTIONS):
+        raise CorruptStreamError("invalid flags for a tiled stream")
+    if tiled:
+        if not flags & FLAG_SIZE:
             raise CorruptStreamError("invalid flags for a tiled stream")
         tile, pos = read_varint(data, pos)
+    if version == VERSION_EXTRAS:
+        if pos >= len(data):
+            raise CorruptStreamError("stream is truncated (inside a header field)")
+        bits = data[pos]
+        pos += 1
+        if bits >> len(EXTRA_KINDS):
+            raise CorruptStreamError(f"unknown extra sections (bits {bits:#04x}) in header")
+        extras = tuple(k for k in EXTRA_KINDS if bits & EXTRA_BITS[k])
+    if tiled or version == VERSION_EXTRAS:
         count, pos = read_varint(data, pos)
-        if tile < 1 or count < 1:
+        if tiled and (tile < 1 or count < 1):  # (version 2's check and message, unchanged)
             raise CorruptStreamError("invalid tile field in header")
+        if count < 1 or (not tiled and count > MAX_SECTIONS):
+            raise CorruptStreamError("invalid section count in header")
+        count += len(extras)
         if count - 1 > len(data) - pos:  # every length takes a byte: refuse before looping
             raise CorruptStreamError("stream is truncated (inside the header)")
         for _ in range(count - 1):
@@ -215,8 +266,14 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         lengths.append(n)
     if len(data) < pos + CRC_BYTES:
         raise CorruptStreamError("stream is truncated (inside the header)")
-    header = Header(model_id, width, height, bool(flags & FLAG_GRAY), quality, version, tile)
+    header = Header(model_id, width, height, bool(flags & FLAG_GRAY), quality, version, tile,
+                    extras)
     return (header, lengths), pos
+
+
+def read_header(data: bytes) -> Header:
+    """The header fields alone, without the CRC check or sections: enough to pick a model."""
+    return _fields(bytes(data))[0][0]
 
 
 def header_size(data: bytes) -> int:

@@ -10,13 +10,9 @@ from PIL import Image
 
 from .codec import Codec
 from .imageio import encode_image, read_image, write_atomic
+from .metrics import psnr
 
 SAMPLE = Path(__file__).parent / "data" / "kodim23.png"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def jpeg_bytes_for(image: np.ndarray, target_psnr: float) -> tuple[int, int, float] | None:

@@ -50,6 +50,7 @@ class TableSet:
         self.offsets = offsets
         t, width = len(pmf), pmf.shape[1] + 1
         self.cost = np.zeros((t, width))  # bits per alphabet entry, for estimates
+        self.min_bits = np.zeros(t)  # a floor on any symbol's code length under each table
         self._models = []
         for i in range(t):
             n = int(lengths[i])
@@ -57,6 +58,8 @@ class TableSet:
             probs = np.append(p, max(1.0 - p.sum(), ESCAPE_MIN))
             probs = probs / probs.sum()
             self.cost[i, : n + 1] = -np.log2(np.maximum(probs, _MIN_PROB))
+            # the coder's fixed-point probabilities can exceed the float ones by a unit each
+            self.min_bits[i] = max(0.0, -np.log2(min(1.0, probs.max() + (n + 1) * 2.0**-23)))
             self._models.append(_model.Categorical(probs, perfect=False))
         self._head = _model.Categorical(_HEAD_PROBS, perfect=False)
         self._bit = _model.Uniform(2)
@@ -74,10 +77,18 @@ class TableSet:
     # -- helpers --------------------------------------------------------------------------
 
     def _check_tables(self, tables: np.ndarray) -> np.ndarray:
-        tables = np.asarray(tables).reshape(-1).astype(np.int64, copy=False)
+        """Flat integer table indices, in range (kept in their own small dtype: less memory)."""
+        tables = np.asarray(tables).reshape(-1)
+        if tables.dtype.kind not in "iu":
+            tables = tables.astype(np.int64)
         if tables.size and (tables.min() < 0 or tables.max() >= len(self)):
             raise CorruptStreamError("table index out of range")
         return tables
+
+    def least_bits(self, counts: np.ndarray) -> float:
+        """A floor on the code length in bits of `counts[i]` symbols of each table i, whatever
+        the symbols: a section shorter than this cannot hold them."""
+        return float(np.asarray(counts, np.float64) @ self.min_bits)
 
     def _split(self, symbols: np.ndarray, tables: np.ndarray):
         """Alphabet indices (escape = len), group order, and the escapes' bypass fields."""
@@ -125,40 +136,63 @@ class TableSet:
             coder.encode_reverse(group, self._models[i])
 
     def decode(self, data: bytes, tables: np.ndarray) -> np.ndarray:
-        """Inverse of `encode`; the data must be consumed exactly (else CorruptStreamError)."""
+        """Inverse of `encode` (int32 symbols); the data must be consumed exactly.
+
+        Refused before any decoding (CorruptStreamError): data shorter than the least code
+        length of that many symbols, so a stream that declares a huge image but carries a few
+        bytes costs nothing. Memory: about 16 bytes per symbol besides `tables`."""
+        tables = self._check_tables(tables)
+        if data and data[-1] == 0:
+            raise CorruptStreamError("section does not end in a non-zero byte")
+        counts = _counts(tables, len(self))
+        self.check_room(data, counts)
         coder = open_coder(data)
-        out = self.decode_from(coder, tables)
+        out = self.decode_from(coder, tables, counts)
         if not coder.is_empty():
             raise CorruptStreamError("section has data left over after decoding")
         return out
 
-    def decode_from(self, coder, tables: np.ndarray) -> np.ndarray:
+    def check_room(self, data: bytes, counts: np.ndarray) -> None:
+        """Refuse data too short to hold `counts[i]` symbols of each table i."""
+        # ANS words carry the information plus at most the coder's 64-bit state
+        if 8 * len(data) + 64 < 0.99 * self.least_bits(counts) - 64:
+            raise CorruptStreamError(
+                "section is too short for the image size its header declares")
+
+    def decode_from(self, coder, tables: np.ndarray,
+                    counts: np.ndarray | None = None) -> np.ndarray:
         """Pop one group of symbols (see `encode_into`) from a coder made by `open_coder`."""
         tables = self._check_tables(tables)
+        if counts is None:
+            counts = _counts(tables, len(self))
         try:
+            a = np.empty(tables.size, np.int32)  # alphabet indices, then values, by group
+            esc_parts, groups = [], np.flatnonzero(counts)
+            ends = np.cumsum(counts)
+            for i in groups:
+                seg = a[ends[i] - counts[i] : ends[i]]
+                seg[:] = coder.decode(self._models[i], int(counts[i]))
+                esc_parts.append(np.flatnonzero(seg == self.lengths[i]) + (ends[i] - counts[i]))
+                seg += np.int32(self.offsets[i])
             order = _group_order(tables)
-            counts = np.bincount(tables, minlength=len(self))
-            a = np.empty(tables.size, np.int64)
-            start = 0
-            for i in np.flatnonzero(counts):
-                a[start : start + counts[i]] = coder.decode(self._models[i], int(counts[i]))
-                start += counts[i]
-            t = tables[order]
-            lo, n = self.offsets[t], self.lengths[t]
-            esc = np.flatnonzero(a == n)
-            v = a + lo
+            esc = np.concatenate(esc_parts) if esc_parts else np.zeros(0, np.int64)
             if esc.size:
+                t = tables[order[esc]]
+                lo, n = self.offsets[t], self.lengths[t]
                 heads = coder.decode(self._head, esc.size).astype(np.int64)
                 above, exp = heads // (MAX_EXP + 1), heads % (MAX_EXP + 1)
                 bits = coder.decode(self._bit, int(exp.sum())) if exp.sum() else np.zeros(0)
                 d = (1 << exp) + _mantissa_values(exp, bits)
-                v[esc] = np.where(above == 1, lo[esc] + n[esc] + d - 1, lo[esc] - d)
+                v = np.where(above == 1, lo + n + d - 1, lo - d)
+                if np.abs(v).max() > MAX_ABS:  # the encoder never writes these
+                    raise CorruptStreamError("escaped latent value out of range")
+                a[esc] = v
         except AecodecError:
             raise
         except Exception as e:  # constriction reports bad data as ValueError and friends
             raise CorruptStreamError(f"invalid entropy-coded data ({e})") from None
-        out = np.empty_like(v)
-        out[order] = v
+        out = np.empty_like(a)
+        out[order] = a
         return out
 
     def estimate_bits(self, symbols: np.ndarray, tables: np.ndarray) -> float:
@@ -186,8 +220,16 @@ def open_coder(data: bytes):
     data = bytes(data) + b"\0" * (-len(data) % 4)
     try:
         return _stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-    except Exception as e:
+    except Exception as e:  # constriction reports bad data as ValueError and friends
         raise CorruptStreamError(f"invalid entropy-coded data ({e})") from None
+
+
+def _counts(tables: np.ndarray, n: int, chunk: int = 1 << 18) -> np.ndarray:
+    """Symbols per table; by chunks, since bincount widens its input to 64 bits."""
+    counts = np.zeros(n, np.int64)
+    for i in range(0, tables.size, chunk):
+        counts += np.bincount(tables[i : i + chunk], minlength=n)
+    return counts
 
 
 def _group_order(tables: np.ndarray) -> np.ndarray:

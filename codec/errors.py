@@ -38,3 +38,9 @@ class UnreadableImageError(AecodecError):
 
 class UnsupportedImageError(AecodecError):
     """An image array has a shape, dtype or size the model cannot code."""
+
+
+class LossWarning(UserWarning):
+    """Part of an input image cannot be kept (16-bit samples, later frames, a colour mode
+    without an 8-bit RGB or gray equivalent, metadata an output format cannot hold): said
+    once per image, never silently."""

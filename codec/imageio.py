@@ -5,16 +5,32 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageTooLargeError, UnreadableImageError, UnsupportedImageError
+from .errors import ImageTooLargeError, LossWarning, UnreadableImageError, UnsupportedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pnm", ".gif", ".tga"}
+METADATA_FORMATS = {"PNG", "JPEG", "WEBP"}  # outputs that get the stream's ICC profile and EXIF
+JPEG_MAX_EXIF = 65533  # one APP1 segment
+
+
+def open_image(source: str | Path | bytes) -> Image.Image:
+    """Open an image file (path or its bytes) without decoding its pixels, so that the encoder
+    (codec/extras.py) sees its bit depth, frames, alpha and metadata."""
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"{name}: {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UnreadableImageError(f"{name}: cannot read image ({e})") from None
 
 
 def read_image(source: str | Path | bytes) -> np.ndarray:
@@ -37,7 +53,8 @@ def pil_to_array(im: Image.Image) -> np.ndarray:
 
 
 def as_array(image: np.ndarray | Image.Image) -> np.ndarray:
-    """Validate an API input: uint8 H x W, H x W x 1 or H x W x 3 (or a PIL image)."""
+    """Validate the codec's pixels: uint8 H x W, H x W x 1 or H x W x 3 (or a PIL image).
+    (Alpha, H x W x 2 / 4, is split off before, by codec/extras.py.)"""
     if isinstance(image, Image.Image):
         return pil_to_array(image)
     a = np.asarray(image)
@@ -47,16 +64,43 @@ def as_array(image: np.ndarray | Image.Image) -> np.ndarray:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
         raise UnsupportedImageError(
-            f"images must be H x W or H x W x 3, got shape {tuple(a.shape)}"
+            f"images must be H x W, H x W x 3, or with alpha H x W x 2 / H x W x 4 "
+            f"(uint8), got shape {tuple(a.shape)}"
         )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise UnsupportedImageError("image is empty")
     return a
 
 
-def encode_image(array: np.ndarray, fmt: str = "PNG") -> bytes:
+def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None) -> bytes:
+    """An image file of decoded pixels (H x W, x 2, x 3 or x 4), with `info`'s `icc_profile`
+    and `exif` written where the format holds them (PNG, JPEG, WebP). What the format cannot
+    hold (alpha in JPEG, metadata in BMP, ...) is dropped with one LossWarning."""
+    im = Image.fromarray(array, {2: "LA", 4: "RGBA"}.get(array.shape[2]) if array.ndim == 3
+                         else None)
+    params = {k: v for k, v in (info or {}).items() if k in ("icc_profile", "exif") and v}
+    lost = []
+    if params and fmt not in METADATA_FORMATS:
+        lost.append(f"{' and '.join(params)} not written ({fmt} output)")
+        params = {}
+    if fmt == "JPEG" and len(params.get("exif", b"")) > JPEG_MAX_EXIF:
+        lost.append("exif not written (over the 64 KB a JPEG segment holds)")
+        del params["exif"]
+    try:
+        data = _save(im, fmt, params)
+    except (OSError, KeyError, ValueError):
+        if im.mode not in ("LA", "RGBA"):
+            raise
+        lost.append(f"alpha dropped ({fmt} output has no alpha channel)")
+        data = _save(im.convert(im.mode[:-1]), fmt, params)
+    if lost:
+        warnings.warn("; ".join(lost), LossWarning, stacklevel=2)
+    return data
+
+
+def _save(im: Image.Image, fmt: str, params: dict) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format=fmt)
+    im.save(buf, format=fmt, **params)
     return buf.getvalue()
 
 

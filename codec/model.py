@@ -18,6 +18,7 @@ import numpy as np
 
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
+from .rate import gains_at
 
 # Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
 GRAPH_OPTIMIZATION = {
@@ -192,6 +193,18 @@ class Model:
             raise ModelError(f"{self.path}/tables.npz: unreadable ({e!r})") from None
         if self.gain.ndim != 2 or self.gain.shape != self.inv_gain.shape:
             raise ModelError(f"{self.path}: gain and inv_gain must both be [K, M]")
+        latent = self.info.manifest.get("latent", {})
+        try:
+            self.stride = int(latent["stride"])
+            self.hyper_stride = int(latent.get("hyper_stride") or self.stride)
+            # receptive-field margins in latents (docs/model-format.md); 4 covers the shipped
+            self.analysis_halo = int(latent.get("analysis_halo", 4))
+            self.synthesis_halo = int(latent.get("synthesis_halo", 4))
+            # y latents of margin for the hyper-analysis (3x3, 5x5/2, 5x5/2 convs reach 7)
+            self.hyper_analysis_halo = int(latent.get("hyper_analysis_halo", 8))
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{self.path}: manifest lacks latent.stride") from None
+        self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent
         self.net: dict[str, np.ndarray] = {}
         if self.family == "hyperprior":
             try:
@@ -281,13 +294,18 @@ class Model:
         return TableSet.from_npz(self.tables, "z")
 
     def gains(self, quality: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """(gain, inv_gain) [M] for a quality in [1, 100], interpolated as the format doc says."""
-        k = len(self.gain)
-        if k == 1 or quality is None:
-            return self.gain[0], self.inv_gain[0]
-        t = (float(quality) - 1.0) / 99.0 * (k - 1)
-        i = min(int(np.floor(t)), k - 2)
-        a = t - i
-        gain = self.gain[i] ** (1 - a) * self.gain[i + 1] ** a
-        inv = self.inv_gain[i] ** (1 - a) * self.inv_gain[i + 1] ** a
-        return gain, inv
+        """(gain, inv_gain) [M] at a quality (see `aecodec.rate.gains_at`)."""
+        return gains_at(self.gain, self.inv_gain, quality)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the model has several rate levels, so its streams record a quality."""
+        return len(self.gain) > 1
+
+    @staticmethod
+    def run(session, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """One output of an ONNX session; runtime failures become ModelError."""
+        try:
+            return session.run([output], feeds)[0]
+        except Exception as e:  # onnxruntime's own exception types
+            raise ModelError(f"ONNX model failed to run ({e})") from None

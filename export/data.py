@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff"}
+from aecodec.imageio import IMAGE_SUFFIXES
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in EXTS)
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _fit(img: Image.Image, max_side: int) -> Image.Image:
@@ -65,7 +65,7 @@ def load_images(source: Path, min_side: int) -> list[tuple[str, np.ndarray]]:
     if source.is_file():
         with tarfile.open(source) as tar:
             for m in tar.getmembers():
-                if m.isfile() and Path(m.name).suffix.lower() in EXTS:
+                if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
                     f = tar.extractfile(m)
                     assert f is not None
                     items.append((m.name, np.asarray(Image.open(f).convert("RGB"))))

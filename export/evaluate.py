@@ -7,9 +7,10 @@ with Pillow's JPEG on the same images, through the benchmark's own sweep and BD-
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .folder import update_manifest
 
 
 def evaluate_folder(model_folder: Path, eval_dir: Path, points: int = 8,
@@ -45,16 +46,6 @@ def evaluate_folder(model_folder: Path, eval_dir: Path, points: int = 8,
     }
 
 
-def _update_manifest(model_folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    """Apply `change` to manifest.json in place (results are not part of the model's hash)."""
-    path = model_folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    tmp.replace(path)
-
-
 def record_results(model_folder: Path, key: str, results: dict[str, Any]) -> None:
     """Write `results[key]` into the model's manifest, and its measured bpp range."""
     lo, hi = results["curve"][0]["bpp"], results["curve"][-1]["bpp"]
@@ -63,7 +54,7 @@ def record_results(model_folder: Path, key: str, results: dict[str, Any]) -> Non
         m.setdefault("results", {})[key] = results
         m.setdefault("rate", {})["bpp_range"] = [round(lo, 3), round(hi, 3)]
 
-    _update_manifest(model_folder, change)
+    update_manifest(model_folder, change)
 
 
 def results_from_bench(results: dict[str, Any], model: str) -> dict[str, Any] | None:

@@ -8,9 +8,6 @@ before the folder is written.
 from __future__ import annotations
 
 import datetime
-import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +17,9 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from aecodec.model import file_sha256, folder_sha256
-
 from .data import load_images
 from .entropy import gaussian_tables
+from .folder import write_model_folder
 from .int_analysis import equalize, quantize_analysis
 from .int_onnx import build_graph
 from .int_reference import IntReference
@@ -31,8 +27,6 @@ from .int_synthesis import IntSynthesis
 from .intnet import MEAN_BITS
 from .models import Codec, Hyperprior
 from .train import load_weights
-
-FORMAT = 1
 
 
 def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tensor, path: Path,
@@ -43,7 +37,7 @@ def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tenso
         input_names=[arg], output_names=[out_name],
         dynamic_shapes=({2: h, 3: w},),  # positional, so the graph input can be named freely
     )
-    _finalize(path, fp16)
+    finalize(path, fp16)
     # Parity with torch on the example (a real image, or its latents).
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {arg: example.numpy()})[0]
@@ -54,7 +48,7 @@ def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tenso
         raise RuntimeError(f"{path.name}: ONNX differs from torch (relative error {err:.2e})")
 
 
-def _finalize(path: Path, fp16: bool) -> None:
+def finalize(path: Path, fp16: bool) -> None:
     """Drop the exporter's per-node metadata (source paths, object ids) so the same weights
     always give the same bytes, and so the same model id; optionally store weights as fp16."""
     model = onnx.load(str(path))
@@ -124,9 +118,8 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
     net, int_record = _load_int_synthesis(model, state.get("int_synthesis"))
     model.freeze()
     cfg = model.cfg
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
-    tmp.chmod(0o755)
-    try:
+
+    def build(tmp: Path) -> dict:
         x = _image_example(eval_dir)
         with torch.no_grad():
             y = model.g_a(x)
@@ -154,10 +147,7 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
         else:
             tables |= _table_arrays("y", model.bottleneck.tables())
         np.savez_compressed(tmp / "tables.npz", **tables)
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-        digest = folder_sha256(files)
-        manifest = {
-            "format": FORMAT,
+        return {
             "name": name,
             "version": version,
             "family": cfg.family,
@@ -169,21 +159,13 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
             "mean_bits": MEAN_BITS,
             "architecture": cfg.to_dict() | {"analysis": "float" if calib is None else "int8",
                                              "synthesis": "float" if net is None else "int8"},
-            "files": files,
-            "sha256": digest,
-            "id": digest[:8],
             "training": _training_record(state) | (
                 {"int_synthesis": int_record} if int_record else {}),
             "results": {},
             "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.replace(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    write_model_folder(folder, build)
     return folder
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -96,43 +94,16 @@ def test_sweeps_span_low_to_high_rate(tiny_run: dict, tiny_folder: tuple[Path, b
         assert curve[-1]["bpp"] > 1.5, name
 
 
-def test_learned_adapter_with_a_fake_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aecodec.models()/Codec arrive later: the adapter must pick photo models and skip MNIST."""
-    import io
-
-    class FakeCodec:  # JPEG standing in for a learned model
-        def __init__(self, model: str, threads: int = 1) -> None:
-            self.model = model
-
-        def compress(self, img: np.ndarray, quality: int = 50) -> bytes:
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, "JPEG", quality=quality)
-            return buf.getvalue()
-
-        def decompress(self, data: bytes) -> np.ndarray:
-            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+def test_photo_models_are_the_unconstrained_rgb_ones() -> None:
+    import dataclasses
 
     import aecodec
 
-    models = [{"name": "hp", "family": "hyperprior", "image": {"fixed_size": None}},
-              {"name": "mnist", "family": "factorized", "image": {"fixed_size": [28, 28]}}]
-    monkeypatch.setattr(aecodec, "models", lambda: models, raising=False)
-    monkeypatch.setattr(aecodec, "Codec", FakeCodec, raising=False)
-    codecs = select_codecs(["aecodec", "jpeg"], 1, lambda s: None)
-    assert set(codecs) == {"aecodec-hp", "jpeg"}
-    img = synthetic_image(64, 64)
-    c = codecs["aecodec-hp"]
-    assert c.decode(c.encode(img, c.settings(3)[1])).shape == img.shape
-
-
-def test_learned_adapter_absent_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "aecodec", types.ModuleType("aecodec"))
-    logs: list[str] = []
-    assert select_codecs(["aecodec"], 1, logs.append) == {}
-    assert logs and "skipped" in logs[0]
-    assert not is_photo_model({"family": "factorized", "image": {"fixed_size": [28, 28]}})
-    assert is_photo_model({"family": "factorized", "image": {"fixed_size": None}})
-    assert not is_photo_model({"family": "hyperprior", "image": {"channels": 1}})
+    for info in aecodec.models():
+        assert is_photo_model(info) == (info.fixed_size is None and info.channels == 3)
+        if info.fixed_size is None:
+            gray = dataclasses.replace(info, channels=1)
+            assert not is_photo_model(gray)
 
 
 def test_real_runtime_models_are_filtered() -> None:

@@ -11,9 +11,9 @@ from aecodec.bench.metrics import (
     ms_ssim,
     ms_ssim_db,
     ms_ssim_min_side,
-    psnr,
     ssim,
 )
+from aecodec.metrics import psnr
 
 
 def _pair(h: int, w: int, sigma: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

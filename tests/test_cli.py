@@ -13,7 +13,7 @@ from PIL import Image
 
 import aecodec
 from aecodec import cli
-from aecodec.demo import psnr
+from aecodec.metrics import psnr
 
 needs_photo_model = pytest.mark.skipif(
     not [i for i in aecodec.models() if not i.fixed_size], reason="no shipped photo model yet"

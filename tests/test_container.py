@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aecodec import container
+from aecodec import container, rate
 from aecodec.container import Header, pack, unpack
 from aecodec.errors import CorruptStreamError, ImageTooLargeError
 
@@ -35,10 +35,12 @@ def test_quality_codes_cover_every_tenth():
         data = container.write_quality(q)
         assert len(data) == (1 if code % 10 == 0 else 2)
         assert container.read_quality(data, 0) == (q, len(data))
-    assert container.quantize_quality(75.04) == 75.0
+    assert rate.quantize_quality(75.04) == 75.0
     for bad in (0, 0.5, 100.1, float("nan")):
         with pytest.raises(ValueError):
-            container.quantize_quality(bad)
+            rate.quantize_quality(bad)
+    with pytest.raises(ValueError):  # the container writes only recordable qualities
+        container.write_quality(75.04)
 
 
 @pytest.mark.parametrize("name,header,sections", make_golden.container_cases())
@@ -57,8 +59,40 @@ def test_header_overhead():
     assert len(data) - 9300 == 18
 
 
-def test_every_truncation_and_bit_flip_is_refused():
-    data = (GOLDEN / "container-two.bin").read_bytes()
+def test_extras_version_3():
+    """Extra sections make a version 3 stream; without them the bytes are version 1 / 2 as
+    before (no byte added). Each kind at most once, in EXTRA_KINDS order."""
+    base = Header("00000000", 768, 512, False, 75.0)
+    plain = pack(base, [b"\x01" * 300, b"\x02" * 9000])
+    header = Header("00000000", 768, 512, False, 75.0, version=3, extras=("exif", "alpha"))
+    data = pack(header, [b"\x01" * 300, b"\x02" * 9000, b"E" * 10, b"A" * 20])
+    # + 1 extras byte + 1 latent section count + the y length (2) and exif length (1)
+    assert len(data) - len(plain) == 30 + 5
+    assert unpack(data) == (header, [b"\x01" * 300, b"\x02" * 9000, b"E" * 10, b"A" * 20])
+    latent, extra = container.split_extras(*unpack(data))
+    assert latent == [b"\x01" * 300, b"\x02" * 9000] and extra == {"exif": b"E" * 10,
+                                                                   "alpha": b"A" * 20}
+    for bad in (("alpha", "exif"), ("icc", "icc"), ("xmp",)):
+        with pytest.raises((ValueError, KeyError)):
+            pack(Header("00000000", extras=bad), [b"\x01"] * (1 + len(bad)))
+    with pytest.raises(ValueError):  # an untiled stream has at most two latent sections
+        pack(Header("00000000", extras=("icc",)), [b"\x01"] * 4)
+    raw = bytearray(data)
+    raw[2 + 1 + 4 + 2 + 2 + 1] = 0x08  # an unknown extra kind
+    with pytest.raises(CorruptStreamError, match="unknown extra"):
+        unpack(fuzz_refresh(bytes(raw)))
+
+
+def fuzz_refresh(data: bytes) -> bytes:
+    from aecodec.bench.fuzz import refresh_crc
+
+    return refresh_crc(data)
+
+
+@pytest.mark.parametrize("name", ["container-two.bin", "container-extras.bin",
+                                  "container-tiled-alpha.bin"])
+def test_every_truncation_and_bit_flip_is_refused(name):
+    data = (GOLDEN / name).read_bytes()
     for n in range(len(data)):
         with pytest.raises(CorruptStreamError):
             unpack(data[:n])
@@ -73,8 +107,8 @@ def test_foreign_and_future_streams():
     with pytest.raises(CorruptStreamError, match="magic"):
         unpack(b"\x89PNG\r\n\x1a\n" + bytes(40))
     data = bytearray(pack(Header("00000000"), [b"\x01"]))
-    data[2] = (3 << 4) | (data[2] & 15)
-    with pytest.raises(CorruptStreamError, match="version 3"):
+    data[2] = (4 << 4) | (data[2] & 15)
+    with pytest.raises(CorruptStreamError, match="version 4"):
         unpack(bytes(data))
 
 

@@ -49,6 +49,7 @@ def test_archive_round_trip(image_folder, tmp_path):
     assert all(max(a.shape[:2]) == 64 for _, a in items)  # downscaled to max_side
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["hyperprior", "factorized"])
 def test_train_resume_export_decode(family, image_folder, tmp_path):
     cfg = Config(family=family, n=8, m=8, nz=8, lambdas=(0.01, 0.1))
@@ -115,6 +116,7 @@ def test_integer_hyper_decoder_stays_exact(shipped_hyper):
         assert float(np.max(acc * net[f"m{i}"])) < 2.0**53
 
 
+@pytest.mark.slow
 def test_export_parity_with_torch_on_model(tmp_path):
     """Exporting the same architecture twice gives the same folder id (deterministic export)."""
     cfg = Config(family="factorized", n=8, m=8, lambdas=(0.01,))

@@ -73,6 +73,7 @@ def test_graph_pixels_equal_reference_under_every_configuration():
         assert np.mean(np.abs(px - want[0])) < 2.0
 
 
+@pytest.mark.slow
 def test_finetune_stores_in_weights_and_exports_an_exact_model(tmp_path):
     images = tmp_path / "imgs"
     images.mkdir()
@@ -152,6 +153,7 @@ def test_equalized_analysis_is_the_same_function():
         assert 0.3 < peaks.max().item() <= 1.5
 
 
+@pytest.mark.slow
 def test_int8_analysis_export_codes_images(tmp_path):
     images = tmp_path / "imgs"
     images.mkdir()

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import aecodec
+from aecodec.bench.mnist_data import MnistNotFoundError, add_noise, load_mnist
 from aecodec.cli import main as cli
-from aecodec.export.mnist.data import MnistNotFoundError, load_mnist
 
 EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-sparse",
             "mnist-vae"]
@@ -101,15 +101,9 @@ def test_cli_roundtrip(codecs, tmp_path, name):
     np.testing.assert_array_equal(out, codecs[name].decompress(data))
 
 
-def _noisy(clean, sigma=0.4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = np.clip(clean / 255.0 + sigma * rng.standard_normal(clean.shape), 0, 1)
-    return np.round(x * 255).astype(np.uint8)
-
-
 def test_denoising_api(codecs, digits):
     clean = digits[:20]
-    noisy = _noisy(clean)
+    noisy = add_noise(clean)
     c = codecs["mnist-denoise"]
     out = np.stack([c.decompress(c.compress(n, quality=75)) for n in noisy])
     gain = psnr(clean, out) - psnr(clean, noisy)
@@ -119,7 +113,7 @@ def test_denoising_api(codecs, digits):
 
 def test_denoising_cli(digits, tmp_path):
     clean = digits[3]
-    noisy = _noisy(clean[None], seed=5)[0]
+    noisy = add_noise(clean[None], seed=5)[0]
     Image.fromarray(noisy).save(tmp_path / "noisy.png")
     r = CliRunner()
     res = r.invoke(cli, ["compress", str(tmp_path / "noisy.png"), "--model", "mnist-denoise",
@@ -132,7 +126,7 @@ def test_denoising_cli(digits, tmp_path):
 
 
 def test_vae_samples_and_cli(tmp_path):
-    from aecodec.export.mnist.figures import vae_samples
+    from aecodec.bench.mnist_figures import vae_samples
 
     s = vae_samples(8, seed=1)
     assert s.shape == (8, 28, 28) and s.dtype == np.uint8

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from aecodec.export.mnist.data import (
+from aecodec.bench.mnist_data import (
     MnistNotFoundError,
     default_folder,
     load_mnist,

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 import aecodec  # noqa: E402
-from aecodec.export.mnist.data import MnistNotFoundError, load_mnist  # noqa: E402
+from aecodec.bench.mnist_data import MnistNotFoundError, load_mnist  # noqa: E402
 from aecodec.export.mnist.exporter import export_model, integer_tables  # noqa: E402
 from aecodec.export.mnist.models import MODEL_NAMES, MnistCodec  # noqa: E402
 
@@ -76,6 +76,7 @@ def test_export_folder_roundtrip(tmp_path):
         assert np.abs(out.astype(int) - np.rint(ref[0, 0] * 255)).max() <= 1
 
 
+@pytest.mark.slow
 def test_short_training_run(tmp_path):
     try:
         load_mnist("test", limit=1)

@@ -40,6 +40,8 @@ def seeds() -> list[bytes]:
     st.binary(max_size=64),
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x1F]) + b),
     st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x26]) + b),
+    st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x36]) + b),
+    st.binary(max_size=64).map(lambda b: container.MAGIC + bytes([0x3E]) + b),
 ))
 def test_unpack_random_bytes(data):
     try:
@@ -68,6 +70,44 @@ def test_decompress_mutated_streams(seeds, index, rng):
     assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3)
 
 
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), st.randoms(use_true_random=False))
+def test_damaged_extra_sections_raise_corrupt_stream(seeds, index, rng):
+    """Version 3 seeds (alpha, ICC, EXIF) with one extra section damaged and a fresh CRC:
+    the decoder and the metadata reader give pixels and alpha, or CorruptStreamError."""
+    from aecodec.extras import stream_metadata
+
+    v3 = [s for s in seeds if container.unpack(s)[0].extras]
+    assert v3, "the fuzz seeds lack version 3 streams"
+    header, sections = container.unpack(v3[index % len(v3)])
+    latent, extra = container.split_extras(header, sections)
+    kind = rng.choice(header.extras)
+    bad = bytearray(extra[kind])
+    op = rng.randrange(4)
+    if op == 0 and bad:
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(min(len(bad), 48))  # the checked fields are near the start
+            bad[i] ^= 1 << rng.randrange(8)
+    elif op == 1:
+        del bad[rng.randint(0, len(bad)) :]
+    elif op == 2:
+        bad += bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    else:
+        bad = bytearray(rng.choice(sections))  # another section's bytes
+    extra[kind] = bytes(bad)
+    data = container.pack(header, latent + [extra[k] for k in header.extras])
+    codec = fuzz.codec_for(header.model_id)
+    try:
+        pixels = codec.decompress(data)
+        info = stream_metadata(data)
+    except CorruptStreamError:
+        return
+    assert pixels.shape == (header.height, header.width, 4)
+    assert set(info) == {"icc_profile", "exif"}
+
+
+@pytest.mark.slow
 def test_fuzz_run_counts_outcomes():
     res = fuzz.run(40, workers=2, timeout=60)
     assert sum(res["outcomes"].values()) == 40
@@ -78,7 +118,8 @@ def test_size_guard_comes_before_any_allocation(seeds):
     header, sections = container.unpack(seeds[0])
     codec = fuzz.codec_for(header.model_id)
     for w, h, tile in ((20000, 20000, None), (3000, 2000, 64)):
-        data = fuzz._pack_raw(header.model_id, w, h, False, header.quality, tile, sections)
+        fields = container.Header(header.model_id, w, h, False, header.quality, tile=tile)
+        data = container.write_stream(fields, sections)
         tracemalloc.start()
         with pytest.raises(ImageTooLargeError):
             codec.decompress(data)
@@ -94,7 +135,8 @@ def test_tiled_stream_refuses_bad_tile_fields(seeds):
     codec = fuzz.codec_for(header.model_id)
     assert codec.decompress(tiled).shape == (128, 192, 3)
     for tile, secs in ((3, sections), (8, sections), (4, sections[:-1]), (4, sections + [b""])):
-        data = fuzz._pack_raw(header.model_id, 192, 128, False, header.quality, tile, secs)
+        fields = container.Header(header.model_id, 192, 128, False, header.quality, tile=tile)
+        data = container.write_stream(fields, secs)
         with pytest.raises(CorruptStreamError):
             codec.decompress(data)
 
@@ -112,6 +154,7 @@ def test_tiled_synthetic_models_are_exact(synth, photo):
         assert np.array_equal(whole.decompress(b), tiled.decompress(a))
 
 
+@pytest.mark.slow
 def test_tiles_leave_no_seams(kodak):
     """A Kodak photo coded by 256-pixel tiles: the same latents and pixels as one pass."""
     a = np.asarray(Image.open(kodak[4]).convert("RGB"))
@@ -135,11 +178,15 @@ def test_tiles_leave_no_seams(kodak):
     assert np.array_equal(xa, xb)
 
 
+@pytest.mark.slow
 def test_tiled_coding_bounds_memory(tmp_path):
-    """A 1536x1024 photo coded by 256-pixel tiles stays far below the one-pass peak."""
+    """A 1536x1024 photo coded by 256-pixel tiles, its networks run by 256-pixel squares, stays
+    far below the one-pass peak."""
     code = textwrap.dedent("""
+        from aecodec import tiles
         from aecodec.bench.large import mosaic, peak_rss_mb
         from aecodec.codec import Codec
+        tiles.RUN_TILE, tiles.RUN_TILE_ABOVE = 256, 0
         c = Codec(threads=1, tile=256, tile_above=0)
         a = mosaic(1536, 1024, None)
         assert c.decompress(c.compress(a, 50)).shape == a.shape
@@ -171,10 +218,10 @@ def test_killed_write_leaves_nothing(tmp_path, unnamed):
     p = _start(f"""
         import sys, time
         import aecodec.imageio as io
-        from aecodec import cli
+        from aecodec.batch import exit_on_sigterm
         if not {unnamed}:
             io._unnamed_file = lambda folder: None
-        cli._exit_on_sigterm()
+        exit_on_sigterm()
         def chunks():
             yield b"x" * 100000
             print("writing", flush=True)
@@ -269,13 +316,61 @@ def test_mutations_are_deterministic(seeds):
 
 def test_hyper_decoder_by_blocks_is_exact(monkeypatch):
     """The integer hyper-decoder run block by block (with its margin) equals one run."""
-    from aecodec import codec as codec_module
+    from aecodec import tiles
     from aecodec.bench.large import mosaic
 
     c = Codec(threads=1)
     data = c.compress(mosaic(320, 256, None), 60)
     whole = c.decode_latents(data)
-    monkeypatch.setattr(codec_module, "INTNET_BLOCK", 1)
+    monkeypatch.setattr(tiles, "INTNET_BLOCK", 1)
     blocks = c.decode_latents(data)
     for key in ("mean", "index", "y_sym", "y_hat"):
         assert np.array_equal(whole[key], blocks[key]), key
+
+
+def test_networks_run_by_squares_give_the_same_stream_and_pixels(kodak, monkeypatch):
+    """Analysis, hyper-analysis and synthesis run by small squares with their halos: the
+    stream's bytes and the decoded pixels are those of one pass."""
+    from aecodec import tiles
+
+    a = np.asarray(Image.open(kodak[4]).convert("RGB"))
+    c = Codec(threads=1)
+    whole = c.compress(a, 40)
+    pixels = c.decompress(whole)
+    monkeypatch.setattr(tiles, "RUN_TILE_ABOVE", 0)
+    monkeypatch.setattr(tiles, "RUN_TILE", 256)
+    assert tiles.run_side(32, 48, 16) == 16
+    assert c.compress(a, 40) == whole
+    assert np.array_equal(c.decompress(whole), pixels)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_hostile_streams_cost_nothing_whatever_their_declared_size(version, monkeypatch):
+    """Streams declaring ever larger images in a few bytes are refused before any work that
+    grows with the declared size (a lowered untiled limit stands in for 16 MP)."""
+    from aecodec import tiles
+    from aecodec.bench.large import hostile_stream
+
+    monkeypatch.setattr(tiles, "UNTILED_MAX_PIXELS", 512 * 512)
+    c = Codec(threads=1)
+    peaks = []
+    for side in (1024, 4096):
+        data = hostile_stream(c, version, side, side)
+        tracemalloc.start()
+        with pytest.raises(ImageTooLargeError if version == 1 else CorruptStreamError):
+            c.decompress(data)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    # 16 MP declared: the z grid's table indices (2 bytes per 4096 pixels) and a fixed chunk
+    assert peaks[1] < 4 << 20, peaks
+
+
+def test_untiled_limit_is_kept_by_the_encoder(monkeypatch):
+    from aecodec import tiles
+
+    monkeypatch.setattr(tiles, "UNTILED_MAX_PIXELS", 128 * 128)
+    c = Codec(threads=1, tile=64, tile_above=None)
+    photo = np.random.default_rng(1).integers(0, 255, (192, 128, 3), np.uint8)
+    data = c.compress(photo, 30)
+    assert container.unpack(data)[0].tile == 4  # tiled although tile_above=None
+    assert c.decompress(data).shape == photo.shape

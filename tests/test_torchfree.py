@@ -46,5 +46,32 @@ def test_cli_without_torch(synth, tmp_path, photo):
 def test_runtime_sources_never_import_torch():
     codec = Path(__file__).resolve().parents[1] / "codec"
     pattern = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
-    for f in codec.glob("*.py"):
+    for f in codec.rglob("*.py"):
+        assert not pattern.search(f.read_text()), f
+
+
+def test_bench_without_torch(tmp_path, photo):
+    """The bench needs its extra, not torch: every module imports and `aecodec bench` runs."""
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    Image.fromarray(photo).save(tmp_path / "img" / "a.png")
+    code = (
+        "import importlib, pkgutil, aecodec.bench as b; "
+        "[importlib.import_module('aecodec.bench.' + m.name)"
+        " for m in pkgutil.iter_modules(b.__path__) if m.name != '__main__']; "
+        "from aecodec.cli import main; main(prog_name='aecodec')"
+    )
+    r = py(code, "bench", str(tmp_path / "img"), "--codecs", "jpeg,webp", "--points", "2",
+           "--repeats", "0", "--no-plots", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "results.json").is_file()
+    r = py("from aecodec.cli import main; main(prog_name='aecodec')", "mnist", "bench", "--help")
+    assert r.returncode == 0 and "--digits" in r.stdout, r.stderr
+
+
+def test_bench_sources_never_import_the_torch_side():
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    pattern = re.compile(r"^\s*(import|from)\s+(torch|onnx|aecodec\.export)\b", re.MULTILINE)
+    for f in bench.rglob("*.py"):
         assert not pattern.search(f.read_text()), f

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from .data import MnistNotFoundError
+from aecodec.bench.mnist_data import MnistNotFoundError
+from aecodec.model import MODELS_DIR
 
 KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae")
-MODELS_DIR = Path(__file__).resolve().parents[2] / "codec" / "models"
 DATA_HELP = "folder with the MNIST IDX files (default: $AECODEC_MNIST or ../shared/data/mnist)"
 
 
@@ -46,7 +46,8 @@ def train(kinds, minutes, data, runs, export_to, seed, threads) -> None:
     """Train (time-boxed, CPU) and export the models."""
     import torch
 
-    from .data import load_mnist
+    from aecodec.bench.mnist_data import load_mnist
+
     from .exporter import export_model
     from .train import load_checkpoint
     from .train import train as train_one
@@ -75,7 +76,8 @@ def export_cmd(checkpoint, out, name, data) -> None:
     """Export a checkpoint written by `train` as a model folder."""
     import torch
 
-    from .data import load_mnist
+    from aecodec.bench.mnist_data import load_mnist
+
     from .exporter import export_model
     from .train import load_checkpoint
 
@@ -93,7 +95,7 @@ def export_cmd(checkpoint, out, name, data) -> None:
 @_data_guard
 def figures(out, data) -> None:
     """Originals vs reconstructions, t-SNE latent map, VAE samples, denoising."""
-    from .figures import make_all
+    from aecodec.bench.mnist_figures import make_all
 
     make_all(out, data, log=click.echo)
 
@@ -108,7 +110,7 @@ def sample(count, seed, model, output) -> None:
     """New digits from the VAE: synthesis(z) with z ~ N(0, I)."""
     from PIL import Image
 
-    from .figures import grid, vae_samples
+    from aecodec.bench.mnist_figures import grid, vae_samples
 
     Image.fromarray(grid(vae_samples(count, seed, model))).save(output)
     click.echo(f"wrote {count} samples to {output}")
@@ -140,11 +142,12 @@ def bench(digits, data, out, models, update_manifests) -> None:
     if update_manifests:
         import aecodec
 
-        from .exporter import update_results
+        from ..folder import update_manifest
 
         for name in res["learned"]:
-            info = aecodec.Codec(name).model.info
-            update_results(info.path, manifest_results(res, name))
+            summary = manifest_results(res, name)
+            update_manifest(aecodec.Codec(name).model.path,
+                            lambda m, s=summary: m.__setitem__("results", s))
 
 
 def manifest_results(res: dict, name: str) -> dict:

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+from ..folder import update_manifest, write_model_folder
+from ..onnx_export import finalize
 from .models import DESCRIPTIONS, AnalysisGraph, MnistCodec, SynthesisGraph
 
 TAIL_MASS = 1e-9  # mass left out at each end of a table (goes to the escape)
 MAX_LEN = 1024
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def folder_sha256(files: dict[str, str]) -> str:
-    text = "".join(f"{name}\0{files[name]}\n" for name in sorted(files))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def integer_tables(model: MnistCodec, radius: int = 400) -> dict[str, np.ndarray]:
@@ -61,13 +51,12 @@ def integer_tables(model: MnistCodec, radius: int = 400) -> dict[str, np.ndarray
 
 def _export_graph(module: torch.nn.Module, arg: torch.Tensor, in_name: str, out_name: str,
                   path: Path) -> None:
+    """Export at the fixed digit size, with the exporter's metadata stripped: the same weights
+    always give the same bytes, so the same model id."""
     module.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / "g.onnx"
-        torch.onnx.export(module, (arg,), str(tmp_path), dynamo=True, external_data=False,
-                          input_names=[in_name], output_names=[out_name], verbose=False)
-        data = tmp_path.read_bytes()
-    path.write_bytes(data)
+    torch.onnx.export(module, (arg,), str(path), dynamo=True, external_data=False,
+                      input_names=[in_name], output_names=[out_name], verbose=False)
+    finalize(path, fp16=False)
 
 
 def parity(folder: Path, model: MnistCodec, x: torch.Tensor) -> dict[str, float]:
@@ -96,60 +85,48 @@ def export_model(model: MnistCodec, folder: str | Path, name: str | None = None,
                  record: dict | None = None, results: dict | None = None,
                  check: torch.Tensor | None = None, version: str = "1.0.0") -> dict:
     """Write manifest.json, analysis.onnx, synthesis.onnx and tables.npz; returns the manifest."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     name = name or f"mnist-{model.kind}"
-    x0 = torch.zeros(1, 1, 28, 28)
-    y0 = torch.zeros(1, model.M, 1, 1)
-    _export_graph(AnalysisGraph(model), x0, "x", "y", folder / "analysis.onnx")
-    _export_graph(SynthesisGraph(model), y0, "y_hat", "x_hat", folder / "synthesis.onnx")
-    tables = integer_tables(model)
-    buf = io.BytesIO()
-    np.savez(buf, **tables)
-    (folder / "tables.npz").write_bytes(buf.getvalue())
-    files = {f: _sha256(folder / f) for f in ("analysis.onnx", "synthesis.onnx", "tables.npz")}
-    digest = folder_sha256(files)
     record = dict(record or {})
-    if check is not None:
-        record["onnx_parity"] = parity(folder, model, check)
-    lambdas = record.get("lambdas")
-    ev = record.get("eval_test2000") or []
-    bpp = [round(e["bits"] / 784, 4) for e in ev]
-    manifest = {
-        "format": 1,
-        "name": name,
-        "version": version,
-        "family": "factorized",
-        "description": f"MNIST 28x28 digits: {DESCRIPTIONS[model.kind]}",
-        "image": {"channels": 1, "pad_multiple": 1, "fixed_size": [28, 28]},
-        "latent": {"channels": model.M, "stride": 28},
-        "rate": {"levels": model.K, "lambdas": lambdas,
-                 "bpp_range": [min(bpp), max(bpp)] if bpp else None},
-        "files": files,
-        "sha256": digest,
-        "id": digest[:8],
-        "training": record,
-        "results": results or {},
-    }
-    if model.kind == "vae":
-        manifest["sampling"] = "synthesis(y_hat = z), z ~ N(0, I) [1,M,1,1] (aecodec mnist sample)"
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+    def build(tmp: Path) -> dict:
+        x0 = torch.zeros(1, 1, 28, 28)
+        y0 = torch.zeros(1, model.M, 1, 1)
+        _export_graph(AnalysisGraph(model), x0, "x", "y", tmp / "analysis.onnx")
+        _export_graph(SynthesisGraph(model), y0, "y_hat", "x_hat", tmp / "synthesis.onnx")
+        buf = io.BytesIO()
+        np.savez(buf, **integer_tables(model))
+        (tmp / "tables.npz").write_bytes(buf.getvalue())
+        if check is not None:
+            record["onnx_parity"] = parity(tmp, model, check)
+        ev = record.get("eval_test2000") or []
+        bpp = [round(e["bits"] / 784, 4) for e in ev]
+        return {
+            "name": name,
+            "version": version,
+            "family": "factorized",
+            "description": f"MNIST 28x28 digits: {DESCRIPTIONS[model.kind]}",
+            "image": {"channels": 1, "pad_multiple": 1, "fixed_size": [28, 28]},
+            "latent": {"channels": model.M, "stride": 28},
+            "rate": {"levels": model.K, "lambdas": record.get("lambdas"),
+                     "bpp_range": [min(bpp), max(bpp)] if bpp else None},
+            "training": record,
+            "results": results or {},
+        } | ({"sampling": "synthesis(y_hat = z), z ~ N(0, I) [1,M,1,1] (aecodec mnist sample)"}
+             if model.kind == "vae" else {})
+
+    folder = Path(folder)
+    manifest = write_model_folder(folder, build)
     if check is not None:  # the real stream sizes (header included) through the runtime
         import aecodec
 
         codec = aecodec.Codec(str(folder), threads=1)
         digits = np.clip(np.rint(check[:, 0].numpy() * 255), 0, 255).astype(np.uint8)
         sizes = [np.mean([len(codec.compress(d, q)) for d in digits]) for q in (1, 100)]
-        manifest["rate"]["bpp_range"] = [round(float(b) * 8 / 784, 4) for b in sizes]
-        manifest["rate"]["bpp_note"] = "whole streams (header included) of MNIST test digits"
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+        def change(m: dict) -> None:
+            m["rate"]["bpp_range"] = [round(float(b) * 8 / 784, 4) for b in sizes]
+            m["rate"]["bpp_note"] = "whole streams (header included) of MNIST test digits"
+
+        manifest = update_manifest(folder, change)
     return manifest
-
-
-def update_results(folder: str | Path, results: dict) -> None:
-    """Replace the manifest's free-form results (does not change the files, sha256 or id)."""
-    p = Path(folder) / "manifest.json"
-    m = json.loads(p.read_text())
-    m["results"] = results
-    p.write_text(json.dumps(m, indent=1) + "\n")

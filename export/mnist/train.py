@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import load_mnist
+from aecodec.bench.mnist_data import load_mnist
+
 from .models import MnistCodec
 
 # bits per unit of SSE (x in [0,1]) for the K=5 levels, lowest rate first

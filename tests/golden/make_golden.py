@@ -2,6 +2,7 @@
 
     python tests/golden/make_golden.py --write            # container + entropy goldens
     python tests/golden/make_golden.py --write --models   # also re-record shipped-model streams
+    python tests/golden/make_golden.py --write --models --only hyperprior-extras  # one of them
 
 Container and entropy goldens are model-independent: they change only when the format (or
 constriction's integer model) changes, which must be a deliberate, documented decision. The
@@ -33,6 +34,13 @@ def container_cases():
         ("container-fixed.bin", Header("0123abcd"), [payload[:9]]),
         ("container-gray-q.bin", Header("0123abcd", 28, 28, True, 37.5), [payload]),
         ("container-two.bin", Header("deadbeef", 768, 512, False, 75.0), [payload[:7], payload]),
+        # version 3: extra sections after the latent ones
+        ("container-extras.bin",
+         Header("deadbeef", 640, 480, False, 75.0, version=3, extras=("icc", "exif", "alpha")),
+         [payload[:7], payload[7:20], b"icc" * 3, b"Exif\0\0MM\0*", payload[20:]]),
+        ("container-tiled-alpha.bin",
+         Header("0123abcd", 192, 128, True, 50.5, version=3, tile=4, extras=("alpha",)),
+         [payload[:5], payload[5:9], payload[9:30], payload[30:]]),
     ]
 
 
@@ -71,7 +79,40 @@ def model_case(info, tile: int | None = None):
     return data, codec.decompress(data)
 
 
-def main(write: bool, models: bool) -> None:
+def extras_case() -> tuple[np.ndarray, bytes, bytes]:
+    """The model golden's crop with an alpha plane, an ICC profile and EXIF, all by formula
+    (the profile is a bare 132-byte header: the format checks only its size and signature)."""
+    from aecodec.demo import SAMPLE
+    from aecodec.imageio import read_image
+
+    rgb = read_image(SAMPLE)[MODEL_CROP]
+    y, x = np.mgrid[0 : rgb.shape[0], 0 : rgb.shape[1]]
+    alpha = np.clip(np.hypot(y - 64, x - 96) * -6 + 400, 0, 255).astype(np.uint8)
+    icc = bytearray(132)
+    icc[0:4] = (132).to_bytes(4, "big")
+    icc[8:20] = b"\x04\x30\x00\x00mntrRGB "
+    icc[20:24] = b"XYZ "
+    icc[36:40] = b"acsp"
+    exif = b"Exif\0\0MM\0*" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + (
+        0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big") + (
+        1 << 16).to_bytes(4, "big") + bytes(4)  # IFD0: Orientation = 1
+    return np.dstack([rgb, alpha]), bytes(icc), exif
+
+
+def extras_stream(info) -> tuple[bytes, np.ndarray]:
+    """The version 3 golden: the crop with alpha, ICC and EXIF, through the default model."""
+    from aecodec import Codec
+
+    rgba, icc, exif = extras_case()
+    im = Image.fromarray(rgba)
+    im.info["icc_profile"] = icc
+    im.info["exif"] = exif
+    codec = Codec(info, threads=1)
+    data = codec.compress(im, MODEL_QUALITY)
+    return data, codec.decompress(data)
+
+
+def main(write: bool, models: bool, only: str | None = None) -> None:
     from aecodec.container import pack
     from aecodec.model import default_info, shipped
 
@@ -87,8 +128,14 @@ def main(write: bool, models: bool) -> None:
         cases = [(info, info.name, None) for info in shipped()]
         info = default_info()
         cases.append((info, f"{info.name}-tiled", TILE))
+        cases.append((info, f"{info.name}-extras", None))
         for info, name, tile in cases:
-            data, pixels = model_case(info, tile)
+            if only and name != only:
+                continue
+            if name.endswith("-extras"):
+                data, pixels = extras_stream(info)
+            else:
+                data, pixels = model_case(info, tile)
             digest = hashlib.sha256(pixels.tobytes()).hexdigest()
             print(f"{name}.aec: {len(data)} bytes, pixels {digest[:16]}")
             if write:
@@ -101,4 +148,5 @@ def main(write: bool, models: bool) -> None:
 
 
 if __name__ == "__main__":
-    main("--write" in sys.argv, "--models" in sys.argv)
+    main("--write" in sys.argv, "--models" in sys.argv,
+         sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None)

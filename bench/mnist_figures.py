@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 import aecodec
+from aecodec.metrics import psnr
 
-from .data import load_mnist
-
-NOISE_SIGMA = 0.4
+from .mnist_data import NOISE_SIGMA, add_noise, load_mnist
 
 
 def _plt():
@@ -39,12 +38,6 @@ def mnist_model_names() -> list[str]:
 
 def one_per_class(labels: np.ndarray, n: int = 10) -> np.ndarray:
     return np.array([int(np.flatnonzero(labels == c % 10)[c // 10]) for c in range(n)])
-
-
-def add_noise(digits: np.ndarray, sigma: float = NOISE_SIGMA, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    noisy = np.clip(digits / 255.0 + sigma * rng.standard_normal(digits.shape), 0, 1)
-    return np.round(noisy * 255).astype(np.uint8)
 
 
 def latents(name: str, digits: np.ndarray, quality: float = 50) -> np.ndarray:
@@ -195,9 +188,6 @@ def fig_denoising(digits, labels, out: Path, quality: float = 50) -> None:
     idx = one_per_class(labels, 10)
     clean = digits[idx]
     noisy = add_noise(clean, NOISE_SIGMA, seed=1)
-
-    def psnr(a, b):
-        return 10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2))
 
     rows = [("clean", clean), (f"noisy σ={NOISE_SIGMA}", noisy)]
     for name in ("mnist-denoise", "mnist-conv"):

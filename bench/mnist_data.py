@@ -118,3 +118,14 @@ def write_idx(path: str | os.PathLike, arr: np.ndarray, gz: bool | None = None) 
     if gz if gz is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
     path.write_bytes(data)
+
+
+NOISE_SIGMA = 0.4  # the noisy digits of the bench, figures and tests
+
+
+def add_noise(digits: np.ndarray, sigma: float = NOISE_SIGMA, seed: int = 0) -> np.ndarray:
+    """Digits with Gaussian noise of std `sigma` (on [0, 1]) added, clipped and rounded to 8
+    bits: the one noisy-digit recipe of the denoising comparisons."""
+    rng = np.random.default_rng(seed)
+    noisy = np.clip(digits / 255.0 + sigma * rng.standard_normal(digits.shape), 0, 1)
+    return np.round(noisy * 255).astype(np.uint8)

@@ -1,0 +1,170 @@
+"""What travels beside the coded pixels: ICC profile, EXIF and the alpha plane.
+
+The learned codec codes 8-bit gray or RGB pixels. `prepare` turns any input (a PIL image or
+a uint8 array) into those pixels plus the extra sections of the stream (docs/format.md,
+*Extra sections*): the EXIF orientation is applied to the pixels, so the stream holds the
+upright image and EXIF travels with its orientation reset to 1. What cannot be kept (16-bit
+samples, frames after the first, colour modes converted to RGB) is said in one LossWarning
+per image, never silently. `attach_alpha` and `metadata` undo it on decoding.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from . import alpha, container
+from .errors import CorruptStreamError, ImageTooLargeError, LossWarning, UnreadableImageError
+
+ORIENTATION = 0x0112
+EXIF_PREFIX = b"Exif\x00\x00"
+TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
+ICC_SPACES = {"RGB": b"RGB ", "L": b"GRAY"}  # ICC data colour space (header bytes 16..19)
+
+
+def prepare(
+    image: np.ndarray | Image.Image, strip: bool = False
+) -> tuple[np.ndarray | Image.Image, dict[str, bytes]]:
+    """(pixels for the codec, extra sections by kind); warns a LossWarning for what is lost.
+
+    `strip` leaves ICC profile and EXIF out (the orientation is applied all the same)."""
+    if isinstance(image, Image.Image):
+        pixels, extra, lost = _from_pil(image, strip)
+    else:
+        pixels, extra, lost = _from_array(image), {}, []
+        if isinstance(pixels, tuple):
+            pixels, extra = pixels[0], {"alpha": alpha.encode(pixels[1])}
+    if lost:
+        warnings.warn("; ".join(lost), LossWarning, stacklevel=_caller_level())
+    return pixels, {k: extra[k] for k in container.EXTRA_KINDS if k in extra}
+
+
+def _from_array(a):
+    """H x W x 4 / H x W x 2 uint8 arrays: (colour or gray pixels, alpha plane)."""
+    if isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (2, 4):
+        return np.ascontiguousarray(a[:, :, : a.shape[2] - 1].squeeze(2) if a.shape[2] == 2
+                                    else a[:, :, :3]), a[:, :, -1]
+    return a
+
+
+def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes], list[str]]:
+    lost = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        lost.append(f"only the first of {frames} frames is kept")
+    deep = im.mode.startswith("I;16") or any(
+        isinstance(t.args, str) and ";16" in t.args for t in (getattr(im, "tile", None) or []))
+    try:
+        im.load()
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(str(e)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise UnreadableImageError(f"cannot read image ({e})") from None
+    exif = _exif(im, lost)
+    if exif is not None and exif.get(ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode in ("P", "PA") and im.has_transparency_data:
+        im, mode = im.convert("RGBA"), "RGBA"
+    elif mode in ("RGBa", "La"):
+        im, mode = im.convert(mode.upper()), mode.upper()
+    plane = None
+    if mode in ("RGBA", "LA"):
+        plane = np.asarray(im.getchannel("A"))
+        im, mode = im.convert(mode[:-1]), mode[:-1]
+    if mode.startswith("I;16"):
+        pixels = ((np.asarray(im, np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif mode in ("I", "F"):
+        lost.append(f"{mode} (32-bit) samples clipped to 8 bits")
+        pixels = np.asarray(im.convert("L"))
+    elif mode in ("1", "L", "RGB"):
+        pixels = np.asarray(im.convert("L") if mode == "1" else im)
+    elif mode in ("P", "RGBX"):
+        pixels = np.asarray(im.convert("RGB"))
+    else:
+        lost.append(f"{mode} image converted to RGB")
+        pixels = np.asarray(im.convert("RGB"))
+    if deep:
+        lost.insert(0, "16-bit samples reduced to 8 bits")
+    extra: dict[str, bytes] = {}
+    if not strip:
+        icc = im.info.get("icc_profile")
+        space = ICC_SPACES["L" if pixels.ndim == 2 else "RGB"]
+        if icc and bytes(icc[16:20]) == space:
+            extra["icc"] = bytes(icc)
+        elif icc:
+            lost.append(f"ICC profile for colour space {bytes(icc[16:20])!r} dropped")
+        if exif is not None and ("exif" in im.info or any(t != ORIENTATION for t in exif)):
+            saved = exif.get(ORIENTATION)
+            if saved is not None:
+                exif[ORIENTATION] = 1
+            try:
+                extra["exif"] = exif.tobytes()
+            finally:  # the caller's image keeps its own EXIF
+                if saved is not None:
+                    exif[ORIENTATION] = saved
+        if "xmp" in im.info or "XML:com.adobe.xmp" in im.info:
+            lost.append("XMP metadata dropped")
+    if plane is not None:
+        extra["alpha"] = alpha.encode(plane)
+    return pixels, extra, lost
+
+
+def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
+    """The image's EXIF (empty if none); None, said in `lost`, if Pillow cannot parse it."""
+    try:
+        exif = im.getexif()
+        exif.tobytes()  # what will be written must be writable
+        return exif
+    except Exception:  # noqa: BLE001 - any parse failure of foreign metadata
+        lost.append("unreadable EXIF dropped")
+        return None
+
+
+def metadata(extra: dict[str, bytes]) -> dict[str, bytes]:
+    """Pillow-style info (`icc_profile`, `exif`) of a stream's extra sections, checked:
+    CorruptStreamError for a section that is not an ICC profile / an EXIF block."""
+    info = {}
+    icc = extra.get("icc")
+    if icc is not None:
+        if len(icc) < 128 or int.from_bytes(icc[:4], "big") != len(icc) or icc[36:40] != b"acsp":
+            raise CorruptStreamError("ICC section is not an ICC profile")
+        info["icc_profile"] = icc
+    exif = extra.get("exif")
+    if exif is not None:
+        if exif[:6] != EXIF_PREFIX or exif[6:10] not in TIFF_HEADERS:
+            raise CorruptStreamError("EXIF section is not an EXIF block")
+        info["exif"] = exif
+    return info
+
+
+def stream_metadata(data: bytes) -> dict[str, bytes]:
+    """`icc_profile` and `exif` of a stream (no decoding)."""
+    header, sections = container.unpack(data)
+    return metadata(container.split_extras(header, sections)[1])
+
+
+def attach_alpha(pixels: np.ndarray, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Decoded pixels with the stream's alpha plane appended (H x W x 4 or H x W x 2), its
+    metadata checked; the pixels unchanged for a stream without alpha."""
+    header, sections = container.unpack(data, max_pixels)
+    extra = container.split_extras(header, sections)[1]
+    metadata(extra)
+    if "alpha" not in extra:
+        return pixels
+    h, w = pixels.shape[:2]
+    plane = alpha.decode(extra["alpha"], h, w)
+    return np.dstack([pixels, plane])
+
+
+def _caller_level() -> int:
+    """stacklevel for warnings.warn naming the first frame outside aecodec and Pillow."""
+    ours = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(Image.__file__))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) in ours:
+        level, frame = level + 1, frame.f_back
+    return level

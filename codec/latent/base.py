@@ -1,0 +1,61 @@
+"""The latent-codec interface: how one model family turns a latent y into stream sections.
+
+`Codec` runs the transforms and the container; a latent codec owns everything between them
+for its family: table sets, side networks (e.g. the integer hyper-decoder), gains applied to y,
+and the order and meaning of the sections (docs/format.md). A new entropy model is a new
+subclass registered in `aecodec.latent.LATENT_CODECS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..errors import AecodecError, CorruptStreamError
+from ..model import Model
+from ..tiles import TileGrid
+
+
+class LatentCodec(ABC):
+    """Codes one image's latent y [M, hy, wy] into sections and back."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self.channels = int(model.gain.shape[1])
+
+    def section_count(self, grid: TileGrid) -> int:
+        """Sections in a stream of this grid: the side sections, then one per tile."""
+        return self.side_sections + len(grid.boxes)
+
+    side_sections = 0  # sections before the per-tile y sections (e.g. the hyper-latent z)
+
+    @abstractmethod
+    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid
+               ) -> tuple[list[bytes], float]:
+        """Quantize y float32 [M, hy, wy] (before gain) and code it; returns the sections and
+        the information content in bits under the model's tables."""
+
+    @abstractmethod
+    def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
+               keep: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """y_hat float32 [M, hy, wy] (inverse gain applied) from the sections. With `keep`,
+        whole-image symbol and parameter arrays come back too, for cross-runtime checks."""
+
+    def check_sections(self, sections: list[bytes], grid: TileGrid) -> None:
+        if len(sections) != self.section_count(grid):
+            raise CorruptStreamError("stream has the wrong number of sections for its model")
+
+
+def gained(y: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """y times the per-channel gain in float64; refuses non-finite latents."""
+    y_g = y.astype(np.float64) * gain[:, None, None]
+    if not np.all(np.isfinite(y_g)):
+        raise AecodecError("the model produced non-finite latents for this image")
+    return y_g
+
+
+def channel_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Table index of each element of a [C, h, w] tensor in C order: its channel."""
+    c, rest = shape[0], int(np.prod(shape[1:]))
+    return np.repeat(np.arange(c, dtype=np.int16 if c < 2**15 else np.int64), rest)

@@ -1,0 +1,101 @@
+"""The `AEC` format for Pillow, registered by `import aecodec`.
+
+    im = Image.open("photo.aec")        # size, mode and info from the header; nothing decoded
+    im.load()                           # decodes (the model is found by the stream's id)
+    im.save("out.aec", quality=60)      # also format="AEC", model="hyperprior", strip=True
+
+Following Pillow's plugin conventions: an ImageFile subclass whose `_open` reads the header
+only, and a Python decoder (`ImageFile.PyDecoder`) that runs the codec when the image is
+loaded. `info` carries `icc_profile` and `exif` when the stream has them; the mode is L, LA,
+RGB or RGBA.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from PIL import Image, ImageFile
+
+from . import container, extras
+from .model import find_by_id
+
+FORMAT = "AEC"
+MIME = "image/x-aec"
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:2] == container.MAGIC and len(prefix) > 2 and prefix[2] >> 4 in (
+        container.VERSION, container.VERSION_TILED, container.VERSION_EXTRAS)
+
+
+class AecImageFile(ImageFile.ImageFile):
+    """An aecodec stream opened by Pillow: the header is parsed (and the CRC checked) on
+    open, the image decoded on load."""
+
+    format = FORMAT
+    format_description = "aecodec learned image codec stream"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        data = self.fp.read()
+        # corrupt streams raise CorruptStreamError (an AecodecError) rather than SyntaxError:
+        # the magic bytes matched, so the caller gets the real reason, not "cannot identify"
+        header, sections = container.unpack(data)
+        if header.width is None:
+            h, w = find_by_id(header.model_id).fixed_size or (0, 0)
+        else:
+            h, w = header.height, header.width
+        self._size = (w, h)
+        base = "L" if header.gray else "RGB"
+        self._mode = base + "A" if "alpha" in header.extras else base
+        self.info.update(extras.metadata(container.split_extras(header, sections)[1]))
+        self.info["aecodec"] = {"model_id": header.model_id, "quality": header.quality,
+                                "version": header.version}
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0, w, h), 0, None)]
+
+
+class AecDecoder(ImageFile.PyDecoder):
+    """Decodes a whole stream at once (the codec is not incremental)."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        from .codec import decompress
+
+        assert self.fd is not None
+        pixels = decompress(self.fd.read())
+        if pixels.shape[:2] != (self.state.ysize, self.state.xsize):
+            raise ValueError("decoded size differs from the header's")
+        self.set_as_raw(pixels.tobytes(), self.mode)
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """`quality` (default 75), `model` (name, folder or None for the default), `strip`
+    (leave out ICC and EXIF); `icc_profile` / `exif` override the image's own."""
+    from .codec import DEFAULT_QUALITY, get_codec
+
+    info = im.encoderinfo
+    if "icc_profile" in info or "exif" in info:
+        im = im.copy()
+        for key in ("icc_profile", "exif"):
+            value = info.get(key, im.info.get(key))
+            if isinstance(value, Image.Exif):
+                value = value.tobytes()
+            if value:
+                im.info[key] = value
+            else:
+                im.info.pop(key, None)
+    codec = get_codec(info.get("model"))
+    fp.write(codec.compress(im, info.get("quality", DEFAULT_QUALITY), bool(info.get("strip"))))
+
+
+def register() -> None:
+    Image.register_open(FORMAT, AecImageFile, _accept)
+    Image.register_decoder(FORMAT, AecDecoder)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, ".aec")
+    Image.register_mime(FORMAT, MIME)
+
+
+register()

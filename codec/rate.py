@@ -1,0 +1,61 @@
+"""Quality and rate: what a quality means to a model, in one place.
+
+A stream records quality in [1, 100] in steps of 0.1. A variable-rate model holds K gain
+vectors; a quality picks a point between two of them, interpolated geometrically
+(docs/format.md). `encode_to_bpp` searches the grid of recordable qualities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+QUALITY_MIN, QUALITY_MAX = 1.0, 100.0
+STEPS = 10  # recordable qualities per unit: steps of 0.1
+
+
+def quantize_quality(quality: float) -> float:
+    """The quality a stream can record: [1, 100] in steps of 0.1."""
+    q = float(quality)
+    if not QUALITY_MIN <= q <= QUALITY_MAX:
+        raise ValueError(f"quality must be in [1, 100], got {quality}")
+    return round(q * STEPS) / STEPS
+
+
+def quality_code(quality: float) -> int:
+    """0..990: tenths above quality 1 of a recordable quality (ValueError if off the grid)."""
+    code = round(float(quality) * STEPS)
+    if not QUALITY_MIN <= quality <= QUALITY_MAX or abs(code - quality * STEPS) > 1e-6:
+        raise ValueError(f"{quality} is not a recordable quality (1..100 in steps of 0.1)")
+    return code - round(QUALITY_MIN * STEPS)
+
+
+def gains_at(gain: np.ndarray, inv_gain: np.ndarray, quality: float | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(gain, inv_gain) [M] for a quality from the [K, M] tables, as the format doc says."""
+    k = len(gain)
+    if k == 1 or quality is None:
+        return gain[0], inv_gain[0]
+    t = (float(quality) - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (k - 1)
+    i = min(int(np.floor(t)), k - 2)
+    a = t - i
+    return (gain[i] ** (1 - a) * gain[i + 1] ** a,
+            inv_gain[i] ** (1 - a) * inv_gain[i + 1] ** a)
+
+
+def search_highest(fits: Callable[[float], bool]) -> float:
+    """The highest recordable quality for which `fits` holds, by bisection on the 0.1 grid,
+    assuming `fits` is monotone (true at low qualities); QUALITY_MIN if none fits."""
+    lo, hi = round(QUALITY_MIN * STEPS), round(QUALITY_MAX * STEPS)
+    if not fits(lo / STEPS):
+        return QUALITY_MIN
+    if fits(hi / STEPS):
+        return QUALITY_MAX
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid / STEPS):
+            lo = mid
+        else:
+            hi = mid
+    return lo / STEPS
