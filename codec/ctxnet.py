@@ -6,7 +6,7 @@ and scale indices are identical on every machine.
 
 Format (one npz, written by `aecodec.export.context.ContextModel.to_numpy`): `slices`,
 `phases`, `ctx_limit`, `d_mean_limit`, and per step "s_p" (all but "0_0") three layers
-"s_p.i" with `w` (int32 [O, Cctx, k, k], layer 0 only), `wh` (int32 [O, 2M, 1, 1], layer 0
+"s_p.i" with `w` (int8 [O, Cctx, k, k], layer 0 only), `wh` (int8 [O, 2M, 1, 1], layer 0
 only; for layers 1 and 2 `w` is [O, H, 1, 1]), `b` (int64 [O]), `m` (int64 [O]), `shift`,
 `lo`, `hi`. Layer i computes acc = conv(input) + b, then clip(floor((acc * m + 2**(shift-1))
 / 2**shift), lo, hi). Layer 2's output is (d_mean in 1/16, d_index) for the step's slice.
@@ -23,7 +23,6 @@ import numpy as np
 
 from .entropy import TableSet, finish, new_coder, open_coder
 from .errors import CorruptStreamError
-from .intnet import _conv_same
 
 SCALE_LEVELS = 64
 
@@ -42,31 +41,48 @@ def phase_mask(h: int, w: int, phases: int, p: int, r0: int = 0, c0: int = 0) ->
 
 
 def _layer(net: Mapping[str, np.ndarray], key: str, acc: np.ndarray) -> np.ndarray:
-    acc = acc + net[f"{key}.b"].astype(np.float64)[:, None, None]
+    """Bias, integer rescale and clip of accumulators [O, n]."""
+    acc = acc + net[f"{key}.b"].astype(np.float64)[:, None]
     shift = int(net[f"{key}.shift"])
-    m = net[f"{key}.m"].astype(np.float64)[:, None, None]
+    m = net[f"{key}.m"].astype(np.float64)[:, None]
     a = np.floor((acc * m + 2.0 ** (shift - 1)) / 2.0**shift)
-    lo = np.asarray(net[f"{key}.lo"], np.float64)[:, None, None]
-    hi = np.asarray(net[f"{key}.hi"], np.float64)[:, None, None]
+    lo = np.asarray(net[f"{key}.lo"], np.float64)[:, None]
+    hi = np.asarray(net[f"{key}.hi"], np.float64)[:, None]
     return np.clip(a, lo, hi)
 
 
-def _conv1x1(a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    c, h, wd = a.shape
-    return (w.reshape(w.shape[0], c).astype(np.float64) @ a.reshape(c, h * wd)).reshape(-1, h, wd)
+def _matmul(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """w [O, C, 1, 1] (integers) times a [C, n] in float64 (exact: integers below 2**53)."""
+    return w.reshape(w.shape[0], -1).astype(np.float64) @ a
+
+
+def _conv_at(a: np.ndarray, w: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """'Same' convolution of a [C, h, w] with w [O, C, k, k], only at the positions of
+    mask [h, w]: [O, n]. Only those positions' windows are gathered (im2col), so a
+    checkerboard phase costs half a full convolution."""
+    c = a.shape[0]
+    o, _, k, _ = w.shape
+    p = k // 2
+    padded = np.pad(a, ((0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # C,h,w,k,k
+    rows, cols = np.nonzero(mask)
+    patches = win[:, rows, cols]  # C, n, k, k
+    patches = patches.transpose(1, 0, 2, 3).reshape(len(rows), c * k * k)
+    return (patches @ w.reshape(o, c * k * k).T.astype(np.float64)).T
 
 
 def run_step(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarray,
-             hyp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step network on ctx [Cctx, h, w] and hyp [2M, h, w] (integers in 1/16, clipped);
-    returns (d_mean in 1/16, d_index), each int64 [M/slices, h, w]."""
+             hyp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step network on ctx [Cctx, h, w] and hyp [2M, h, w] (integers in 1/16, clipped)
+    at the positions of mask [h, w]; returns (d_mean in 1/16, d_index), int64 [M/slices, n]
+    in row-major order of the positions."""
     key = f"{step[0]}_{step[1]}"
-    acc = _conv1x1(hyp, net[f"{key}.0.wh"])
+    acc = _matmul(net[f"{key}.0.wh"], hyp[:, mask])
     if f"{key}.0.w" in net:
-        acc = acc + _conv_same(ctx, net[f"{key}.0.w"])
+        acc = acc + _conv_at(ctx, net[f"{key}.0.w"], mask)
     a = _layer(net, f"{key}.0", acc)
-    a = _layer(net, f"{key}.1", _conv1x1(a, net[f"{key}.1.w"]))
-    out = _layer(net, f"{key}.2", _conv1x1(a, net[f"{key}.2.w"])).astype(np.int64)
+    a = _layer(net, f"{key}.1", _matmul(net[f"{key}.1.w"], a))
+    out = _layer(net, f"{key}.2", _matmul(net[f"{key}.2.w"], a)).astype(np.int64)
     ms = out.shape[0] // 2
     return out[:ms], out[ms:]
 
@@ -95,9 +111,9 @@ def code_region(net: Mapping[str, np.ndarray], mean_h: np.ndarray, idx_h: np.nda
         mask = phase_mask(h, w, phases, p, r0, c0)
         if (s, p) != (0, 0):
             cctx = ms * (s + (1 if p > 0 else 0))
-            dm, di = run_step(net, (s, p), ctx[:cctx], hyp)
-            mean16[cs] = np.where(mask, mean_h[cs] + dm, mean16[cs])
-            idx[cs] = np.where(mask, np.clip(idx_h[cs] + di, 0, SCALE_LEVELS - 1), idx[cs])
+            dm, di = run_step(net, (s, p), ctx[:cctx], hyp, mask)
+            mean16[cs][:, mask] = mean_h[cs][:, mask] + dm
+            idx[cs][:, mask] = np.clip(idx_h[cs][:, mask] + di, 0, SCALE_LEVELS - 1)
         got = code((s, p), mask, mean16[cs], idx[cs])
         sym[cs] = np.where(mask, got, sym[cs])
         val = np.clip(16 * sym[cs] + mean16[cs] - mean_h[cs], -lim, lim)
@@ -128,7 +144,13 @@ def encode_region(net: Mapping[str, np.ndarray], tables: TableSet, y_g: np.ndarr
 def decode_region(net: Mapping[str, np.ndarray], tables: TableSet, data: bytes,
                   mean_h: np.ndarray, idx_h: np.ndarray, r0: int = 0,
                   c0: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of `encode_region`: (symbols, mean16, idx) as `code_region` returns them."""
+    """Inverse of `encode_region`: (symbols, mean16, idx) as `code_region` returns them.
+
+    Data too short for even the first step's symbols (whose tables are known before any
+    decoding) is refused before the networks run."""
+    ms = mean_h.shape[0] // int(net["slices"])
+    first = idx_h[:ms][:, phase_mask(*mean_h.shape[1:], int(net["phases"]), 0, r0, c0)]
+    tables.check_room(data, np.bincount(first.ravel(), minlength=len(tables)))
     coder = open_coder(data)
 
     def code(step, mask, mu16, ix):

@@ -209,7 +209,7 @@ def _export_layer(layer: _QConv, prefix: str, last: bool, ms: int, in_max: int) 
         if p is None:
             continue
         wq = torch.round(p.double().cpu() / sw[:, None, None, None])
-        res[f"{prefix}.{name}"] = wq.numpy().astype(np.int32)
+        res[f"{prefix}.{name}"] = wq.numpy().astype(np.int8)  # per-channel int8 grid
         wsum += wq.abs().sum(dim=(1, 2, 3))
     b = torch.round(layer.b.double().cpu() / acc_step)
     if last:

@@ -34,16 +34,17 @@ def load_context(path: Path) -> ContextModel:
 def image_bits(codec, net: dict | None, y: np.ndarray, quality: float) -> tuple[float, float]:
     """(z bits, y bits) of one latent at a quality; net None: the hyperprior alone."""
     from aecodec import ctxnet
-    from aecodec.codec import _channel_index
+    from aecodec.latent.base import channel_index
+    from aecodec.tiles import TileGrid
 
     gain, _ = codec.model.gains(quality)
-    y_g32 = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
-    z = codec._run(codec.model.hyper_analysis, "z", {"y": y_g32[None]})[0]
-    z_sym = np.rint(z.astype(np.float64))
+    lc = codec.latent  # the base hyperprior's latent codec
+    z_sym = lc.hyper_latents(y, gain, TileGrid(y.shape[1], y.shape[2]))
     zt = codec.model.z_tables
-    z_bits = zt.estimate_bits(z_sym.ravel(), _channel_index(z_sym.shape))
+    z_bits = zt.estimate_bits(z_sym.ravel(), channel_index(z_sym.shape))
     y_g = y.astype(np.float64) * gain[:, None, None]
-    mu, idx = codec._entropy_params(z_sym, y_g.shape)
+    mu, idx = lc.entropy_params(z_sym, y_g.shape)
+    idx = idx.astype(np.int64)
     yt = codec.model.y_tables
     if net is None:
         return z_bits, yt.estimate_bits(np.rint(y_g - mu).ravel(), idx)

@@ -38,9 +38,9 @@ def compute_latents(folders: list[Path], model: str = "hyperprior", max_side: in
             h, w = a.shape[0] // unit * unit, a.shape[1] // unit * unit
             if h == 0 or w == 0:
                 continue
-            a, _ = codec._prepare(np.ascontiguousarray(a[:h, :w]))
+            a, _ = codec.prepare(np.ascontiguousarray(a[:h, :w]))
             key = f"{Path(folder).name}/{path.relative_to(folder).as_posix()}"
-            out[key] = codec._analyse(a).astype(dtype)
+            out[key] = codec.analyse(a).astype(dtype)
     return out
 
 

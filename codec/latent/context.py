@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ctxnet
-from ..errors import ModelError
+from ..errors import AecodecError, ModelError
 from ..model import Model
 from ..tiles import TileGrid
-from .base import gained
+from .base import channel_index, gained
 from .hyperprior import HyperpriorCodec
 
 
@@ -32,12 +32,16 @@ class ContextCodec(HyperpriorCodec):
 
     def _params16(self, z_sym: np.ndarray, shape: tuple, r0: int, c0: int):
         mu, idx = self.entropy_params(z_sym, shape, r0, c0)
-        return np.rint(mu * 16).astype(np.int64), idx.reshape(shape)
+        return np.rint(mu * 16).astype(np.int64), idx.astype(np.int64).reshape(shape)
 
     def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid
                ) -> tuple[list[bytes], float]:
-        z_section, z_sym, bits = self.encode_z(y, gain)
-        sections = [z_section]
+        if not np.all(np.isfinite(y)):
+            raise AecodecError("the model produced non-finite latents for this image")
+        z_sym = self.hyper_latents(y, gain, grid)
+        zt, zc = self.model.z_tables, channel_index(z_sym.shape)
+        sections = [zt.encode(z_sym.ravel(), zc)]
+        bits = zt.estimate_bits(z_sym.ravel(), zc)
         for r0, r1, c0, c1 in grid.boxes:
             y_g = gained(y[:, r0:r1, c0:c1], gain)
             mean16, idx = self._params16(z_sym, y_g.shape, r0, c0)
@@ -51,7 +55,8 @@ class ContextCodec(HyperpriorCodec):
                keep: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         self.check_sections(sections, grid)
         m, hy, wy = self.channels, grid.hy, grid.wy
-        z_sym = self.decode_z(sections[0], grid)
+        zs = self.z_shape(grid)
+        z_sym = self.model.z_tables.decode(sections[0], channel_index(zs)).reshape(zs)
         extra: dict[str, np.ndarray] = {}
         if keep:
             extra = {"z_sym": z_sym, "y_sym": np.empty((m, hy, wy), np.int64),
