@@ -25,8 +25,11 @@ from .eval_context import load_context
 
 
 def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
-                         version: str = "1.0.0", record: dict | None = None) -> Path:
-    model = load_context(ckpt)
+                         version: str = "1.0.0", record: dict | None = None,
+                         scale_only: bool = False) -> Path:
+    """`scale_only`: ship only the scale-index refinements (the mean ones zeroed), so y_hat and
+    the pixels are exactly the base model's and the context changes the rate alone."""
+    model = load_context(ckpt, scale_only)
     st = torch.load(ckpt, weights_only=False, map_location="cpu")
     base_manifest = json.loads((base / "manifest.json").read_text())
     tmp = folder.with_name(folder.name + ".tmp")
@@ -48,8 +51,9 @@ def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
         "family": "context",
         "description": f"{base_manifest['name']} {base_manifest['version']} with a parallel "
                        f"context entropy model ({kind}, exact integer networks)",
-        "context": {**cfg.to_dict(), "base": f"{base_manifest['name']} "
-                    f"{base_manifest['version']} ({base_manifest['id']})"},
+        "context": {**cfg.to_dict(), "refines": "scale" if scale_only else "mean and scale",
+                    "base": f"{base_manifest['name']} {base_manifest['version']} "
+                            f"({base_manifest['id']})"},
         "files": files,
         "sha256": digest,
         "id": digest[:8],
@@ -76,9 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--record", type=Path, default=None, help="JSON merged into the record")
+    p.add_argument("--scale-only", action="store_true")
     a = p.parse_args(argv)
     rec = json.loads(a.record.read_text()) if a.record else None
-    print(export_context_model(a.checkpoint, a.folder, a.base, a.name, a.version, rec))
+    print(export_context_model(a.checkpoint, a.folder, a.base, a.name, a.version, rec,
+                               a.scale_only))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,17 @@ from .latents import load_latents
 BENCH_QUALITIES = (1, 15, 29, 43, 58, 72, 86, 100)  # the bench's 8 settings of aecodec models
 
 
-def load_context(path: Path) -> ContextModel:
+def load_context(path: Path, scale_only: bool = False) -> ContextModel:
+    """A trained context model, quantized; `scale_only` drops its mean refinements, so y_hat
+    (and the decoded pixels) stay exactly the base model's and only the rate changes."""
     st = torch.load(path, weights_only=False, map_location="cpu")
     model = ContextModel(ContextConfig(**st["config"]))
     model.load_state_dict(st["model"])
+    if scale_only:
+        with torch.no_grad():
+            for net in model.nets.values():
+                net.l2.w[: net.ms] = 0
+                net.l2.b[: net.ms] = 0
     model.quantize = True
     return model.eval()
 
@@ -64,11 +71,11 @@ def image_bits(codec, net: dict | None, y: np.ndarray, quality: float) -> tuple[
 
 
 def runtime_saving(ckpt: Path, latents: dict[str, np.ndarray], qualities=BENCH_QUALITIES,
-                   model: str = "hyperprior") -> list[dict]:
+                   model: str = "hyperprior", scale_only: bool = False) -> list[dict]:
     import aecodec
 
     codec = aecodec.Codec(model, threads=1)
-    net = load_context(ckpt).to_numpy()
+    net = load_context(ckpt, scale_only).to_numpy()
     rows = []
     for q in qualities:
         per = []
@@ -90,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="JSON with every image's bits")
     p.add_argument("--bench", type=Path, default=None,
                    help="results.json of a bench of the base model on the same images")
+    p.add_argument("--scale-only", action="store_true",
+                   help="drop the mean refinements (pixels stay exactly the base model's)")
     a = p.parse_args(argv)
-    rows = runtime_saving(a.checkpoint, load_latents(a.latents))
+    rows = runtime_saving(a.checkpoint, load_latents(a.latents), scale_only=a.scale_only)
     for r in rows:
         print(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
               f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
