@@ -3,6 +3,7 @@ decoding hostile streams that declare 100 megapixels in a few bytes.
 
     python -m aecodec.bench.large [--width 8000 --height 6000 --quality 50 --out FILE]
     python -m aecodec.bench.large --hostile [--width 10000 --height 10000]
+    python -m aecodec.bench.large --width 4000 --height 3000 --compare-reference
 
 The image is a mosaic of the Kodak photos (upscaled 2x, so it keeps photo statistics) or, with
 no Kodak folder, a synthetic photo-like image. Encoding and decoding each run in a fresh child
@@ -10,6 +11,9 @@ process, whose peak resident memory (VmHWM of the child) is reported with its wa
 the child holds the image, the stream and the decoded pixels, i.e. what the CLI would hold.
 A hostile stream of each version (1: untiled, 2: tiled) carries the default model's id and
 4-byte sections; its child reports the outcome (the error it raises) with time and memory.
+`--compare-reference` also decodes the stream with the model's files run as they are
+(`Model(rewrite=False, spinning=True)`, the decoder before issue 11), in a child of its own
+before the runtime's decode, and reports the ratio of the two wall times.
 """
 
 from __future__ import annotations
@@ -71,8 +75,13 @@ def _child(args: argparse.Namespace) -> None:
     """One measured step in this process: prints its JSON result."""
     from aecodec.codec import Codec
     from aecodec.errors import AecodecError
+    from aecodec.model import Model, find
 
-    codec = Codec(args.model, threads=args.threads)
+    if args.reference:
+        codec = Codec(Model(find(args.model), threads=args.threads, rewrite=False,
+                            spinning=True))
+    else:
+        codec = Codec(args.model, threads=args.threads)
     t0 = time.perf_counter()
     if args.step.startswith("hostile"):
         data = hostile_stream(codec, int(args.step[-1]), args.width, args.height)
@@ -120,25 +129,35 @@ def peak_rss_mb() -> int:
 
 
 def run(width: int, height: int, quality: float, model: str | None, threads: int | None,
-        kodak: Path | None, steps: tuple[str, ...] = ("encode", "decode")) -> dict:
-    """Encode then decode (or decode hostile streams) in child processes; the measurements."""
+        kodak: Path | None, steps: tuple[str, ...] = ("encode", "decode"),
+        compare_reference: bool = False) -> dict:
+    """Encode then decode (or decode hostile streams) in child processes; the measurements.
+    `compare_reference` adds a decode by the model files as they are, before the runtime's."""
     result: dict = {"width": width, "height": height, "megapixels": width * height / 1e6,
                     "quality": quality, "model": model or "default"}
     with tempfile.TemporaryDirectory() as tmp:
         stream = Path(tmp) / "large.aec"
-        for step in steps:
+        if compare_reference:
+            steps = tuple(k for s in steps
+                          for k in ((s + "_reference", s) if s == "decode" else (s,)))
+        for key in steps:
+            step = key.removesuffix("_reference")
             cmd = [sys.executable, "-m", "aecodec.bench.large", "--child", step,
                    "--width", str(width), "--height", str(height), "--quality", str(quality),
                    "--stream", str(stream)]
             cmd += ["--model", model] if model else []
             cmd += ["--threads", str(threads)] if threads else []
             cmd += ["--kodak", str(kodak)] if kodak else []
+            cmd += ["--reference"] if key != step else []
             t0 = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
-                raise RuntimeError(f"{step} failed:\n{out.stderr}")
-            result[step] = json.loads(out.stdout.strip().splitlines()[-1])
-            result[step]["process_seconds"] = round(time.perf_counter() - t0, 2)
+                raise RuntimeError(f"{key} failed:\n{out.stderr}")
+            result[key] = json.loads(out.stdout.strip().splitlines()[-1])
+            result[key]["process_seconds"] = round(time.perf_counter() - t0, 2)
+    if compare_reference and "decode" in result:
+        result["decode_ratio"] = round(
+            result["decode"]["seconds"] / result["decode_reference"]["seconds"], 3)
     return result
 
 
@@ -154,8 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
     p.add_argument("--hostile", action="store_true",
                    help="Decode 4-byte-section streams declaring WIDTH x HEIGHT (versions 1, 2).")
+    p.add_argument("--compare-reference", action="store_true",
+                   help="Also decode with the model files run as they are; report the ratio.")
     p.add_argument("--child", choices=["encode", "decode", "hostile-v1", "hostile-v2"],
                    help=argparse.SUPPRESS)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stream", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -163,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         _child(args)
         return
     steps = ("hostile-v1", "hostile-v2") if args.hostile else ("encode", "decode")
-    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak, steps)
+    res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak, steps,
+              args.compare_reference)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:

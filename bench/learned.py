@@ -23,12 +23,18 @@ class AecodecModel:
     threads: int = 1
     lo: float = 1
     hi: float = 100
+    reference: bool = False  # the model files run as they are (the runtime before issue 11)
     _codec: aecodec.Codec | None = field(default=None, repr=False)
 
     @property
     def codec(self) -> aecodec.Codec:
         if self._codec is None:
-            self._codec = aecodec.Codec(model=self.model, threads=self.threads)
+            if self.reference:
+                model = aecodec.Model(aecodec.model.find(self.model), threads=self.threads,
+                                      rewrite=False, spinning=True)
+                self._codec = aecodec.Codec(model)
+            else:
+                self._codec = aecodec.Codec(model=self.model, threads=self.threads)
         return self._codec
 
     @property

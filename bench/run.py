@@ -34,8 +34,12 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None]) ->
                 log("[bench] no aecodec photo models installed: skipped")
             out.update(learned)
         elif n.startswith("aecodec-"):
+            base = n.removesuffix("-reference")
             if n in learned:
                 out[n] = learned[n]
+            elif base != n and base in learned:  # same model, its files run as they are
+                m = learned[base]
+                out[n] = type(m)(n, m.model, m.threads, m.lo, m.hi, reference=True)
             else:
                 log(f"[bench] {n}: no such photo model, skipped")
         elif n in classical:

@@ -18,6 +18,8 @@ import numpy as np
 
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
+from .fast_synthesis import rewrite as rewrite_synthesis
+from .intnet import IntNet
 from .rate import gains_at
 
 # Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
@@ -177,9 +179,18 @@ class Model:
         threads: int | None = None,
         providers: list[str] | None = None,
         graph_optimization: str | None = None,
+        rewrite: bool = True,
+        spinning: bool = False,
     ):
+        """`rewrite=False` runs the model files as they are: the 8-bit synthesis graph of the
+        file, not the faster equivalent built at load time (codec/fast_synthesis.py), and the
+        hyper-decoder in float64 only (no 8-bit convolutions). Same latents, same pixels.
+        `spinning=True` lets ONNX Runtime's idle threads spin between operators (its own
+        default): a little faster on an idle machine, much slower on a busy one."""
         self.info = folder if isinstance(folder, ModelInfo) else read_manifest(folder)
         self.threads = threads
+        self.rewrite = rewrite
+        self.spinning = spinning
         self.providers = list(providers or ["CPUExecutionProvider"])
         self.graph_optimization = graph_optimization or "all"
         if self.graph_optimization not in GRAPH_OPTIMIZATION:
@@ -210,7 +221,9 @@ class Model:
             raise ModelError(f"{self.path}: manifest lacks latent.stride") from None
         self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent
         nets = {name: self._npz(name) for name in NETS[self.family]}
-        self.net: dict[str, np.ndarray] = nets.get("hyper_synthesis.npz", {})
+        arrays = nets.get("hyper_synthesis.npz", {})
+        self.net: dict[str, np.ndarray] = (IntNet(arrays, threads, spinning)
+                                           if arrays and rewrite else arrays)
         self.ctx_net: dict[str, np.ndarray] = nets.get("context.npz", {})
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
@@ -261,19 +274,24 @@ class Model:
 
     # -- runtime pieces -------------------------------------------------------------------
 
-    def _session(self, filename: str):
+    def _session(self, filename: str, data: bytes | None = None):
+        """A session of a model file, or of `data`: a graph rebuilt from that file."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads or 0
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.spinning)))
         opts.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[self.graph_optimization]
         )
+        if data is not None:  # no fusion of its Quantize/DequantizeLinear steps: exact as built
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             return ort.InferenceSession(
-                str(self.path / filename), sess_options=opts, providers=self.providers
+                data if data is not None else str(self.path / filename), sess_options=opts,
+                providers=self.providers,
             )
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"{self.path}/{filename}: cannot be loaded ({e})") from None
@@ -284,6 +302,17 @@ class Model:
 
     @cached_property
     def synthesis(self):
+        fast = None
+        if self.rewrite and self.providers == ["CPUExecutionProvider"]:
+            try:
+                fast = rewrite_synthesis((self.path / "synthesis.onnx").read_bytes())
+            except OSError as e:
+                raise ModelError(f"{self.path}/synthesis.onnx: unreadable ({e})") from None
+        if fast is not None:
+            try:
+                return self._session("synthesis.onnx", fast)
+            except ModelError:  # an ONNX Runtime without one of its operators: the file
+                pass
         return self._session("synthesis.onnx")
 
     @cached_property

@@ -110,3 +110,18 @@ def test_real_runtime_models_are_filtered() -> None:
     """Whatever aecodec ships now: MNIST models never reach a photo bench."""
     for name in select_codecs(["aecodec"], 1, lambda s: None):
         assert "mnist" not in name
+
+
+def test_reference_variant_of_a_shipped_model() -> None:
+    """`aecodec-<model>-reference` runs the same model from its files: same stream, same pixels."""
+    codecs = select_codecs(["aecodec-hyperprior", "aecodec-hyperprior-reference"], 1,
+                           lambda s: None)
+    if len(codecs) < 2:
+        pytest.skip("hyperprior not shipped")
+    fast, ref = codecs["aecodec-hyperprior"], codecs["aecodec-hyperprior-reference"]
+    assert ref.reference and not fast.reference
+    assert not ref.codec.model.rewrite and ref.codec.model.spinning
+    img = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    data = fast.encode(img, 40)
+    assert ref.encode(img, 40) == data
+    assert np.array_equal(ref.decode(data), fast.decode(data))

@@ -7,7 +7,9 @@ optimisations) and decoded under other configurations. Asserted on all 72 stream
 - the entropy path: z and y symbols, means and scale indices, and the synthesis input y_hat
   are bit-identical whatever the decoder's configuration (tables + the integer hyper-decoder),
   and the decoder consumes each section exactly (re-coding its symbols gives the same bytes);
-- the pixels: identical under ONNX Runtime with 1 and 2 threads; and, per image, under one
+- the pixels: identical under ONNX Runtime with 1 and 2 threads, and to the synthesis graph as
+  the model file has it (the runtime runs a faster equivalent built at load time,
+  codec/fast_synthesis.py), at one quality per image in turn; and, per image, under one
   more configuration in turn (graph optimisations none, basic or extended, the independent
   torch reference of the 8-bit synthesis, the CUDA execution provider where one exists), so
   that each configuration meets every quality. The default model's synthesis is the exact
@@ -23,6 +25,7 @@ from aecodec import container
 from aecodec.codec import Codec
 from aecodec.imageio import read_image
 from aecodec.latent.base import channel_index
+from aecodec.model import Model, find
 
 QUALITIES = (10, 50, 90)
 
@@ -36,6 +39,7 @@ def codecs() -> dict[str, Codec]:
         "no optimisation": Codec(threads=2, graph_optimization="none"),
         "basic optimisation, 1 thread": Codec(threads=1, graph_optimization="basic"),
         "extended optimisation": Codec(threads=2, graph_optimization="extended"),
+        "file graph": Codec(Model(find(None), threads=2, rewrite=False)),
     }
     import onnxruntime as ort
 
@@ -72,7 +76,7 @@ def test_kodak_decodes_identically_across_runtimes(kodak, codecs, torch_referenc
     enc = codecs["encoder"]
     a, gray = enc.prepare(image)
     y = enc.analyse(a)  # once per image; each quality only quantizes and codes
-    others = [k for k in codecs if k not in ("encoder", "2 threads", "1 thread")]
+    others = [k for k in codecs if k not in ("encoder", "2 threads", "1 thread", "file graph")]
     if torch_reference is not None:
         others.append("torch")
     for qi, quality in enumerate(QUALITIES):
@@ -87,6 +91,8 @@ def test_kodak_decodes_identically_across_runtimes(kodak, codecs, torch_referenc
         # decompress() is decode_latents + synthesize, as tests/test_robust.py checks
         pixels = codecs["2 threads"].synthesize(ref["y_hat"], h, w)
         assert np.array_equal(pixels, codecs["1 thread"].synthesize(ref["y_hat"], h, w))
+        if qi == index % len(QUALITIES):
+            assert np.array_equal(pixels, codecs["file graph"].synthesize(ref["y_hat"], h, w))
         if qi != (index // len(others)) % len(QUALITIES):
             continue
         other = others[index % len(others)]
