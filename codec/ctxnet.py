@@ -41,34 +41,30 @@ def phase_mask(h: int, w: int, phases: int, p: int, r0: int = 0, c0: int = 0) ->
 
 
 def _layer(net: Mapping[str, np.ndarray], key: str, acc: np.ndarray) -> np.ndarray:
-    """Bias, integer rescale and clip of accumulators [O, n]."""
-    acc = acc + net[f"{key}.b"].astype(np.float64)[:, None]
+    """Bias, integer rescale and clip of accumulators [n, O] (positions x channels)."""
+    acc = acc + net[f"{key}.b"].astype(np.float64)
     shift = int(net[f"{key}.shift"])
-    m = net[f"{key}.m"].astype(np.float64)[:, None]
+    m = net[f"{key}.m"].astype(np.float64)
     a = np.floor((acc * m + 2.0 ** (shift - 1)) / 2.0**shift)
-    lo = np.asarray(net[f"{key}.lo"], np.float64)[:, None]
-    hi = np.asarray(net[f"{key}.hi"], np.float64)[:, None]
-    return np.clip(a, lo, hi)
+    return np.clip(a, np.asarray(net[f"{key}.lo"], np.float64),
+                   np.asarray(net[f"{key}.hi"], np.float64))
 
 
-def _matmul(w: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """w [O, C, 1, 1] (integers) times a [C, n] in float64 (exact: integers below 2**53)."""
-    return w.reshape(w.shape[0], -1).astype(np.float64) @ a
+def _matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """a [n, C] times w [O, C, k, k] (integers) as [n, O] in float64; exact, the sums being
+    integers below 2**53. Positions-major operands: the layout OpenBLAS runs fastest here."""
+    return a @ w.reshape(w.shape[0], -1).T.astype(np.float64)
 
 
-def _conv_at(a: np.ndarray, w: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """'Same' convolution of a [C, h, w] with w [O, C, k, k], only at the positions of
-    mask [h, w]: [O, n]. Only those positions' windows are gathered (im2col), so a
-    checkerboard phase costs half a full convolution."""
-    c = a.shape[0]
-    o, _, k, _ = w.shape
+def _patches(a: np.ndarray, k: int, mask: np.ndarray) -> np.ndarray:
+    """im2col of a [C, h, w] ('same' padding) at the positions of mask [h, w]: [n, C*k*k].
+    Only those positions' windows are gathered, so a checkerboard phase costs half a full
+    convolution."""
     p = k // 2
     padded = np.pad(a, ((0, 0), (p, p), (p, p)))
     win = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # C,h,w,k,k
     rows, cols = np.nonzero(mask)
-    patches = win[:, rows, cols]  # C, n, k, k
-    patches = patches.transpose(1, 0, 2, 3).reshape(len(rows), c * k * k)
-    return (patches @ w.reshape(o, c * k * k).T.astype(np.float64)).T
+    return win[:, rows, cols].transpose(1, 0, 2, 3).reshape(len(rows), -1)
 
 
 def run_step(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarray,
@@ -77,12 +73,13 @@ def run_step(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarr
     at the positions of mask [h, w]; returns (d_mean in 1/16, d_index), int64 [M/slices, n]
     in row-major order of the positions."""
     key = f"{step[0]}_{step[1]}"
-    acc = _matmul(net[f"{key}.0.wh"], hyp[:, mask])
+    acc = _matmul(np.ascontiguousarray(hyp[:, mask].T), net[f"{key}.0.wh"])
     if f"{key}.0.w" in net:
-        acc = acc + _conv_at(ctx, net[f"{key}.0.w"], mask)
+        w = net[f"{key}.0.w"]
+        acc = acc + _matmul(_patches(ctx, w.shape[-1], mask), w)
     a = _layer(net, f"{key}.0", acc)
-    a = _layer(net, f"{key}.1", _matmul(net[f"{key}.1.w"], a))
-    out = _layer(net, f"{key}.2", _matmul(net[f"{key}.2.w"], a)).astype(np.int64)
+    a = _layer(net, f"{key}.1", _matmul(a, net[f"{key}.1.w"]))
+    out = _layer(net, f"{key}.2", _matmul(a, net[f"{key}.2.w"])).astype(np.int64).T
     ms = out.shape[0] // 2
     return out[:ms], out[ms:]
 
