@@ -120,8 +120,14 @@ class TableSet:
 
     def encode(self, symbols: np.ndarray, tables: np.ndarray) -> bytes:
         """Code integer symbols, each with its table; returns the ANS words, trailing zeros cut."""
-        t, a, above, exp, mant = self._split(symbols, tables)
         coder = _stack.AnsCoder()
+        self.encode_into(coder, symbols, tables)
+        return finish(coder)
+
+    def encode_into(self, coder, symbols: np.ndarray, tables: np.ndarray) -> None:
+        """Push one group of symbols onto an ANS coder; groups decode in the reverse order of
+        pushing (several groups in one section: a context model's decoding steps)."""
+        t, a, above, exp, mant = self._split(symbols, tables)
         bits = _mantissa_bits(exp, mant)
         if bits.size:
             coder.encode_reverse(bits.astype(np.int32), self._bit)
@@ -133,7 +139,6 @@ class TableSet:
         for i in reversed(np.flatnonzero(counts)):
             group = a[ends[i] - counts[i] : ends[i]].astype(np.int32)
             coder.encode_reverse(group, self._models[i])
-        return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
     def decode(self, data: bytes, tables: np.ndarray) -> np.ndarray:
         """Inverse of `encode` (int32 symbols); the data must be consumed exactly.
@@ -145,13 +150,27 @@ class TableSet:
         if data and data[-1] == 0:
             raise CorruptStreamError("section does not end in a non-zero byte")
         counts = _counts(tables, len(self))
+        self.check_room(data, counts)
+        coder = open_coder(data)
+        out = self.decode_from(coder, tables, counts)
+        if not coder.is_empty():
+            raise CorruptStreamError("section has data left over after decoding")
+        return out
+
+    def check_room(self, data: bytes, counts: np.ndarray) -> None:
+        """Refuse data too short to hold `counts[i]` symbols of each table i."""
         # ANS words carry the information plus at most the coder's 64-bit state
         if 8 * len(data) + 64 < 0.99 * self.least_bits(counts) - 64:
             raise CorruptStreamError(
                 "section is too short for the image size its header declares")
-        data = bytes(data) + b"\0" * (-len(data) % 4)
+
+    def decode_from(self, coder, tables: np.ndarray,
+                    counts: np.ndarray | None = None) -> np.ndarray:
+        """Pop one group of symbols (see `encode_into`) from a coder made by `open_coder`."""
+        tables = self._check_tables(tables)
+        if counts is None:
+            counts = _counts(tables, len(self))
         try:
-            coder = _stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
             a = np.empty(tables.size, np.int32)  # alphabet indices, then values, by group
             esc_parts, groups = [], np.flatnonzero(counts)
             ends = np.cumsum(counts)
@@ -173,8 +192,6 @@ class TableSet:
                 if np.abs(v).max() > MAX_ABS:  # the encoder never writes these
                     raise CorruptStreamError("escaped latent value out of range")
                 a[esc] = v
-            if not coder.is_empty():
-                raise CorruptStreamError("section has data left over after decoding")
         except AecodecError:
             raise
         except Exception as e:  # constriction reports bad data as ValueError and friends
@@ -247,6 +264,27 @@ class TableSet:
         head_bits = -np.log2(_HEAD_PROBS / _HEAD_PROBS.sum())
         heads = above.astype(np.int64) * (MAX_EXP + 1) + exp
         return float(self.cost[t, a].sum() + head_bits[heads].sum() + exp.sum())
+
+
+def new_coder():
+    """An empty ANS coder for `TableSet.encode_into`."""
+    return _stack.AnsCoder()
+
+
+def finish(coder) -> bytes:
+    """The section bytes of an encoding coder: its words, trailing zero bytes cut."""
+    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def open_coder(data: bytes):
+    """A decoding coder over one section (inverse of `finish`)."""
+    if data and data[-1] == 0:
+        raise CorruptStreamError("section does not end in a non-zero byte")
+    data = bytes(data) + b"\0" * (-len(data) % 4)
+    try:
+        return _stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
+    except Exception as e:  # constriction reports bad data as ValueError and friends
+        raise CorruptStreamError(f"invalid entropy-coded data ({e})") from None
 
 
 def _counts(tables: np.ndarray, n: int, chunk: int = 1 << 18) -> np.ndarray:

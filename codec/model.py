@@ -30,11 +30,15 @@ GRAPH_OPTIMIZATION = {
     "all": "ORT_ENABLE_ALL",
 }
 MODELS_DIR = Path(__file__).parent / "models"
-FAMILIES = ("factorized", "hyperprior")
+FAMILIES = ("factorized", "hyperprior", "context")
 GRAPHS = {
     "factorized": ("analysis.onnx", "synthesis.onnx"),
     "hyperprior": ("analysis.onnx", "synthesis.onnx", "hyper_analysis.onnx"),
+    "context": ("analysis.onnx", "synthesis.onnx", "hyper_analysis.onnx"),
 }
+# integer networks (npz) each family needs besides its graphs and tables.npz
+NETS = {"factorized": (), "hyperprior": ("hyper_synthesis.npz",),
+        "context": ("hyper_synthesis.npz", "context.npz")}
 
 
 def file_sha256(path: Path) -> str:
@@ -216,14 +220,18 @@ class Model:
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{self.path}: manifest lacks latent.stride") from None
         self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent
-        self.net: dict[str, np.ndarray] = {}
-        if self.family == "hyperprior":
-            try:
-                with np.load(self.path / "hyper_synthesis.npz") as npz:
-                    arrays = {k: npz[k] for k in npz.files}
-                self.net = IntNet(arrays, threads, spinning) if rewrite else arrays
-            except (OSError, ValueError) as e:
-                raise ModelError(f"{self.path}/hyper_synthesis.npz: unreadable ({e})") from None
+        nets = {name: self._npz(name) for name in NETS[self.family]}
+        arrays = nets.get("hyper_synthesis.npz", {})
+        self.net: dict[str, np.ndarray] = (IntNet(arrays, threads, spinning)
+                                           if arrays and rewrite else arrays)
+        self.ctx_net: dict[str, np.ndarray] = nets.get("context.npz", {})
+
+    def _npz(self, name: str) -> dict[str, np.ndarray]:
+        try:
+            with np.load(self.path / name) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as e:
+            raise ModelError(f"{self.path}/{name}: unreadable ({e})") from None
 
     # -- manifest shortcuts ---------------------------------------------------------------
 
@@ -249,9 +257,7 @@ class Model:
 
     def _verify(self) -> None:
         files = self.info.manifest.get("files") or {}
-        needed = set(GRAPHS[self.family]) | {"tables.npz"}
-        if self.family == "hyperprior":
-            needed.add("hyper_synthesis.npz")
+        needed = set(GRAPHS[self.family]) | {"tables.npz"} | set(NETS[self.family])
         if missing := needed - set(files):
             raise ModelError(f"{self.path}: manifest does not list {sorted(missing)}")
         for name, digest in files.items():

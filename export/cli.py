@@ -23,6 +23,8 @@ import click
               help="Fraction of the run after which the hyper-decoder trains quantized.")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 @click.option("--bf16/--no-bf16", default=True, help="bfloat16 autocast for the transforms.")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the forward pass (default: on CUDA only).")
 @click.option("--minutes", type=float, default=None,
               help="Stop after this long (schedule follows).")
 @click.option("--checkpoint-minutes", type=float, default=5.0)
@@ -44,10 +46,14 @@ import click
               help="Rate levels to add below the lowest trained one (log-linear gains).")
 def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsample: str,
           iterations: int, batch: int, crop: int, lr: float, qat_from: float, device: str,
-          bf16: bool, minutes: float | None, checkpoint_minutes: float, resume: Path | None,
-          threads: int | None, pack: bool, export_to: Path | None, eval_dir: Path | None,
-          name: str | None, extend_low: int, int_minutes: float, int8_analysis: bool) -> None:
-    """Train a learned codec on DATA (folders of images, or one .tar made by --pack)."""
+          bf16: bool, compile_: bool | None, minutes: float | None, checkpoint_minutes: float,
+          resume: Path | None, threads: int | None, pack: bool, export_to: Path | None,
+          eval_dir: Path | None, name: str | None, extend_low: int, int_minutes: float,
+          int8_analysis: bool) -> None:
+    """Train a learned codec on DATA (folders of images, or one .tar made by --pack).
+
+    Runs data-parallel under `torchrun --nproc-per-node N -m aecodec.export.cli ...`
+    (--batch is the global batch)."""
     from .data import build_archive
 
     if pack:
@@ -66,7 +72,7 @@ def train(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsamp
         raise click.UsageError("train takes one DATA folder or archive")
     cfg = Config(family=family, n=n, m=m, upsample=upsample)
     recipe = Recipe(iterations=iterations, batch=batch, crop=crop, lr=lr, qat_from=qat_from,
-                    bf16=bf16)
+                    bf16=bf16, compile=compile_)
     weights = run_training(data[0], out, cfg, recipe, device=device, resume=resume,
                            minutes=minutes, checkpoint_minutes=checkpoint_minutes)
     if int_minutes > 0:

@@ -1,5 +1,10 @@
 """Training loop: random crops, rate + lambda * MSE with lambda sampled per image, Adam.
 
+Data-parallel under `torchrun --nproc-per-node N` (DistributedDataParallel; gloo on the CPU,
+nccl on CUDA): `batch` stays the global batch, every process draws the same crops and levels
+and trains on its own 1/N of them, so N processes make the same update as one process on the
+whole batch. On CUDA the forward pass is compiled (`Recipe.compile`).
+
 Checkpoints every few minutes (`checkpoint.pt`, with optimizer state, for --resume) and writes
 `weights.pt` (model only, what a shipped model keeps). Every run appends its iterations and
 hardware to the record inside the weights, so the manifest can tell the whole history.
@@ -8,6 +13,7 @@ hardware to the record inside the weights, so the manifest can tell the whole hi
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -32,6 +38,22 @@ class Recipe:
     qat_from: float = 0.5  # the integer hyper-decoder trains quantized after this fraction
     bf16: bool = True
     clip: float = 1.0
+    compile: bool | None = None  # torch.compile the forward pass; None: on CUDA only
+
+
+def distributed(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) of this process; starts the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def hardware(device: str) -> str:
@@ -54,7 +76,7 @@ def load_weights(path: Path, device: str = "cpu") -> tuple[Codec, dict]:
     return model, state
 
 
-def rd_loss(model: Codec, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor):
+def rd_loss(model, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor):
     out = model(x, level)
     mse = torch.mean((out["x_hat"].float() - x) ** 2, dim=(1, 2, 3))
     bpp = out["bits"] / (x.shape[2] * x.shape[3])
@@ -107,8 +129,12 @@ def train(
     seed: int = 0,
 ) -> Path:
     """Train (or continue) a model; returns the path of the final weights.pt."""
+    rank, world, device = distributed(device)
+    if recipe.batch % world:
+        raise ValueError(f"batch {recipe.batch} does not split over {world} processes")
+    local = recipe.batch // world
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the same initial model everywhere (DDP also broadcasts rank 0's)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -116,6 +142,7 @@ def train(
     items = load_images(data, recipe.crop)
     train_items, val_items = split(items)
     crops = iter(Crops([a for _, a in train_items], recipe.crop, recipe.batch, device, seed))
+    levels = torch.Generator().manual_seed(seed)  # the same levels in every process
 
     record: dict = {"runs": [], "iterations": 0}
     state = None
@@ -133,10 +160,23 @@ def train(
         opt.load_state_dict(state["optimizer"])
         aux_opt.load_state_dict(state["aux_optimizer"])
     start_it = int(record["iterations"])
+    torch.manual_seed(seed + 1000 * rank + start_it)  # each process its own noise
+    forward = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # The quantiles learn from the auxiliary loss only, the same in every process.
+        DDP._set_params_and_buffers_to_ignore_for_model(
+            model, [n for n, _ in model.named_parameters() if n.endswith("quantiles")])
+        forward = DDP(model)
+    use_compile = recipe.compile if recipe.compile is not None else device.startswith("cuda")
+    if use_compile:
+        forward = torch.compile(forward)
     lambdas = torch.tensor(cfg.lambdas, device=device)
     run = {
         "hardware": hardware(device),
         "device": device,
+        "processes": world,
         "start_iteration": start_it,
         "recipe": recipe.__dict__,
         "torch": torch.__version__,
@@ -144,7 +184,7 @@ def train(
         "val_images": [n for n, _ in val_items],
         "seconds": 0.0,
     }
-    if start_it < recipe.iterations:  # an export-only call (--iterations 0) adds no run
+    if start_it < recipe.iterations and rank == 0:  # an export-only call adds no run
         record["runs"].append(run)
 
     def snapshot(it: int, with_opt: bool) -> dict:
@@ -156,24 +196,27 @@ def train(
             s |= {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
         return s
 
-    t0 = last_ckpt = time.time()
+    t0 = _agreed_time(time.time(), device) if world > 1 else time.time()
+    last_ckpt = clock = t0
     done = start_it
     bar = tqdm(range(start_it, recipe.iterations), initial=start_it, total=recipe.iterations,
-               dynamic_ncols=True, mininterval=5)
+               dynamic_ncols=True, mininterval=5, disable=rank > 0)
     for it in bar:
         # With a time budget the schedule follows the clock, so a short run still decays.
         frac = it / recipe.iterations
         if minutes is not None:
-            frac = max(frac, (time.time() - t0) / (minutes * 60))
+            frac = max(frac, (clock - t0) / (minutes * 60))
         for g in opt.param_groups:
             g["lr"] = recipe.lr * (0.1 if frac >= recipe.decay_at else 1.0)
         if hasattr(model, "h_s"):
             model.h_s.quantize = frac >= recipe.qat_from
-        x = next(crops)
-        level = torch.randint(0, len(cfg.lambdas), (x.shape[0],), device=device)
+        part = slice(rank * local, (rank + 1) * local)
+        x = next(crops)[part]
+        level = torch.randint(0, len(cfg.lambdas), (recipe.batch,), generator=levels)
+        level = level[part].to(device)
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
                             enabled=recipe.bf16):
-            loss, mse, bpp = rd_loss(model, x, level, lambdas)
+            loss, mse, bpp = rd_loss(forward, x, level, lambdas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, recipe.clip)
@@ -188,17 +231,35 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}", bpp=f"{bpp.mean().item():.3f}",
                             psnr=f"{psnr:.2f}", aux=f"{aux.item():.1f}")
         now = time.time()
+        if world > 1:  # every process decays, checkpoints and stops at the same step
+            now = _agreed_time(now, device)
+        clock = now
         if now - last_ckpt > checkpoint_minutes * 60:
-            run["seconds"] = now - t0
-            save_atomic(snapshot(done, True), out / "checkpoint.pt")
-            save_atomic(snapshot(done, False), out / "weights.pt")
+            if rank == 0:
+                run["seconds"] = now - t0
+                save_atomic(snapshot(done, True), out / "checkpoint.pt")
+                save_atomic(snapshot(done, False), out / "weights.pt")
             last_ckpt = now
         if minutes is not None and now - t0 > minutes * 60:
             break
     run["seconds"] = time.time() - t0
     run["end_iteration"] = done
-    if done > start_it or "validation" not in record:
-        record["validation"] = evaluate(model, [a for _, a in val_items], device)
-    save_atomic(snapshot(done, True), out / "checkpoint.pt")
-    save_atomic(snapshot(done, False), out / "weights.pt")
+    if rank == 0:
+        if done > start_it or "validation" not in record:
+            record["validation"] = evaluate(model, [a for _, a in val_items], device)
+        save_atomic(snapshot(done, True), out / "checkpoint.pt")
+        save_atomic(snapshot(done, False), out / "weights.pt")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     return out / "weights.pt"
+
+
+def _agreed_time(now: float, device: str) -> float:
+    """Rank 0's clock in every process, so time-boxed runs stop and decay together."""
+    import torch.distributed as dist
+
+    t = torch.tensor([now], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())

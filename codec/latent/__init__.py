@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ..model import Model
 from .base import LatentCodec
+from .context import ContextCodec
 from .factorized import FactorizedCodec
 from .hyperprior import HyperpriorCodec
 
 LATENT_CODECS: dict[str, type[LatentCodec]] = {
     "factorized": FactorizedCodec,
     "hyperprior": HyperpriorCodec,
+    "context": ContextCodec,
 }
 
 
@@ -18,5 +20,6 @@ def for_model(model: Model) -> LatentCodec:
     return LATENT_CODECS[model.family](model)
 
 
-__all__ = ["LATENT_CODECS", "FactorizedCodec", "HyperpriorCodec", "LatentCodec", "for_model"]
+__all__ = ["LATENT_CODECS", "ContextCodec", "FactorizedCodec", "HyperpriorCodec", "LatentCodec",
+           "for_model"]
 

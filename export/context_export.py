@@ -1,0 +1,91 @@
+"""Export a context model as a model folder of the `context` family.
+
+The folder is the base hyperprior's files unchanged (the same transforms, hyper networks,
+tables and gains) plus `context.npz`, the exact integer context networks. Its id differs from
+the base model's, so streams of the two never mix: the base model keeps decoding its own.
+
+python -m aecodec.export.context_export runs/ctx-cb/ckpt.pt codec/models/hyperprior-ctx \
+    --base codec/models/hyperprior --name hyperprior-ctx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aecodec.model import file_sha256, folder_sha256
+
+from .eval_context import load_context
+
+
+def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
+                         version: str = "1.0.0", record: dict | None = None,
+                         scale_only: bool = False) -> Path:
+    """`scale_only`: ship only the scale-index refinements (the mean ones zeroed), so y_hat and
+    the pixels are exactly the base model's and the context changes the rate alone."""
+    model = load_context(ckpt, scale_only)
+    st = torch.load(ckpt, weights_only=False, map_location="cpu")
+    base_manifest = json.loads((base / "manifest.json").read_text())
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for f in base_manifest["files"]:
+        shutil.copy2(base / f, tmp / f)
+    np.savez(tmp / "context.npz", **model.to_numpy())
+    files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+    digest = folder_sha256(files)
+    cfg = model.cfg
+    kind = {(1, 2): "checkerboard", (cfg.slices, 1): f"{cfg.slices} channel slices"}.get(
+        (cfg.slices, cfg.phases), f"{cfg.slices} channel slices x checkerboard")
+    manifest = {k: v for k, v in base_manifest.items() if k not in ("results", "default")}
+    manifest |= {
+        "name": name,
+        "version": version,
+        "family": "context",
+        "description": f"{base_manifest['name']} {base_manifest['version']} with a parallel "
+                       f"context entropy model ({kind}, exact integer networks)",
+        "context": {**cfg.to_dict(), "refines": "scale" if scale_only else "mean and scale",
+                    "base": f"{base_manifest['name']} {base_manifest['version']} "
+                            f"({base_manifest['id']})"},
+        "files": files,
+        "sha256": digest,
+        "id": digest[:8],
+    }
+    manifest["training"] = dict(base_manifest.get("training", {}))
+    manifest["training"]["context"] = {
+        "crops": int(st["seen"]),
+        "hardware": f"{platform.processor() or platform.machine()} (CPU)",
+        "data": "latents of ../shared/data/train (bsds500 + photos, 1024 px), frozen transforms",
+        **(record or {}),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.replace(folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("folder", type=Path)
+    p.add_argument("--base", type=Path, required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", default="1.0.0")
+    p.add_argument("--record", type=Path, default=None, help="JSON merged into the record")
+    p.add_argument("--scale-only", action="store_true")
+    a = p.parse_args(argv)
+    rec = json.loads(a.record.read_text()) if a.record else None
+    print(export_context_model(a.checkpoint, a.folder, a.base, a.name, a.version, rec,
+                               a.scale_only))
+
+
+if __name__ == "__main__":
+    main()
