@@ -56,7 +56,7 @@ def _codec(threads: int, reference: bool, profile_prefix: str | None = None):
 
         from aecodec.fast_synthesis import rewrite
 
-        data = (model.path / "synthesis.onnx").read_bytes()
+        data = model.file("synthesis.onnx").read_bytes()
         fast = None if reference else rewrite(data)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1

@@ -200,7 +200,7 @@ class Model:
             )
         self._verify()
         try:
-            with np.load(self.path / "tables.npz") as npz:
+            with np.load(self.file("tables.npz")) as npz:
                 self.tables = {k: npz[k] for k in npz.files}
             self.gain = np.asarray(self.tables["gain"], np.float64)
             self.inv_gain = np.asarray(self.tables["inv_gain"], np.float64)
@@ -228,7 +228,7 @@ class Model:
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
         try:
-            with np.load(self.path / name) as npz:
+            with np.load(self.file(name)) as npz:
                 return {k: npz[k] for k in npz.files}
         except (OSError, ValueError) as e:
             raise ModelError(f"{self.path}/{name}: unreadable ({e})") from None
@@ -255,13 +255,23 @@ class Model:
     def mean_bits(self) -> int:
         return int(self.info.manifest.get("mean_bits", 0))
 
+    def file(self, name: str) -> Path:
+        """Where a file of the manifest lies: in the folder, or, where the folder lacks it, in
+        the folder named by `shares_files_with` (relative to this one). Either way it is
+        checked against this manifest's SHA-256, so sharing changes no id."""
+        own = self.path / name
+        base = self.info.manifest.get("shares_files_with")
+        if own.is_file() or not base:
+            return own
+        return self.path / str(base) / name
+
     def _verify(self) -> None:
         files = self.info.manifest.get("files") or {}
         needed = set(GRAPHS[self.family]) | {"tables.npz"} | set(NETS[self.family])
         if missing := needed - set(files):
             raise ModelError(f"{self.path}: manifest does not list {sorted(missing)}")
         for name, digest in files.items():
-            f = self.path / name
+            f = self.file(name)
             if not f.is_file():
                 raise ModelError(f"{self.path}: file {name} is missing")
             if file_sha256(f) != str(digest).lower():
@@ -290,7 +300,7 @@ class Model:
             opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             return ort.InferenceSession(
-                data if data is not None else str(self.path / filename), sess_options=opts,
+                data if data is not None else str(self.file(filename)), sess_options=opts,
                 providers=self.providers,
             )
         except Exception as e:  # onnxruntime raises its own exception types
@@ -305,7 +315,7 @@ class Model:
         fast = None
         if self.rewrite and self.providers == ["CPUExecutionProvider"]:
             try:
-                fast = rewrite_synthesis((self.path / "synthesis.onnx").read_bytes())
+                fast = rewrite_synthesis(self.file("synthesis.onnx").read_bytes())
             except OSError as e:
                 raise ModelError(f"{self.path}/synthesis.onnx: unreadable ({e})") from None
         if fast is not None:

@@ -90,3 +90,26 @@ def test_kodak_decodes_identically_across_runtimes(kodak, index):
             for key in ("y_sym", "mean", "index", "y_hat"):
                 assert np.array_equal(ref[key], lat[key]), (name, key)
             assert np.array_equal(dec.synthesize(lat["y_hat"], h, w), pixels), name
+
+
+def test_shared_files_are_checked_like_own_ones(tmp_path):
+    """hyperprior-ctx ships only its context networks and takes the rest from hyperprior's
+    folder (`shares_files_with`), under its own manifest's hashes: a changed shared file is
+    refused, a missing one named."""
+    import shutil
+
+    from aecodec.errors import ModelError
+    from aecodec.model import MODELS_DIR, Model
+
+    for name in ("hyperprior", "hyperprior-ctx"):
+        shutil.copytree(MODELS_DIR / name, tmp_path / name)
+    model = Model(tmp_path / "hyperprior-ctx")
+    assert model.file("tables.npz") == tmp_path / "hyperprior-ctx" / "../hyperprior/tables.npz"
+    assert model.file("context.npz").parent == tmp_path / "hyperprior-ctx"
+    with open(tmp_path / "hyperprior" / "tables.npz", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="tables.npz does not match"):
+        Model(tmp_path / "hyperprior-ctx")
+    (tmp_path / "hyperprior" / "tables.npz").unlink()
+    with pytest.raises(ModelError, match="tables.npz is missing"):
+        Model(tmp_path / "hyperprior-ctx")

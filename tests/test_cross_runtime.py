@@ -58,7 +58,7 @@ def torch_reference(codecs):
     except ImportError:
         return None
     torch.set_num_threads(2)
-    return IntReference((codecs["2 threads"].model.path / "synthesis.onnx").read_bytes())
+    return IntReference(codecs["2 threads"].model.file("synthesis.onnx").read_bytes())
 
 
 def _recode(codec: Codec, lat: dict[str, np.ndarray]) -> list[bytes]:

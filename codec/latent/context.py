@@ -16,7 +16,7 @@ from .. import ctxnet
 from ..errors import AecodecError, ModelError
 from ..model import Model
 from ..tiles import TileGrid
-from .base import channel_index, gained
+from .base import Refine, channel_index, gained, refuse_compact
 from .hyperprior import HyperpriorCodec
 
 
@@ -34,8 +34,10 @@ class ContextCodec(HyperpriorCodec):
         mu, idx = self.entropy_params(z_sym, shape, r0, c0)
         return np.rint(mu * 16).astype(np.int64), idx.astype(np.int64).reshape(shape)
 
-    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid
-               ) -> tuple[list[bytes], float]:
+    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid, compact: bool = False,
+               refine: Refine | None = None) -> tuple[list[bytes], float]:
+        if compact:
+            raise ModelError("the compact profile codes factorized digit models only")
         if not np.all(np.isfinite(y)):
             raise AecodecError("the model produced non-finite latents for this image")
         z_sym = self.hyper_latents(y, gain, grid)
@@ -52,7 +54,9 @@ class ContextCodec(HyperpriorCodec):
         return sections, bits
 
     def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
-               keep: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+               keep: bool = False, compact: bool = False
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        refuse_compact(compact, "context")
         self.check_sections(sections, grid)
         m, hy, wy = self.channels, grid.hy, grid.wy
         zs = self.z_shape(grid)
