@@ -274,19 +274,25 @@ def fuzz_unnamed_unavailable(folder: Path) -> bool:
 def test_cli_killed_midway_leaves_no_output(tmp_path, command):
     from aecodec.bench.large import mosaic
 
-    src = tmp_path / "big.png"
-    # 3 megapixels: several seconds of work either way, so the kill lands midway.
-    a = mosaic(2048, 1536, None)
-    Image.fromarray(a).save(src, compress_level=1)
-    if command == "decompress":
-        stream = tmp_path / "big.aec"
-        stream.write_bytes(Codec().compress(a, 50))
-        src = tmp_path / "big.aec"
-    out = tmp_path / "out"
-    out.mkdir()
-    p = subprocess.Popen([sys.executable, "-m", "aecodec.cli", command, str(src), "-o",
-                          str(out / "result")], stderr=subprocess.PIPE)
-    time.sleep(1.5)
+    # 3 megapixels is seconds of work on most machines; where the job ends before the kill,
+    # the same again with 4x the pixels, so the kill lands midway.
+    for width, height in ((2048, 1536), (4096, 3072)):
+        src = tmp_path / "big.png"
+        a = mosaic(width, height, None)
+        Image.fromarray(a).save(src, compress_level=1)
+        if command == "decompress":
+            stream = tmp_path / "big.aec"
+            stream.write_bytes(Codec().compress(a, 50))
+            src = tmp_path / "big.aec"
+        out = tmp_path / f"out{width}"
+        out.mkdir()
+        p = subprocess.Popen([sys.executable, "-m", "aecodec.cli", command, str(src), "-o",
+                              str(out / "result")], stderr=subprocess.PIPE)
+        time.sleep(1.5)
+        if p.poll() is None:
+            break
+    else:
+        pytest.fail("the job ended before the kill even at 12 megapixels")
     p.kill()
     p.wait(30)
     assert p.returncode == -signal.SIGKILL
