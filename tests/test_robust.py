@@ -289,12 +289,12 @@ def test_cli_killed_midway_leaves_no_output(tmp_path, command):
         p = subprocess.Popen([sys.executable, "-m", "aecodec.cli", command, str(src), "-o",
                               str(out / "result")], stderr=subprocess.PIPE)
         time.sleep(1.5)
-        if p.poll() is None:
+        p.kill()
+        p.wait(30)
+        if p.returncode != 0:  # killed midway (0: it had finished before the kill landed)
             break
     else:
         pytest.fail("the job ended before the kill even at 12 megapixels")
-    p.kill()
-    p.wait(30)
     assert p.returncode == -signal.SIGKILL
     assert not os.listdir(out)
 
