@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ctxnet
-from ..errors import AecodecError, ModelError
+from ..errors import ModelError
 from ..model import Model
-from ..tiles import TileGrid
-from .base import Refine, channel_index, gained, refuse_compact
 from .hyperprior import HyperpriorCodec
 
 
@@ -34,48 +32,16 @@ class ContextCodec(HyperpriorCodec):
         mu, idx = self.entropy_params(z_sym, shape, r0, c0)
         return np.rint(mu * 16).astype(np.int64), idx.astype(np.int64).reshape(shape)
 
-    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid, compact: bool = False,
-               refine: Refine | None = None) -> tuple[list[bytes], float]:
-        if compact:
-            raise ModelError("the compact profile codes factorized digit models only")
-        if not np.all(np.isfinite(y)):
-            raise AecodecError("the model produced non-finite latents for this image")
-        z_sym = self.hyper_latents(y, gain, grid)
-        zt, zc = self.model.z_tables, channel_index(z_sym.shape)
-        sections = [zt.encode(z_sym.ravel(), zc)]
-        bits = zt.estimate_bits(z_sym.ravel(), zc)
-        for r0, r1, c0, c1 in grid.boxes:
-            y_g = gained(y[:, r0:r1, c0:c1], gain)
-            mean16, idx = self._params16(z_sym, y_g.shape, r0, c0)
-            data, b = ctxnet.encode_region(self.ctx, self.model.y_tables, y_g, mean16, idx,
-                                           r0, c0)
-            sections.append(data)
-            bits += b
-        return sections, bits
+    def encode_tile(self, y_g: np.ndarray, z_sym: np.ndarray, r0: int, c0: int
+                    ) -> tuple[bytes, float]:
+        """The tile's y, step by step (slices x checkerboard phases), each step's means and
+        scales refined by the exact context networks from what is already coded."""
+        mean16, idx = self._params16(z_sym, y_g.shape, r0, c0)
+        return ctxnet.encode_region(self.ctx, self.model.y_tables, y_g, mean16, idx, r0, c0)
 
-    def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
-               keep: bool = False, compact: bool = False
-               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        refuse_compact(compact, "context")
-        self.check_sections(sections, grid)
-        m, hy, wy = self.channels, grid.hy, grid.wy
-        zs = self.z_shape(grid)
-        z_sym = self.model.z_tables.decode(sections[0], channel_index(zs)).reshape(zs)
-        extra: dict[str, np.ndarray] = {}
-        if keep:
-            extra = {"z_sym": z_sym, "y_sym": np.empty((m, hy, wy), np.int64),
-                     "mean": np.empty((m, hy, wy), np.float64),
-                     "index": np.empty((m, hy, wy), np.int64)}
-        y_hat = np.empty((m, hy, wy), np.float32)
-        for (r0, r1, c0, c1), section in zip(grid.boxes, sections[1:], strict=True):
-            shape = (m, r1 - r0, c1 - c0)
-            mean16, idx = self._params16(z_sym, shape, r0, c0)
-            sym, mean16, idx = ctxnet.decode_region(self.ctx, self.model.y_tables, section,
-                                                    mean16, idx, r0, c0)
-            mu = mean16 / 16.0
-            if keep:
-                extra["y_sym"][:, r0:r1, c0:c1] = sym
-                extra["mean"][:, r0:r1, c0:c1] = mu
-                extra["index"][:, r0:r1, c0:c1] = idx
-            y_hat[:, r0:r1, c0:c1] = (sym + mu) * inv_gain[:, None, None]
-        return y_hat, extra
+    def decode_tile(self, section: bytes, z_sym: np.ndarray, shape: tuple, r0: int, c0: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean16, idx = self._params16(z_sym, shape, r0, c0)
+        sym, mean16, idx = ctxnet.decode_region(self.ctx, self.model.y_tables, section,
+                                                mean16, idx, r0, c0)
+        return sym, mean16 / 16.0, idx

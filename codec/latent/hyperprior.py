@@ -45,13 +45,10 @@ class HyperpriorCodec(LatentCodec):
         zt, zc = self.model.z_tables, channel_index(z_sym.shape)
         sections = [zt.encode(z_sym.ravel(), zc)]
         bits = zt.estimate_bits(z_sym.ravel(), zc)
-        yt = self.model.y_tables
         for r0, r1, c0, c1 in grid.boxes:
-            y_g = gained(y[:, r0:r1, c0:c1], gain)
-            mu, idx = self.entropy_params(z_sym, y_g.shape, r0, c0)
-            sym = np.rint(y_g - mu).ravel()
-            sections.append(yt.encode(sym, idx))
-            bits += yt.estimate_bits(sym, idx)
+            data, b = self.encode_tile(gained(y[:, r0:r1, c0:c1], gain), z_sym, r0, c0)
+            sections.append(data)
+            bits += b
         return sections, bits
 
     def hyper_latents(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid) -> np.ndarray:
@@ -94,14 +91,28 @@ class HyperpriorCodec(LatentCodec):
         y_hat = np.empty((m, hy, wy), np.float32)
         for (r0, r1, c0, c1), section in zip(grid.boxes, sections[1:], strict=True):
             shape = (m, r1 - r0, c1 - c0)
-            mu, idx = self.entropy_params(z_sym, shape, r0, c0)
-            sym = self.model.y_tables.decode(section, idx).reshape(shape)
+            sym, mu, idx = self.decode_tile(section, z_sym, shape, r0, c0)
             if keep:
                 extra["y_sym"][:, r0:r1, c0:c1] = sym
                 extra["mean"][:, r0:r1, c0:c1] = mu
                 extra["index"][:, r0:r1, c0:c1] = idx.reshape(shape)
             y_hat[:, r0:r1, c0:c1] = (sym + mu) * inv_gain[:, None, None]
         return y_hat, extra
+
+    def encode_tile(self, y_g: np.ndarray, z_sym: np.ndarray, r0: int, c0: int
+                    ) -> tuple[bytes, float]:
+        """One tile's y section (gained y [M, th, tw] at latent (r0, c0)) and its bits: the
+        mean-removed symbols under the hyper-decoder's scale tables."""
+        mu, idx = self.entropy_params(z_sym, y_g.shape, r0, c0)
+        sym = np.rint(y_g - mu).ravel()
+        yt = self.model.y_tables
+        return yt.encode(sym, idx), yt.estimate_bits(sym, idx)
+
+    def decode_tile(self, section: bytes, z_sym: np.ndarray, shape: tuple, r0: int, c0: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inverse of `encode_tile`: the tile's symbols, means and table indices."""
+        mu, idx = self.entropy_params(z_sym, shape, r0, c0)
+        return self.model.y_tables.decode(section, idx).reshape(shape), mu, idx
 
     def entropy_params(self, z_sym: np.ndarray, y_shape: tuple, r0: int = 0, c0: int = 0
                        ) -> tuple[np.ndarray, np.ndarray]:
