@@ -31,17 +31,22 @@ def quality_code(quality: float) -> int:
     return code - round(QUALITY_MIN * STEPS)
 
 
-def gains_at(gain: np.ndarray, inv_gain: np.ndarray, quality: float | None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """(gain, inv_gain) [M] for a quality from the [K, M] tables, as the format doc says."""
-    k = len(gain)
+def at_quality(levels: np.ndarray, quality: float | None) -> np.ndarray:
+    """A per-level quantity (gains, lambdas: [K, ...]) at a quality: geometric interpolation
+    between levels floor(t) and floor(t) + 1, t = (q - 1) / 99 (K - 1) (docs/format.md)."""
+    k = len(levels)
     if k == 1 or quality is None:
-        return gain[0], inv_gain[0]
+        return levels[0]
     t = (float(quality) - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (k - 1)
     i = min(int(np.floor(t)), k - 2)
     a = t - i
-    return (gain[i] ** (1 - a) * gain[i + 1] ** a,
-            inv_gain[i] ** (1 - a) * inv_gain[i + 1] ** a)
+    return levels[i] ** (1 - a) * levels[i + 1] ** a
+
+
+def gains_at(gain: np.ndarray, inv_gain: np.ndarray, quality: float | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(gain, inv_gain) [M] for a quality from the [K, M] tables, as the format doc says."""
+    return at_quality(gain, quality), at_quality(inv_gain, quality)
 
 
 def search_highest(fits: Callable[[float], bool]) -> float:

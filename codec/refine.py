@@ -16,17 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ModelError
+from .rate import at_quality
 
 
 def quality_lambda(lambdas: list[float], quality: float | None) -> float:
     """The distortion weight at a quality, interpolated like the gains (docs/format.md)."""
-    k = len(lambdas)
-    if k == 1 or quality is None:
-        return float(lambdas[0])
-    t = (float(quality) - 1.0) / 99.0 * (k - 1)
-    i = min(int(np.floor(t)), k - 2)
-    a = t - i
-    return float(lambdas[i] ** (1 - a) * lambdas[i + 1] ** a)
+    return float(at_quality(np.asarray(lambdas, np.float64), quality))
 
 
 def search(codec, image: np.ndarray, sym: np.ndarray, quality: float | None,
