@@ -82,13 +82,21 @@ class IntSynthesis(nn.Module):
         n = F.conv2d(u * u, gamma_q[:, :, None, None], beta_q)
         return u * s_out[None, :, None, None] * torch.sqrt(n * c[None, :, None, None])
 
+    @property
+    def widths(self) -> tuple[int, int, int]:
+        """Channels of the three normalised stages (the shipped model: 128, 128, 128)."""
+        return tuple(len(p) for p in self.log_s_out)  # type: ignore[return-value]
+
+    def stage(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Upsampling stage k (0..3): quantize, 8-bit conv, pixel shuffle, IGDN but the last."""
+        v = quantize(x, torch.exp(self.log_s_in[k]))
+        x = F.pixel_shuffle(self.conv(k, v), 2)
+        return self.igdn(k, x) if k < 3 else x
+
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         x = y_hat
         for k in range(4):
-            v = quantize(x, torch.exp(self.log_s_in[k]))
-            x = F.pixel_shuffle(self.conv(k, v), 2)
-            if k < 3:
-                x = self.igdn(k, x)
+            x = self.stage(k, x)
         return x
 
 

@@ -42,12 +42,15 @@ def analysis(n: int, m: int) -> nn.Sequential:
     )
 
 
-def synthesis(n: int, m: int, kind: str) -> nn.Sequential:
+def synthesis(n: int, m: int, kind: str,
+              widths: tuple[int, int, int] | None = None) -> nn.Sequential:
+    """Three upsampling stages of `widths` channels each (default n, n, n), then pixels."""
+    a, b, c = widths or (n, n, n)
     return nn.Sequential(
-        upsample(m, n, kind), GDN(n, inverse=True),
-        upsample(n, n, kind), GDN(n, inverse=True),
-        upsample(n, n, kind), GDN(n, inverse=True),
-        upsample(n, 3, kind),
+        upsample(m, a, kind), GDN(a, inverse=True),
+        upsample(a, b, kind), GDN(b, inverse=True),
+        upsample(b, c, kind), GDN(c, inverse=True),
+        upsample(c, 3, kind),
     )  # fmt: skip
 
 

@@ -1,0 +1,367 @@
+"""A lighter exact 8-bit synthesis, trained decoder-only on the CPU from frozen latents.
+
+Why: at 12 MP the synthesis is 80 % of decoding, and most of it is the last normalised stage
+(the convolution to half resolution and its IGDN, at a quarter of the pixels). Fewer channels
+there cost less; the streams need not change at all, since the encoder, the hyperprior and the
+tables stay the shipped model's: only the decoder is new, so the rate is identical and the
+rate-distortion cost is the PSNR the lighter decoder loses at each rate.
+
+How:
+1. `prune`: start from the shipped 8-bit synthesis (`IntSynthesis`, already quantization-aware)
+   and keep the `width` most useful channels of one stage (mean |activation| after its IGDN
+   times the norm of the next convolution's weights on it): a warm start, not a new network.
+2. `train`: quantization-aware fine-tune of the stages from the pruned one on, the earlier
+   stages frozen (they are exactly the shipped ones). Inputs are y_hat as decoding makes it,
+   from latents computed once by `aecodec.export.latents` (no analysis in the loop), at rate
+   positions drawn continuously over every level the runtime offers, the two extended low
+   levels included; target the photo's pixels. Loss: mean log-MSE (each rate counts the same).
+   Resumable: the same command continues from `OUT/ckpt.pt` (written every few minutes).
+3. `export_folder`: a model folder holding the new `synthesis.onnx` and sharing every other
+   file with the base model (`shares_files_with`).
+
+    python -m aecodec.export.light_synthesis train runs/latents.npz \\
+        ../shared/data/train/bsds500 ../shared/data/train/photos --out runs/light \\
+        --weights checkpoints/hyperprior.pt --stage 2 --width 64 --iterations 6000
+    python -m aecodec.export.light_synthesis export runs/light/ckpt.pt \\
+        codec/models/hyperprior-fast --base codec/models/hyperprior --name hyperprior-fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aecodec.model import file_sha256, folder_sha256
+
+from .data import _fit
+from .int_synthesis import IntSynthesis
+from .latents import load_latents
+from .models import Hyperprior, synthesis
+from .train import load_weights, save_atomic
+
+# -- the network ----------------------------------------------------------------------------
+
+
+def shipped_int_synthesis(weights: Path) -> tuple[Hyperprior, IntSynthesis]:
+    """The trained model (frozen, hyper-decoder quantized as shipped) and its 8-bit synthesis."""
+    model, state = load_weights(weights)
+    assert isinstance(model, Hyperprior) and "int_synthesis" in state
+    model.eval()
+    model.h_s.quantize = True
+    for p in model.parameters():
+        p.requires_grad_(False)
+    net = empty_int_synthesis(model.cfg.m, (model.cfg.n,) * 3)
+    net.load_state_dict({k: v.float() for k, v in state["int_synthesis"]["net"].items()})
+    return model, net
+
+
+def empty_int_synthesis(m: int, widths: tuple[int, int, int]) -> IntSynthesis:
+    """An `IntSynthesis` of the given stage widths, to load a state into."""
+    ones = [torch.ones(m)] + [torch.ones(w) for w in widths]
+    return IntSynthesis(synthesis(widths[0], m, "subpel", widths), ones, ones[1:])
+
+
+@torch.no_grad()
+def channel_importance(net: IntSynthesis, stage: int, ys: list[torch.Tensor]) -> torch.Tensor:
+    """Per channel of `stage`'s IGDN output: mean |x| times the L2 norm of the next
+    convolution's weights reading it, i.e. how much it moves the next stage's input."""
+    acc = torch.zeros(net.widths[stage])
+    for y in ys:
+        x = y
+        for k in range(stage + 1):
+            x = net.stage(k, x)
+        acc += x.abs().mean(dim=(0, 2, 3))
+    w = net.convs[stage + 1].weight
+    return acc / len(ys) * w.pow(2).sum(dim=(0, 2, 3)).sqrt()
+
+
+@torch.no_grad()
+def prune(net: IntSynthesis, stage: int, width: int, ys: list[torch.Tensor]) -> IntSynthesis:
+    """A copy of `net` keeping the `width` most important channels of `stage` (0..2)."""
+    keep = torch.sort(torch.topk(channel_importance(net, stage, ys), width).indices).values
+    rows = (keep[:, None] * 4 + torch.arange(4)[None, :]).reshape(-1)  # pixel shuffle: c*4 + i
+    widths = list(net.widths)
+    widths[stage] = width
+    out = empty_int_synthesis(len(net.log_s_in[0]), tuple(widths))  # type: ignore[arg-type]
+    sd = {k: v.clone() for k, v in net.state_dict().items()}
+    sd[f"convs.{stage}.weight"] = sd[f"convs.{stage}.weight"][rows]
+    sd[f"convs.{stage}.bias"] = sd[f"convs.{stage}.bias"][rows]
+    sd[f"gdns.{stage}.beta"] = sd[f"gdns.{stage}.beta"][keep]
+    sd[f"gdns.{stage}.gamma"] = sd[f"gdns.{stage}.gamma"][keep][:, keep]
+    sd[f"log_s_out.{stage}"] = sd[f"log_s_out.{stage}"][keep]
+    sd[f"convs.{stage + 1}.weight"] = sd[f"convs.{stage + 1}.weight"][:, keep]
+    sd[f"log_s_in.{stage + 1}"] = sd[f"log_s_in.{stage + 1}"][keep]
+    out.load_state_dict(sd)
+    return out
+
+
+def run_frozen(net: IntSynthesis, y_hat: torch.Tensor, first: int) -> torch.Tensor:
+    """The synthesis with stages before `first` evaluated without gradients (they are frozen)."""
+    x = y_hat
+    with torch.no_grad():
+        for k in range(first):
+            x = net.stage(k, x)
+    for k in range(first, 4):
+        x = net.stage(k, x)
+    return x
+
+
+# -- the data -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def decoded_latents(model: Hyperprior, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """y_hat as decoding makes it from y (before the gain) at rate positions t [B], where
+    t = 0 .. L-1 are the trained levels and t < 0 continues the two lowest log-linearly, as
+    the exported extra low levels do."""
+    top = len(model.cfg.lambdas) - 2
+    lo = t.floor().long().clamp(0, top)
+    f = (t - lo)[:, None]
+    lg, lig = model.gains.log_gain, model.gains.log_inv_gain
+    g = torch.exp(lg[lo] * (1 - f) + lg[lo + 1] * f)[:, :, None, None]
+    ig = torch.exp(lig[lo] * (1 - f) + lig[lo + 1] * f)[:, :, None, None]
+    y = y * g
+    mean, _ = model.h_s(torch.round(model.h_a(y)))
+    return torch.round(y - mean) * ig + mean * ig
+
+
+def load_pairs(latents: Path, folders: list[Path], max_side: int = 1024
+               ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(key, y [M, h, w] float16, image [16h, 16w, 3] uint8) for every latent of `latents`,
+    the photo re-read from `folders` exactly as `aecodec.export.latents` fitted it."""
+    by_name = {Path(f).name: Path(f) for f in folders}
+    out = []
+    for key, y in sorted(load_latents(latents).items()):
+        top, rel = key.split("/", 1)
+        with Image.open(by_name[top] / rel) as img:
+            a = np.asarray(_fit(img, max_side))
+        h, w = y.shape[1] * 16, y.shape[2] * 16
+        out.append((key, y, np.array(a[:h, :w])))
+    return out
+
+
+class LatentCrops:
+    """Endless batches of aligned (y crop, photo crop) pairs: `size` latents a side."""
+
+    def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], size: int, batch: int,
+                 seed: int = 0) -> None:
+        self.pairs = [(torch.from_numpy(y), torch.from_numpy(a).permute(2, 0, 1))
+                      for _, y, a in pairs if min(y.shape[1:]) >= size]
+        self.size, self.batch = size, batch
+        self.gen = np.random.default_rng(seed)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ys, xs = [], []
+        s = self.size
+        for i in self.gen.integers(0, len(self.pairs), self.batch):
+            y, a = self.pairs[i]
+            top = int(self.gen.integers(0, y.shape[1] - s + 1))
+            left = int(self.gen.integers(0, y.shape[2] - s + 1))
+            ys.append(y[:, top : top + s, left : left + s])
+            xs.append(a[:, 16 * top : 16 * (top + s), 16 * left : 16 * (left + s)])
+        return torch.stack(ys).float(), torch.stack(xs).float() / 255
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+def levels_span(model: Hyperprior, extended_low: int = 2) -> tuple[float, float]:
+    return -float(extended_low), float(len(model.cfg.lambdas) - 1)
+
+
+@torch.no_grad()
+def validate(model: Hyperprior, nets: dict[str, IntSynthesis],
+             pairs: list[tuple[str, np.ndarray, np.ndarray]], span: tuple[float, float]
+             ) -> list[dict]:
+    """Mean PSNR (8-bit pixels) of each net on whole held-out photos at the lowest, middle
+    and top rate position."""
+    rows = []
+    for t in (span[0], (span[0] + span[1]) / 2, span[1]):
+        row: dict = {"t": t}
+        for name, net in nets.items():
+            ps = []
+            for _, y, a in pairs:
+                y_hat = decoded_latents(model, torch.from_numpy(y)[None].float(),
+                                        torch.tensor([t]))
+                p = torch.round(net(y_hat).clamp(0, 1) * 255)[0].permute(1, 2, 0)
+                mse = torch.mean((p - torch.from_numpy(a).float()) ** 2).item()
+                ps.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+            row[name] = float(np.mean(ps))
+        rows.append(row)
+    return rows
+
+
+def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: int = 2,
+          width: int = 64, train_from: int | None = None, iterations: int = 6000,
+          batch: int = 8, size: int = 16, lr: float = 1e-4, scale_lr: float = 1e-3,
+          checkpoint_minutes: float = 3.0, minutes: float | None = None) -> Path:
+    """Prune stage `stage` of the shipped 8-bit synthesis to `width` channels and fine-tune
+    stages `train_from` (default: `stage`) and later for `iterations` steps (cosine decay over
+    them); resumes from `out/ckpt.pt`. `minutes` stops this call early (the run resumes)."""
+    torch.manual_seed(0)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "ckpt.pt"
+    model, teacher = shipped_int_synthesis(weights)
+    span = levels_span(model)
+    pairs = load_pairs(latents, folders)
+    val, tr = pairs[::50], [p for i, p in enumerate(pairs) if i % 50]
+    first = stage if train_from is None else train_from
+    if ckpt.exists():
+        st = torch.load(ckpt, weights_only=False)
+        net = empty_int_synthesis(model.cfg.m, tuple(st["widths"]))
+        net.load_state_dict(st["net"])
+        first, record = st["train_from"], st["record"]
+    else:
+        ys = [decoded_latents(model, torch.from_numpy(y)[None, :, :16, :16].float(),
+                              torch.tensor([t])) for _, y, _ in tr[::20] for t in span]
+        net = prune(teacher, stage, width, ys)
+        record = {"iterations": 0, "total": iterations, "stage": stage, "width": width,
+                  "batch": batch, "crop": 16 * size, "lr": lr, "scale_lr": scale_lr,
+                  "seconds": 0.0, "runs": [], "weights": str(weights),
+                  "data": f"{latents.name}: {len(tr)} training photos, {len(val)} held out",
+                  "before": validate(model, {"pruned": net, "shipped": teacher}, val[:4], span)}
+        print("before", record["before"], flush=True)
+    params = [p for n, p in net.named_parameters() if int(n.split(".")[1]) >= first]
+    trainable = {id(p) for p in params}
+    for p in net.parameters():
+        p.requires_grad_(id(p) in trainable)
+    scales = [p for n, p in net.named_parameters() if id(p) in trainable and n.startswith("log_s")]
+    others = [p for n, p in net.named_parameters()
+              if id(p) in trainable and not n.startswith("log_s")]
+    opt = torch.optim.Adam([{"params": others, "lr": lr}, {"params": scales, "lr": scale_lr}])
+    if ckpt.exists():
+        opt.load_state_dict(st["opt"])
+    base = [lr, scale_lr]
+    crops = LatentCrops(tr, size, batch, seed=record["iterations"])
+    gen = torch.Generator().manual_seed(record["iterations"])
+    cpu = platform.processor() or platform.machine()
+    run = {"start": record["iterations"], "hardware": f"{cpu} ({torch.get_num_threads()} threads)"}
+    record["runs"].append(run)
+
+    def save() -> None:
+        run["end"] = record["iterations"]
+        save_atomic({"net": net.state_dict(), "opt": opt.state_dict(), "widths": net.widths,
+                     "train_from": first, "record": record}, ckpt)
+
+    t0 = last = time.time()
+    while record["iterations"] < record["total"]:
+        frac = record["iterations"] / record["total"]
+        for grp, b in zip(opt.param_groups, base, strict=True):
+            grp["lr"] = b * 0.5 * (1 + math.cos(math.pi * frac))
+        y, x = crops.next()
+        t = span[0] + torch.rand(batch, generator=gen) * (span[1] - span[0])
+        mse = torch.mean((run_frozen(net, decoded_latents(model, y, t), first).clamp(0, 1)
+                          - x) ** 2, dim=(1, 2, 3))
+        loss = torch.log(mse.clamp_min(1e-10)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        record["iterations"] += 1
+        now = time.time()
+        if record["iterations"] % 50 == 0:
+            print(f"it {record['iterations']} psnr {-10 * loss.item() / math.log(10):.2f} "
+                  f"{(now - t0) / (record['iterations'] - run['start']):.2f} s/it", flush=True)
+        if now - last > checkpoint_minutes * 60:
+            record["seconds"] = record.get("seconds", 0.0) + now - last
+            last = now
+            save()
+        if minutes is not None and now - t0 > minutes * 60:
+            break
+    record["seconds"] = record.get("seconds", 0.0) + time.time() - last
+    if record["iterations"] >= record["total"] and "after" not in record:
+        record["after"] = validate(model, {"light": net, "shipped": teacher}, val, span)
+        print("after", record["after"], flush=True)
+    save()
+    return ckpt
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+def export_folder(ckpt: Path, folder: Path, base: Path, name: str, version: str = "1.0.0",
+                  description: str | None = None) -> dict:
+    """A model folder: `synthesis.onnx` from the checkpoint, every other file shared with
+    `base` (listed with the base's hashes, found through `shares_files_with`)."""
+    from .onnx_export import _export_int_graph
+
+    st = torch.load(ckpt, weights_only=False)
+    m = len(st["net"]["log_s_in.0"])
+    net = empty_int_synthesis(m, tuple(st["widths"]))
+    net.load_state_dict(st["net"])
+    base_manifest = json.loads((base / "manifest.json").read_text())
+    tmp = folder.with_name(folder.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    y = torch.round(torch.randn(1, m, 4, 6, generator=torch.Generator().manual_seed(0)) * 8) / 4
+    _export_int_graph(net, y, tmp / "synthesis.onnx")
+    files = dict(base_manifest["files"]) | {"synthesis.onnx": file_sha256(tmp / "synthesis.onnx")}
+    digest = folder_sha256(files)
+    rec = {k: v for k, v in st["record"].items() if k != "opt"}
+    widths = "/".join(map(str, net.widths))
+    manifest = {k: v for k, v in base_manifest.items() if k not in ("results", "default")}
+    manifest |= {
+        "name": name,
+        "version": version,
+        "description": description or (
+            f"{base_manifest['name']} {base_manifest['version']}'s encoder, hyperprior and "
+            f"tables with a lighter exact 8-bit synthesis (stage widths {widths})"),
+        "shares_files_with": f"../{base.name}",
+        "architecture": dict(base_manifest["architecture"]) | {"synthesis_widths": net.widths},
+        "files": files,
+        "sha256": digest,
+        "id": digest[:8],
+    }
+    manifest["training"] = dict(base_manifest.get("training", {})) | {"light_synthesis": rec}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.replace(folder)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="prune and fine-tune (resumes from OUT/ckpt.pt)")
+    t.add_argument("latents", type=Path)
+    t.add_argument("folders", type=Path, nargs="+")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--weights", type=Path, default=Path("checkpoints/hyperprior.pt"))
+    t.add_argument("--stage", type=int, default=2)
+    t.add_argument("--width", type=int, default=64)
+    t.add_argument("--train-from", type=int, default=None)
+    t.add_argument("--iterations", type=int, default=6000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--size", type=int, default=16, help="crop side in latents (x16 pixels)")
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--minutes", type=float, default=None)
+    t.add_argument("--threads", type=int, default=None)
+    e = sub.add_parser("export", help="write the model folder")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("folder", type=Path)
+    e.add_argument("--base", type=Path, required=True)
+    e.add_argument("--name", required=True)
+    e.add_argument("--version", default="1.0.0")
+    a = p.parse_args(argv)
+    if a.cmd == "train":
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        train(a.latents, a.folders, a.out, a.weights, a.stage, a.width, a.train_from,
+              a.iterations, a.batch, a.size, a.lr, minutes=a.minutes)
+    else:
+        print(json.dumps(export_folder(a.checkpoint, a.folder, a.base, a.name, a.version)["id"]))
+
+
+if __name__ == "__main__":
+    main()
