@@ -21,7 +21,7 @@ How:
 
     python -m aecodec.export.light_synthesis train runs/latents.npz \\
         ../shared/data/train/bsds500 ../shared/data/train/photos --out runs/light \\
-        --weights checkpoints/hyperprior.pt --stage 2 --width 64 --iterations 6000
+        --weights checkpoints/hyperprior.pt --stage 2 --width 80 --iterations 1000
     python -m aecodec.export.light_synthesis export runs/light/ckpt.pt \\
         codec/models/hyperprior-fast --base codec/models/hyperprior --name hyperprior-fast
 """
@@ -150,25 +150,43 @@ def load_pairs(latents: Path, folders: list[Path], max_side: int = 1024
 
 
 class LatentCrops:
-    """Endless batches of aligned (y crop, photo crop) pairs: `size` latents a side."""
+    """Endless batches of random crops, `size` latents a side, of (y, photo) pairs.
+
+    Why a halo: the synthesis of a crop is wrong near its edges (zero padding where real
+    decoding has neighbours; `synthesis_halo` latents deep), and training on those pixels
+    teaches the network to repair edges at the expense of everything else. So the loss covers
+    only the crop's interior, `halo` latents in from each edge, as tiles are decoded, and the
+    hyper-decoder's mean comes from the whole photo's latents, as in decoding."""
 
     def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], size: int, batch: int,
-                 seed: int = 0) -> None:
+                 halo: int = 2, seed: int = 0) -> None:
         self.pairs = [(torch.from_numpy(y), torch.from_numpy(a).permute(2, 0, 1))
                       for _, y, a in pairs if min(y.shape[1:]) >= size]
-        self.size, self.batch = size, batch
+        self.size, self.batch, self.halo = size, batch, halo
         self.gen = np.random.default_rng(seed)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        ys, xs = [], []
-        s = self.size
+    def next(self) -> tuple[list[tuple[torch.Tensor, int, int]], torch.Tensor]:
+        """([(y of the whole photo, top, left)] per crop, the crops' interior pixels)."""
+        crops, xs = [], []
+        s, h = self.size, self.halo
         for i in self.gen.integers(0, len(self.pairs), self.batch):
             y, a = self.pairs[i]
             top = int(self.gen.integers(0, y.shape[1] - s + 1))
             left = int(self.gen.integers(0, y.shape[2] - s + 1))
-            ys.append(y[:, top : top + s, left : left + s])
-            xs.append(a[:, 16 * top : 16 * (top + s), 16 * left : 16 * (left + s)])
-        return torch.stack(ys).float(), torch.stack(xs).float() / 255
+            crops.append((y, top, left))
+            xs.append(a[:, 16 * (top + h) : 16 * (top + s - h),
+                        16 * (left + h) : 16 * (left + s - h)])
+        return crops, torch.stack(xs).float() / 255
+
+
+def crop_latents(model: Hyperprior, crops: list[tuple[torch.Tensor, int, int]], size: int,
+                 t: torch.Tensor) -> torch.Tensor:
+    """y_hat of each crop, decoded from its whole photo's latents at rate position t[i]."""
+    out = []
+    for (y, top, left), ti in zip(crops, t, strict=True):
+        y_hat = decoded_latents(model, y[None].float(), ti[None])
+        out.append(y_hat[0, :, top : top + size, left : left + size])
+    return torch.stack(out)
 
 
 # -- training -------------------------------------------------------------------------------
@@ -202,7 +220,7 @@ def validate(model: Hyperprior, nets: dict[str, IntSynthesis],
 
 def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: int = 2,
           width: int = 64, train_from: int | None = None, iterations: int = 6000,
-          batch: int = 8, size: int = 16, lr: float = 1e-4, scale_lr: float = 1e-3,
+          batch: int = 8, size: int = 16, lr: float = 3e-5, scale_lr: float = 3e-4,
           checkpoint_minutes: float = 3.0, minutes: float | None = None) -> Path:
     """Prune stage `stage` of the shipped 8-bit synthesis to `width` channels and fine-tune
     stages `train_from` (default: `stage`) and later for `iterations` steps (cosine decay over
@@ -225,7 +243,8 @@ def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: i
                               torch.tensor([t])) for _, y, _ in tr[::20] for t in span]
         net = prune(teacher, stage, width, ys)
         record = {"iterations": 0, "total": iterations, "stage": stage, "width": width,
-                  "batch": batch, "crop": 16 * size, "lr": lr, "scale_lr": scale_lr,
+                  "batch": batch, "crop": 16 * size, "loss_halo": 32, "lr": lr,
+                  "scale_lr": scale_lr,
                   "seconds": 0.0, "runs": [], "weights": str(weights),
                   "data": f"{latents.name}: {len(tr)} training photos, {len(val)} held out",
                   "before": validate(model, {"pruned": net, "shipped": teacher}, val[:4], span)}
@@ -237,10 +256,11 @@ def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: i
     scales = [p for n, p in net.named_parameters() if id(p) in trainable and n.startswith("log_s")]
     others = [p for n, p in net.named_parameters()
               if id(p) in trainable and not n.startswith("log_s")]
-    opt = torch.optim.Adam([{"params": others, "lr": lr}, {"params": scales, "lr": scale_lr}])
+    opt = torch.optim.Adam([{"params": others, "lr": record["lr"]},
+                            {"params": scales, "lr": record["scale_lr"]}])
     if ckpt.exists():
         opt.load_state_dict(st["opt"])
-    base = [lr, scale_lr]
+    base = [record["lr"], record["scale_lr"]]  # a resumed run keeps its own schedule
     crops = LatentCrops(tr, size, batch, seed=record["iterations"])
     gen = torch.Generator().manual_seed(record["iterations"])
     cpu = platform.processor() or platform.machine()
@@ -257,10 +277,11 @@ def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: i
         frac = record["iterations"] / record["total"]
         for grp, b in zip(opt.param_groups, base, strict=True):
             grp["lr"] = b * 0.5 * (1 + math.cos(math.pi * frac))
-        y, x = crops.next()
+        parts, x = crops.next()
         t = span[0] + torch.rand(batch, generator=gen) * (span[1] - span[0])
-        mse = torch.mean((run_frozen(net, decoded_latents(model, y, t), first).clamp(0, 1)
-                          - x) ** 2, dim=(1, 2, 3))
+        out = run_frozen(net, crop_latents(model, parts, size, t), first)
+        e = 16 * crops.halo
+        mse = torch.mean((out[:, :, e:-e, e:-e].clamp(0, 1) - x) ** 2, dim=(1, 2, 3))
         loss = torch.log(mse.clamp_min(1e-10)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -279,7 +300,7 @@ def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: i
             break
     record["seconds"] = record.get("seconds", 0.0) + time.time() - last
     if record["iterations"] >= record["total"] and "after" not in record:
-        record["after"] = validate(model, {"light": net, "shipped": teacher}, val, span)
+        record["after"] = validate(model, {"light": net, "shipped": teacher}, val[:6], span)
         print("after", record["after"], flush=True)
     save()
     return ckpt
@@ -344,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--iterations", type=int, default=6000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--size", type=int, default=16, help="crop side in latents (x16 pixels)")
-    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--lr", type=float, default=3e-5)
+    t.add_argument("--scale-lr", type=float, default=3e-4)
     t.add_argument("--minutes", type=float, default=None)
     t.add_argument("--threads", type=int, default=None)
     e = sub.add_parser("export", help="write the model folder")
@@ -358,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.threads:
             torch.set_num_threads(a.threads)
         train(a.latents, a.folders, a.out, a.weights, a.stage, a.width, a.train_from,
-              a.iterations, a.batch, a.size, a.lr, minutes=a.minutes)
+              a.iterations, a.batch, a.size, a.lr, a.scale_lr, minutes=a.minutes)
     else:
         print(json.dumps(export_folder(a.checkpoint, a.folder, a.base, a.name, a.version)["id"]))
 

@@ -13,6 +13,9 @@ from aecodec.model import MODELS_DIR, Model, find
 from aecodec.onnx_wire import Graph, Node, WireError, read_model, write_model
 
 SHIPPED = MODELS_DIR / "hyperprior" / "synthesis.onnx"
+# every shipped exact 8-bit synthesis: 1.1.0's and the lighter one of hyperprior-fast
+SYNTHESES = [p for p in (SHIPPED, MODELS_DIR / "hyperprior-fast" / "synthesis.onnx")
+             if p.is_file()]
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped hyperprior not installed")
 
 
@@ -77,14 +80,15 @@ def test_rewrite_refuses_other_graphs():
     assert rewrite(changed) is None
 
 
+@pytest.mark.parametrize("path", SYNTHESES, ids=lambda p: p.parent.name)
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("threads,level", [(2, "ORT_ENABLE_ALL"), (1, "ORT_DISABLE_ALL"),
                                            (1, "ORT_ENABLE_EXTENDED")])
-def test_rewritten_synthesis_gives_the_file_graphs_pixels(threads, level, signed):
+def test_rewritten_synthesis_gives_the_file_graphs_pixels(threads, level, signed, path):
     if signed and not exact_u8s8():
         pytest.skip("this CPU's u8 x s8 sums may saturate: the runtime does not use them")
-    fast = _session(rewrite(SHIPPED.read_bytes(), signed_gamma=signed), threads, level)
-    plain = _session(str(SHIPPED), threads, level)
+    fast = _session(rewrite(path.read_bytes(), signed_gamma=signed), threads, level)
+    plain = _session(str(path), threads, level)
     for seed, (h, w), spread in [(0, (5, 7), 30.0), (1, (4, 4), 300.0), (2, (9, 3), 3.0)]:
         y = _latents(seed, h, w, spread)
         a, b = fast.run(None, {"y_hat": y})[0], plain.run(None, {"y_hat": y})[0]
