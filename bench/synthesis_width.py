@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-WIDTHS = [(128, 128, 128), (128, 128, 64), (96, 96, 96), (128, 96, 48), (64, 64, 64)]
+WIDTHS = [(128, 128, 128), (128, 128, 96), (128, 128, 80), (128, 128, 64), (96, 96, 96),
+          (128, 96, 48), (64, 64, 64)]
 
 
 def build(chans: tuple[int, int, int], m: int = 192, seed: int = 0) -> bytes:
@@ -106,6 +107,10 @@ def main(argv: list[str] | None = None) -> None:
     shipped = (MODELS_DIR / "hyperprior" / "synthesis.onnx").read_bytes()
     graphs = {"shipped file": session(shipped, True), "runtime rewrite": session(
         rewrite(shipped), False)}
+    fast = MODELS_DIR / "hyperprior-fast" / "synthesis.onnx"
+    if fast.is_file():  # the trained lighter synthesis, as the runtime runs it
+        graphs["hyperprior-fast (trained, runtime rewrite)"] = session(
+            rewrite(fast.read_bytes()), False)
     graphs |= {"widths " + "/".join(map(str, w)): session(build(w), False) for w in WIDTHS}
     x = np.random.default_rng(1).normal(0, 2, (1, 192, 32, 48)).astype(np.float32)
     times: dict[str, list[float]] = {k: [] for k in graphs}

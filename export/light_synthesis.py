@@ -11,11 +11,12 @@ How:
    and keep the `width` most useful channels of one stage (mean |activation| after its IGDN
    times the norm of the next convolution's weights on it): a warm start, not a new network.
 2. `train`: quantization-aware fine-tune of the stages from the pruned one on, the earlier
-   stages frozen (they are exactly the shipped ones). Inputs are y_hat as decoding makes it,
-   from latents computed once by `aecodec.export.latents` (no analysis in the loop), at rate
-   positions drawn continuously over every level the runtime offers, the two extended low
-   levels included; target the photo's pixels. Loss: mean log-MSE (each rate counts the same).
-   Resumable: the same command continues from `OUT/ckpt.pt` (written every few minutes).
+   stages frozen (they are exactly the shipped ones). Inputs are y_hat exactly as the runtime
+   decodes it (its hyper path), at each of the model's 10 rate levels, computed once from
+   latents that `aecodec.export.latents` wrote (no analysis in the loop); target the photo's
+   pixels, in each crop's interior only (its edges are zero-padded where decoding has
+   neighbours). Loss: mean log-MSE (each rate counts the same). Resumable: the same command
+   continues from `OUT/ckpt.pt` (written every few minutes).
 3. `export_folder`: a model folder holding the new `synthesis.onnx` and sharing every other
    file with the base model (`shares_files_with`).
 
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from aecodec.model import file_sha256, folder_sha256
 
@@ -149,6 +151,32 @@ def load_pairs(latents: Path, folders: list[Path], max_side: int = 1024
     return out
 
 
+def runtime_latents(y: np.ndarray, qualities: list[float], model: str = "hyperprior"
+                    ) -> list[np.ndarray]:
+    """y_hat [M, h, w] of one photo's latents y at each quality, exactly as the runtime decodes
+    it (its hyper-analysis, integer hyper-decoder, gains and rounding): what the synthesis
+    will be given. Computed once per photo: the hyper path is most of a step's cost else."""
+    import aecodec
+    from aecodec.latent.base import gained
+    from aecodec.rate import gains_at
+    from aecodec.tiles import TileGrid
+
+    if model not in _CODECS:
+        _CODECS[model] = aecodec.Codec(model)
+    lc, m = _CODECS[model].latent, _CODECS[model].model
+    grid = TileGrid(y.shape[1], y.shape[2])
+    out = []
+    for q in qualities:
+        gain, inv = gains_at(m.gain, m.inv_gain, q)
+        z = lc.hyper_latents(y, gain, grid)
+        mu, _ = lc.entropy_params(z, y.shape)
+        out.append(((np.rint(gained(y, gain) - mu) + mu) * inv[:, None, None]).astype(np.float16))
+    return out
+
+
+_CODECS: dict = {}
+
+
 class LatentCrops:
     """Endless batches of random crops, `size` latents a side, of (y, photo) pairs.
 
@@ -159,34 +187,30 @@ class LatentCrops:
     hyper-decoder's mean comes from the whole photo's latents, as in decoding."""
 
     def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], size: int, batch: int,
-                 halo: int = 2, seed: int = 0) -> None:
-        self.pairs = [(torch.from_numpy(y), torch.from_numpy(a).permute(2, 0, 1))
-                      for _, y, a in pairs if min(y.shape[1:]) >= size]
+                 halo: int = 2, seed: int = 0, qualities: int = 10, model: str = "hyperprior"
+                 ) -> None:
+        qs = [float(q) for q in np.linspace(1, 100, qualities)]
+        self.pairs = [([torch.from_numpy(v) for v in runtime_latents(y.astype(np.float32), qs,
+                                                                        model)],
+                       torch.from_numpy(a).permute(2, 0, 1))
+                      for _, y, a in tqdm(pairs, desc="y_hat per quality", mininterval=10)
+                      if min(y.shape[1:]) >= size]
         self.size, self.batch, self.halo = size, batch, halo
         self.gen = np.random.default_rng(seed)
 
-    def next(self) -> tuple[list[tuple[torch.Tensor, int, int]], torch.Tensor]:
-        """([(y of the whole photo, top, left)] per crop, the crops' interior pixels)."""
-        crops, xs = [], []
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat crops at a random quality each, the crops' interior pixels)."""
+        ys, xs = [], []
         s, h = self.size, self.halo
         for i in self.gen.integers(0, len(self.pairs), self.batch):
-            y, a = self.pairs[i]
+            levels, a = self.pairs[i]
+            y = levels[int(self.gen.integers(0, len(levels)))]
             top = int(self.gen.integers(0, y.shape[1] - s + 1))
             left = int(self.gen.integers(0, y.shape[2] - s + 1))
-            crops.append((y, top, left))
+            ys.append(y[:, top : top + s, left : left + s])
             xs.append(a[:, 16 * (top + h) : 16 * (top + s - h),
                         16 * (left + h) : 16 * (left + s - h)])
-        return crops, torch.stack(xs).float() / 255
-
-
-def crop_latents(model: Hyperprior, crops: list[tuple[torch.Tensor, int, int]], size: int,
-                 t: torch.Tensor) -> torch.Tensor:
-    """y_hat of each crop, decoded from its whole photo's latents at rate position t[i]."""
-    out = []
-    for (y, top, left), ti in zip(crops, t, strict=True):
-        y_hat = decoded_latents(model, y[None].float(), ti[None])
-        out.append(y_hat[0, :, top : top + size, left : left + size])
-    return torch.stack(out)
+        return torch.stack(ys).float(), torch.stack(xs).float() / 255
 
 
 # -- training -------------------------------------------------------------------------------
@@ -221,10 +245,13 @@ def validate(model: Hyperprior, nets: dict[str, IntSynthesis],
 def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: int = 2,
           width: int = 64, train_from: int | None = None, iterations: int = 6000,
           batch: int = 8, size: int = 16, lr: float = 3e-5, scale_lr: float = 3e-4,
-          checkpoint_minutes: float = 3.0, minutes: float | None = None) -> Path:
-    """Prune stage `stage` of the shipped 8-bit synthesis to `width` channels and fine-tune
-    stages `train_from` (default: `stage`) and later for `iterations` steps (cosine decay over
-    them); resumes from `out/ckpt.pt`. `minutes` stops this call early (the run resumes)."""
+          checkpoint_minutes: float = 3.0, minutes: float | None = None,
+          base: str = "hyperprior") -> Path:
+    """Prune stage `stage` of the 8-bit synthesis in `weights` to `width` channels and
+    fine-tune stages `train_from` (default: `stage`) and later for `iterations` steps (cosine
+    decay over them); resumes from `out/ckpt.pt`. `minutes` stops this call early (the run
+    resumes). `base` is the exported model (name or folder) of `weights`, whose runtime makes
+    the y_hat the synthesis learns from."""
     torch.manual_seed(0)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "ckpt.pt"
@@ -260,9 +287,8 @@ def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: i
                             {"params": scales, "lr": record["scale_lr"]}])
     if ckpt.exists():
         opt.load_state_dict(st["opt"])
-    base = [record["lr"], record["scale_lr"]]  # a resumed run keeps its own schedule
-    crops = LatentCrops(tr, size, batch, seed=record["iterations"])
-    gen = torch.Generator().manual_seed(record["iterations"])
+    peak = [record["lr"], record["scale_lr"]]  # a resumed run keeps its own schedule
+    crops = LatentCrops(tr, size, batch, seed=record["iterations"], model=base)
     cpu = platform.processor() or platform.machine()
     run = {"start": record["iterations"], "hardware": f"{cpu} ({torch.get_num_threads()} threads)"}
     record["runs"].append(run)
@@ -275,11 +301,10 @@ def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: i
     t0 = last = time.time()
     while record["iterations"] < record["total"]:
         frac = record["iterations"] / record["total"]
-        for grp, b in zip(opt.param_groups, base, strict=True):
+        for grp, b in zip(opt.param_groups, peak, strict=True):
             grp["lr"] = b * 0.5 * (1 + math.cos(math.pi * frac))
-        parts, x = crops.next()
-        t = span[0] + torch.rand(batch, generator=gen) * (span[1] - span[0])
-        out = run_frozen(net, crop_latents(model, parts, size, t), first)
+        y_hat, x = crops.next()
+        out = run_frozen(net, y_hat, first)
         e = 16 * crops.halo
         mse = torch.mean((out[:, :, e:-e, e:-e].clamp(0, 1) - x) ** 2, dim=(1, 2, 3))
         loss = torch.log(mse.clamp_min(1e-10)).mean()
@@ -359,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("folders", type=Path, nargs="+")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--weights", type=Path, default=Path("checkpoints/hyperprior.pt"))
+    t.add_argument("--base", default="hyperprior", help="the exported model of --weights")
     t.add_argument("--stage", type=int, default=2)
     t.add_argument("--width", type=int, default=64)
     t.add_argument("--train-from", type=int, default=None)
@@ -380,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.threads:
             torch.set_num_threads(a.threads)
         train(a.latents, a.folders, a.out, a.weights, a.stage, a.width, a.train_from,
-              a.iterations, a.batch, a.size, a.lr, a.scale_lr, minutes=a.minutes)
+              a.iterations, a.batch, a.size, a.lr, a.scale_lr, minutes=a.minutes, base=a.base)
     else:
         print(json.dumps(export_folder(a.checkpoint, a.folder, a.base, a.name, a.version)["id"]))
 

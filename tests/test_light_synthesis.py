@@ -116,13 +116,15 @@ def test_train_resume_and_export_a_folder_sharing_the_encoder(tmp_path):
     lat = tmp_path / "latents.npz"
     np.savez(lat, **compute_latents([photos], str(base), max_side=None))
     out = tmp_path / "light"
-    ls.train(lat, [photos], out, weights, stage=2, width=4, iterations=3, batch=2, size=6)
+    ls.train(lat, [photos], out, weights, stage=2, width=4, iterations=3, batch=2, size=6,
+             base=str(base))
     first = torch.load(out / "ckpt.pt", weights_only=False)
     assert first["record"]["iterations"] == 3 and first["widths"] == (8, 8, 4)
     assert "after" in first["record"]
     first["record"]["total"] = 5  # a longer run resumes where the first stopped
     torch.save(first, out / "ckpt.pt")
-    ls.train(lat, [photos], out, weights, stage=2, width=4, iterations=3, batch=2, size=6)
+    ls.train(lat, [photos], out, weights, stage=2, width=4, iterations=3, batch=2, size=6,
+             base=str(base))
     again = torch.load(out / "ckpt.pt", weights_only=False)
     assert again["record"]["iterations"] == 5 and len(again["record"]["runs"]) == 2
     assert not torch.equal(again["net"]["convs.2.weight"], first["net"]["convs.2.weight"])
