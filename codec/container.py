@@ -44,6 +44,7 @@ COMPACT_MODELS: dict[int, str] = {
     4: "dd1d4aa3",  # mnist-denoise 1.0.0
     5: "8e1a5098",  # mnist-vae 1.0.0
     6: "4f29aa15",  # mnist-rd 1.0.0
+    7: "d94cbc00",  # mnist-rd-hq 1.0.0
 }
 COMPACT_FLAG_QUALITY = 0x40
 COMPACT_MAX_INDEX = 0x3F

@@ -13,7 +13,7 @@ from aecodec.bench.mnist_data import MnistNotFoundError, add_noise, load_mnist
 from aecodec.cli import main as cli
 
 EXPECTED = ["mnist-conv", "mnist-deep", "mnist-denoise", "mnist-dense", "mnist-rd",
-            "mnist-sparse", "mnist-vae"]
+            "mnist-rd-hq", "mnist-sparse", "mnist-vae"]
 NAMES = EXPECTED
 
 
@@ -60,7 +60,7 @@ def test_api_roundtrip_synthetic(codecs, name):
         data = c.compress(d, quality=q)
         out = c.decompress(data)
         assert out.shape == (28, 28) and out.dtype == np.uint8
-        assert len(data) < 64
+        assert len(data) < (96 if name == "mnist-rd-hq" else 64)  # hq: 30 dB at its top
         # the stream names its model: the module-level decompress finds it by id
         np.testing.assert_array_equal(aecodec.decompress(data), out)
         np.testing.assert_array_equal(c.decompress(c.compress(d, quality=q)), out)
@@ -80,7 +80,10 @@ def test_api_roundtrip_digits(codecs, digits, name):
     assert quality[100] > quality[1] - 0.5
     floor = 12 if name == "mnist-denoise" else 15  # the denoiser is trained on noisy inputs
     assert quality[100] > floor, quality
-    assert sizes[1] < 40 and sizes[100] < 60, sizes
+    top = 90 if name == "mnist-rd-hq" else 60  # full profile; hq buys ~30 dB with its bytes
+    assert sizes[1] < 40 and sizes[100] < top, sizes
+    if name == "mnist-rd-hq":  # issue 14's top end, with the plain encoder
+        assert quality[100] > 29.5, quality
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -286,3 +289,21 @@ def test_bench_pair_ratios_and_goal_check():
     assert g["rows"][-1]["classical_point"]
     assert g["min_ratio"] == pytest.approx(min(r["ratio"] for r in g["rows"]))
     assert goal_check({"m": model[:1]}, {"WebP": webp}, 18, 26, 1.0)["min_ratio"] is None
+
+
+def test_bench_markdown_reports_the_top_range():
+    """The 26-30 dB table is printed after the 18-26 dB goal, without the goal's plain-encoder
+    line (that one belongs to the goal only)."""
+    from aecodec.bench.mnist import TOP_RANGE, _goal_lines, goal_check
+
+    model = [{"psnr": 18.0, "bytes": 10.0, "setting": 1},
+             {"psnr": 31.0, "bytes": 40.0, "setting": 100}]
+    webp = [{"psnr": 23.0, "bytes": 100.0, "setting": 0},
+            {"psnr": 33.0, "bytes": 170.0, "setting": 30}]
+    res = {"learned": {"m": model, "m +search6": model},
+           "goal_top": goal_check({"m": model}, {"WebP": webp}, *TOP_RANGE),
+           "goal_plain_encoders": goal_check({"m": model}, {"WebP": webp})}
+    text = "\n".join(_goal_lines(res, "goal_top"))
+    assert "26–30 dB" in text and "| 30 | m |" in text and "encoder-side" not in text
+    assert res["goal_top"]["min_ratio"] == pytest.approx(
+        min(r["ratio"] for r in res["goal_top"]["rows"]))

@@ -15,7 +15,12 @@ pytest.importorskip("onnxscript")
 import aecodec  # noqa: E402
 from aecodec.bench.mnist_data import MnistNotFoundError, load_mnist  # noqa: E402
 from aecodec.export.mnist.exporter import export_model, integer_tables  # noqa: E402
-from aecodec.export.mnist.models import MODEL_NAMES, MnistCodec  # noqa: E402
+from aecodec.export.mnist.models import (  # noqa: E402
+    DESCRIPTIONS,
+    MODEL_NAMES,
+    MnistCodec,
+    describe,
+)
 
 
 @pytest.mark.parametrize("kind", MODEL_NAMES)
@@ -89,3 +94,56 @@ def test_short_training_run(tmp_path):
     assert rec["steps"] > 10 and len(rec["eval_test2000"]) == rec["levels"]
     m = load_checkpoint(tmp_path / "d.pt")
     assert m.kind == "dense" and not m.training
+
+
+def test_rd_capacity_is_a_parameter(tmp_path):
+    """One rd architecture serves mnist-rd and mnist-rd-hq: the widths change the layers and
+    the description, the default keeps mnist-rd's, and a checkpoint brings its widths back."""
+    from aecodec.export.mnist.train import load_checkpoint
+
+    assert describe(MnistCodec("rd", latent=64, levels=9)) == DESCRIPTIONS["rd"]
+    torch.manual_seed(0)
+    m = MnistCodec("rd", latent=8, levels=3, width=(8, 12))
+    assert [m.encoder[i].out_channels for i in (0, 2, 4)] == [8, 12, 12]
+    assert m.decoder[-2].in_channels == 8 and "8/12/12" in describe(m)
+    assert "8 latents" in describe(m)
+    rec = {"kind": "rd", "latent": 8, "levels": 3, "width": [8, 12]}
+    torch.save({"state_dict": m.state_dict(), "record": rec}, tmp_path / "r.pt")
+    back = load_checkpoint(tmp_path / "r.pt")
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(back.decode(back.encode(x)), m.eval().decode(m.encode(x)))
+
+
+def test_rd_models_match_their_shipped_folders():
+    """Each RD_MODELS entry is the recipe of a shipped mnist-<key>: same latents and lambdas,
+    and its widths are the ones in the manifest's training record."""
+    from aecodec.export.mnist.cli import CHOICES, RD_MODELS
+    from aecodec.model import find
+
+    assert "rd-hq" in CHOICES and RD_MODELS["rd"]["latent"] == 64
+    for key, spec in RD_MODELS.items():
+        try:
+            info = find(f"mnist-{key}")
+        except aecodec.UnknownModelError:
+            pytest.skip(f"mnist-{key} not shipped")
+        man = info.manifest
+        assert man["latent"]["channels"] == spec["latent"]
+        assert man["rate"]["lambdas"] == list(spec["lambdas"])
+        assert man["training"].get("width", [32, 48]) == list(spec.get("width", (32, 48)))
+
+
+@pytest.mark.slow
+def test_short_rd_training_run_with_widths_and_warmup(tmp_path):
+    try:
+        load_mnist("test", limit=1)
+    except MnistNotFoundError:
+        pytest.skip("MNIST IDX files not found")
+    from aecodec.export.mnist.train import load_checkpoint, train
+
+    ckpt = train("rd", out=tmp_path / "r.pt", minutes=0.05, latent=8, lambdas=(1.0, 4.0),
+                 width=(8, 12), warmup=50, log=lambda *_: None)
+    rec = ckpt["record"]
+    assert rec["width"] == [8, 12] and "warm-up over 50 steps" in rec["optimizer"]
+    m = load_checkpoint(tmp_path / "r.pt")
+    assert m.width == (8, 12) and m.K == 2

@@ -10,11 +10,16 @@ from aecodec.bench.mnist_data import MnistNotFoundError
 from aecodec.model import MODELS_DIR
 
 KINDS = ("dense", "deep", "sparse", "conv", "denoise", "vae", "rd")
-# the rate-distortion models: 64 latents, levels spanning 18-30 dB (docs/mnist.md)
+# the rate-distortion models (docs/mnist.md), each exported as mnist-<key>: `rd` (64 latents,
+# 18-26 dB) and `rd-hq`, the same architecture with more capacity and levels up to 30+ dB
 RD_MODELS = {
     "rd": {"kind": "rd", "latent": 64, "lambdas": (0.5, 1, 2, 4, 8, 16, 32, 64, 128),
            "minutes": 65.0, "seed": 0},
+    "rd-hq": {"kind": "rd", "latent": 256, "width": (48, 96), "warmup": 600,
+              "lambdas": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+              "minutes": 55.0, "seed": 0},
 }
+CHOICES = (*KINDS, *(k for k in RD_MODELS if k not in KINDS))  # what `train --model` takes
 DATA_HELP = "folder with the MNIST IDX files (default: $AECODEC_MNIST or ../shared/data/mnist)"
 
 
@@ -36,11 +41,11 @@ def mnist() -> None:
 
 
 @mnist.command()
-@click.option("--model", "kinds", type=click.Choice([*KINDS, "all"]), multiple=True,
-              default=("all",), show_default=True, help="which architecture(s)")
+@click.option("--model", "kinds", type=click.Choice([*CHOICES, "all"]), multiple=True,
+              default=("all",), show_default=True, help="which model(s)")
 @click.option("--minutes", type=float, default=None, help="time budget per model "
-              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse, 65 rd); "
-              "an interrupted run resumes from its partial checkpoint")
+              "(default: 3.5 conv/vae, 3 denoise, 2 deep, 1.5 dense/sparse, 65 rd, "
+              "55 rd-hq); an interrupted run resumes from its partial checkpoint")
 @click.option("--data", default=None, help=DATA_HELP)
 @click.option("--runs", default="runs/mnist", show_default=True, help="checkpoint folder")
 @click.option("--export-to", default=str(MODELS_DIR), show_default=True,
@@ -60,20 +65,22 @@ def train(kinds, minutes, data, runs, export_to, seed, threads) -> None:
 
     budget = {"conv": 3.5, "vae": 3.5, "denoise": 3.0, "deep": 2.0, "dense": 1.5, "sparse": 1.5}
     budget.update({k: v["minutes"] for k, v in RD_MODELS.items()})
-    kinds = KINDS if "all" in kinds else kinds
+    kinds = CHOICES if "all" in kinds else kinds
     test, _ = load_mnist("test", data, limit=64)
     check = torch.from_numpy(test).float().div(255).unsqueeze(1)
     for k in kinds:
         ckpt = Path(runs) / f"{k}.pt"
-        extra = {}
+        kind, extra = k, {}
         if k in RD_MODELS:
-            extra = {"latent": RD_MODELS[k]["latent"], "lambdas": RD_MODELS[k]["lambdas"],
-                     "resume": True}
-        train_one(k, data, ckpt, minutes=minutes or budget[k], seed=seed, threads=threads,
+            spec = RD_MODELS[k]
+            kind = spec["kind"]
+            extra = {"latent": spec["latent"], "lambdas": spec["lambdas"], "resume": True}
+            extra |= {key: spec[key] for key in ("width", "warmup") if key in spec}
+        train_one(kind, data, ckpt, minutes=minutes or budget[k], seed=seed, threads=threads,
                   log=click.echo, **extra)
         model = load_checkpoint(ckpt)
-        man = export_model(model, Path(export_to) / f"mnist-{k}", record=model.record,
-                           check=check)
+        man = export_model(model, Path(export_to) / f"mnist-{k}", name=f"mnist-{k}",
+                           record=model.record, check=check)
         click.echo(f"exported mnist-{k} (id {man['id']}) to {Path(export_to) / f'mnist-{k}'}")
 
 

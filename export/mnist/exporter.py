@@ -11,7 +11,7 @@ import torch
 
 from ..folder import update_manifest, write_model_folder
 from ..onnx_export import finalize
-from .models import DESCRIPTIONS, AnalysisGraph, MnistCodec, SynthesisGraph
+from .models import AnalysisGraph, MnistCodec, SynthesisGraph, describe
 
 TAIL_MASS = 1e-9  # mass left out at each end of a table (goes to the escape)
 MAX_LEN = 1024
@@ -111,7 +111,7 @@ def export_model(model: MnistCodec, folder: str | Path, name: str | None = None,
             "name": name,
             "version": version,
             "family": "factorized",
-            "description": f"MNIST 28x28 digits: {DESCRIPTIONS[model.kind]}",
+            "description": f"MNIST 28x28 digits: {describe(model)}",
             "image": {"channels": 1, "pad_multiple": 1, "fixed_size": [28, 28]},
             "latent": {"channels": model.M, "stride": 28},
             "rate": {"levels": model.K, "lambdas": record.get("lambdas"),

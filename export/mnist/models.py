@@ -31,6 +31,16 @@ DESCRIPTIONS = {
 RD_WIDTH = (32, 48)  # the rd model's conv channels (28 -> 14 -> 7 -> 4)
 
 
+def describe(model: MnistCodec) -> str:
+    """The manifest's description: an rd model names its own widths and latent count, so one
+    architecture serves several capacities (mnist-rd, mnist-rd-hq)."""
+    if model.kind != "rd":
+        return DESCRIPTIONS[model.kind]
+    a, b = model.width
+    return (f"rate-distortion trained conv autoencoder (3 strided convs {a}/{b}/{b} + dense, "
+            f"{model.M} latents), for 18-30 dB")
+
+
 class FactorizedDensity(EntropyBottleneck):
     """The photo models' entropy bottleneck (Ballé 2018), on dense latents [B, C]."""
 
@@ -108,11 +118,14 @@ def _rd_decoder(m, w=RD_WIDTH):
 class MnistCodec(nn.Module):
     """One member of the family; ``kind`` picks the architecture."""
 
-    def __init__(self, kind: str, latent: int = 32, levels: int = 5):
+    def __init__(self, kind: str, latent: int = 32, levels: int = 5,
+                 width: tuple[int, int] = RD_WIDTH):
+        """`width`: the rd model's conv channels (more for more capacity at the top rates)."""
         super().__init__()
         if kind not in MODEL_NAMES:
             raise ValueError(f"unknown MNIST model {kind!r}; choose one of {MODEL_NAMES}")
         self.kind, self.M, self.K = kind, latent, levels
+        self.width = tuple(width)
         m = latent
         if kind in ("dense", "sparse"):
             self.encoder = _dense_encoder((784, m))
@@ -124,8 +137,8 @@ class MnistCodec(nn.Module):
             self.encoder = _conv_encoder(m)
             self.decoder = _conv_decoder(m)
         elif kind == "rd":
-            self.encoder = _rd_encoder(m)
-            self.decoder = _rd_decoder(m)
+            self.encoder = _rd_encoder(m, self.width)
+            self.decoder = _rd_decoder(m, self.width)
         else:  # vae: encoder gives mean and log-variance
             self.encoder = _conv_encoder(2 * m)
             self.decoder = _conv_decoder(m)

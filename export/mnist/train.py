@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from aecodec.bench.mnist_data import load_mnist
 
-from .models import MnistCodec
+from .models import RD_WIDTH, MnistCodec
 
 # bits per unit of SSE (x in [0,1]) for the K=5 levels, lowest rate first
 DEFAULT_LAMBDAS = (2.0, 4.0, 8.0, 16.0, 32.0)
@@ -57,10 +57,13 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
           minutes: float = 3.0, batch: int = 128, lr: float = 1e-3,
           lambdas=DEFAULT_LAMBDAS, latent: int = 32, seed: int = 0,
           threads: int = 1, l1: float = SPARSE_L1, log=print, resume: bool = False,
-          save_every: float = 120.0) -> dict:
+          save_every: float = 120.0, width: tuple[int, int] = RD_WIDTH,
+          warmup: int = 0) -> dict:
     """Time-boxed training. With `out`, a partial checkpoint (`<out>.partial`: weights,
     optimizer, step and elapsed time) is written every `save_every` seconds; `resume=True`
-    continues from it within the same time budget."""
+    continues from it within the same time budget. `warmup` steps ramp the learning rate up
+    linearly: with lambdas up to 1024 a cold Adam start can drive the output sigmoid into
+    saturation (every pixel 0, no gradient left), from which training never recovers."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(threads)
@@ -71,7 +74,7 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
     gen = torch.Generator().manual_seed(1234)
     noisy_test = add_noise(x_test, 0.4, generator=gen) if kind == "denoise" else None
 
-    model = MnistCodec(kind, latent=latent, levels=len(lambdas))
+    model = MnistCodec(kind, latent=latent, levels=len(lambdas), width=width)
     lam = torch.tensor(lambdas, dtype=torch.float32)
     fast = [p for n, p in model.named_parameters() if n.startswith(("density", "log_"))]
     slow = [p for n, p in model.named_parameters() if not n.startswith(("density", "log_"))]
@@ -102,7 +105,8 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
                 done = True
                 break
             for g, b in zip(opt.param_groups, base, strict=True):
-                g["lr"] = b * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+                ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+                g["lr"] = b * ramp * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
             x = x_all[perm[i : i + batch]]
             x_in = add_noise(x) if kind == "denoise" else x
             level = torch.randint(0, model.K, (x.shape[0],))
@@ -141,12 +145,14 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
             f"psnr {e['psnr']:.2f} dB, {e['active']} active channels")
     record = {
         "kind": kind, "latent": latent, "levels": len(lambdas), "lambdas": list(lambdas),
+        **({"width": list(width)} if kind == "rd" else {}),
         "loss": "bits + lambda * SSE(x in [0,1])" + {
             "sparse": f" + {l1} * |y*gain|_1 (L1 activity penalty)",
             "vae": f" + {VAE_ELBO_WEIGHT} * (BCE + KL) of a sampled latent (ELBO, nats)",
             "denoise": f"; input noisy (Gaussian sigma ~ U{NOISE_SIGMA}, clipped, 8-bit)",
         }.get(kind, ""),
-        "optimizer": f"Adam lr {lr} (density and gains x5), cosine over the time budget",
+        "optimizer": f"Adam lr {lr} (density and gains x5), cosine over the time budget"
+                     + (f", linear warm-up over {warmup} steps" if warmup else ""),
         "batch": batch, "steps": step, "epochs": round(step * batch / n, 2),
         "seconds": round(elapsed, 1), "threads": threads,
         "hardware": f"{platform.processor() or platform.machine()}, CPU, {threads} threads",
@@ -168,7 +174,8 @@ def train(kind: str, data: str | None = None, out: str | Path | None = None,
 def load_checkpoint(path) -> MnistCodec:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     rec = ckpt["record"]
-    model = MnistCodec(rec["kind"], latent=rec["latent"], levels=rec["levels"])
+    model = MnistCodec(rec["kind"], latent=rec["latent"], levels=rec["levels"],
+                       width=tuple(rec.get("width", RD_WIDTH)))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     model.record = rec
