@@ -144,3 +144,21 @@ def test_train_resume_and_export_a_folder_sharing_the_encoder(tmp_path):
     y_hat = light.decode_latents(data)["y_hat"]
     ref = IntReference((folder / "synthesis.onnx").read_bytes())(y_hat[None])[0]
     assert np.array_equal(pixels, ref.transpose(1, 2, 0)[:80, :100])
+
+
+def test_shipped_fast_model_writes_the_base_models_payload():
+    """hyperprior-fast shares 1.1.0's encoder: its golden stream's sections are byte for byte
+    1.1.0's golden's (same rate), under its own id; only the pixels differ, slightly."""
+    from pathlib import Path
+
+    from aecodec.model import MODELS_DIR
+
+    golden = Path(__file__).parent / "golden"
+    if not (MODELS_DIR / "hyperprior-fast").is_dir():
+        pytest.skip("hyperprior-fast not installed")
+    hf, sf = container.unpack((golden / "hyperprior-fast.aec").read_bytes())
+    hb, sb = container.unpack((golden / "hyperprior.aec").read_bytes())
+    assert sf == sb and hf.model_id != hb.model_id
+    a = np.asarray(Image.open(golden / "hyperprior-fast.png"), np.float64)
+    b = np.asarray(Image.open(golden / "hyperprior.png"), np.float64)
+    assert 0 < np.mean(np.abs(a - b)) < 2.0

@@ -112,3 +112,26 @@ def test_cli_reports_missing_data(tmp_path):
     res = CliRunner().invoke(main, ["mnist", "bench", "--data", str(tmp_path), "--digits", "5"])
     assert res.exit_code != 0
     assert "t10k-images-idx3-ubyte" in res.output and "nothing is downloaded" in res.output
+
+
+def test_cli_bench_searches_only_the_named_models(tmp_path):
+    """`--refine-model` limits the encoder-side search (slow on 256 latents) to the models
+    named; the bench's JSON then has search rows for those alone."""
+    import json
+
+    from click.testing import CliRunner
+
+    from aecodec.cli import main
+
+    folder = default_folder()
+    try:
+        load_mnist("test", folder, limit=1)
+    except MnistNotFoundError:
+        pytest.skip(f"MNIST not found in {folder}")
+    args = ["mnist", "bench", "--digits", "3", "--model", "mnist-rd", "--model", "mnist-rd-hq",
+            "--refine", "1", "--refine-model", "mnist-rd", "--out", str(tmp_path)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    learned = json.loads((tmp_path / "mnist_bench.json").read_text())["learned"]
+    assert "mnist-rd +search1" in learned and "mnist-rd-hq" in learned
+    assert not any(k.startswith("mnist-rd-hq +search") for k in learned)

@@ -145,14 +145,17 @@ def sample(count, seed, model, output) -> None:
               help="record the measured curves in the shipped manifests' results")
 @click.option("--refine", type=int, default=0, show_default=True,
               help="also bench the mnist-rd* models with N rounds of encoder-side latent search")
+@click.option("--refine-model", "refine_models", multiple=True,
+              help="the models --refine searches (default: every mnist-rd*)")
 @_data_guard
-def bench(digits, data, out, models, update_manifests, refine) -> None:
+def bench(digits, data, out, models, update_manifests, refine, refine_models) -> None:
     """Bytes per digit and PSNR vs JPEG, WebP, PNG, AVIF; ratio at equal PSNR; RD plot."""
     import json
 
     from aecodec.bench import mnist as mb
 
-    res = mb.run(digits, data, list(models) or None, log=click.echo, refine=refine)
+    res = mb.run(digits, data, list(models) or None, log=click.echo, refine=refine,
+                 refine_models=list(refine_models) or None)
     md = mb.markdown(res)
     click.echo(md)
     outp = Path(out)
