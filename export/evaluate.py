@@ -64,7 +64,7 @@ def results_from_bench(results: dict[str, Any], model: str) -> dict[str, Any] | 
         return None
     curve = results["curves"][key]
     bd = results.get("bd", {}).get("codecs", {})
-    speed = results.get("speed", {}).get("codecs", {}).get(key, {})
+    speed = (results.get("speed") or {}).get("codecs", {}).get(key, {})  # none with --repeats 0
     env = results.get("environment", {})
     return {
         "images": (results.get("images") or {}).get("count"),

@@ -162,3 +162,17 @@ def test_shipped_fast_model_writes_the_base_models_payload():
     a = np.asarray(Image.open(golden / "hyperprior-fast.png"), np.float64)
     b = np.asarray(Image.open(golden / "hyperprior.png"), np.float64)
     assert 0 < np.mean(np.abs(a - b)) < 2.0
+
+
+def test_bench_results_without_speed_go_into_a_manifest():
+    """An RD-only bench (`--repeats 0`, as results/kodak-fast) has no speed section: its
+    curve and BD-rates still make a manifest entry, with the speed left empty."""
+    from aecodec.export.evaluate import results_from_bench
+
+    point = {"setting": 1.0, "bpp": 0.1, "psnr": 25.0, "ms_ssim": 0.9}
+    results = {"images": {"count": 24}, "curves": {"aecodec-m": [point]}, "speed": None,
+               "bd": {"codecs": {"aecodec-m": {"bd_rate": -0.37, "bd_psnr": 2.2}}}}
+    entry = results_from_bench(results, "m")
+    assert entry is not None and entry["bd_rate_vs_jpeg"] == -0.37 and entry["images"] == 24
+    assert entry["curve"] == [point] and entry["speed"]["dec_ms"] is None
+    assert results_from_bench(results, "other") is None
