@@ -243,7 +243,7 @@ def validate(model: Hyperprior, nets: dict[str, IntSynthesis],
 
 
 def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: int = 2,
-          width: int = 64, train_from: int | None = None, iterations: int = 6000,
+          width: int = 80, train_from: int | None = None, iterations: int = 1000,
           batch: int = 8, size: int = 16, lr: float = 3e-5, scale_lr: float = 3e-4,
           checkpoint_minutes: float = 3.0, minutes: float | None = None,
           base: str = "hyperprior") -> Path:
@@ -386,9 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--weights", type=Path, default=Path("checkpoints/hyperprior.pt"))
     t.add_argument("--base", default="hyperprior", help="the exported model of --weights")
     t.add_argument("--stage", type=int, default=2)
-    t.add_argument("--width", type=int, default=64)
+    t.add_argument("--width", type=int, default=80)
     t.add_argument("--train-from", type=int, default=None)
-    t.add_argument("--iterations", type=int, default=6000)
+    t.add_argument("--iterations", type=int, default=1000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--size", type=int, default=16, help="crop side in latents (x16 pixels)")
     t.add_argument("--lr", type=float, default=3e-5)
