@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aecodec.model import file_sha256, folder_sha256
-
 from .eval_context import load_context
+from .folder import write_model_folder
 
 
 def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
@@ -32,43 +31,37 @@ def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
     model = load_context(ckpt, scale_only)
     st = torch.load(ckpt, weights_only=False, map_location="cpu")
     base_manifest = json.loads((base / "manifest.json").read_text())
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for f in base_manifest["files"]:
-        shutil.copy2(base / f, tmp / f)
-    np.savez(tmp / "context.npz", **model.to_numpy())
-    files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
-    digest = folder_sha256(files)
     cfg = model.cfg
     kind = {(1, 2): "checkerboard", (cfg.slices, 1): f"{cfg.slices} channel slices"}.get(
         (cfg.slices, cfg.phases), f"{cfg.slices} channel slices x checkerboard")
-    manifest = {k: v for k, v in base_manifest.items() if k not in ("results", "default")}
-    manifest |= {
-        "name": name,
-        "version": version,
-        "family": "context",
-        "description": f"{base_manifest['name']} {base_manifest['version']} with a parallel "
-                       f"context entropy model ({kind}, exact integer networks)",
-        "context": {**cfg.to_dict(), "refines": "scale" if scale_only else "mean and scale",
-                    "base": f"{base_manifest['name']} {base_manifest['version']} "
-                            f"({base_manifest['id']})"},
-        "files": files,
-        "sha256": digest,
-        "id": digest[:8],
-    }
-    manifest["training"] = dict(base_manifest.get("training", {}))
-    manifest["training"]["context"] = {
-        "crops": int(st["seen"]),
-        "hardware": f"{platform.processor() or platform.machine()} (CPU)",
-        "data": "latents of ../shared/data/train (bsds500 + photos, 1024 px), frozen transforms",
-        **(record or {}),
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.replace(folder)
+
+    def build(tmp: Path) -> dict:
+        for f in base_manifest["files"]:
+            shutil.copy2(base / f, tmp / f)
+        np.savez(tmp / "context.npz", **model.to_numpy())
+        manifest = {k: v for k, v in base_manifest.items()
+                    if k not in ("format", "results", "default", "files", "sha256", "id")}
+        training = dict(base_manifest.get("training", {}))
+        training["context"] = {
+            "crops": int(st["seen"]),
+            "hardware": f"{platform.processor() or platform.machine()} (CPU)",
+            "data": "latents of ../shared/data/train (bsds500 + photos, 1024 px), frozen "
+                    "transforms",
+            **(record or {}),
+        }
+        return manifest | {
+            "name": name,
+            "version": version,
+            "family": "context",
+            "description": f"{base_manifest['name']} {base_manifest['version']} with a "
+                           f"parallel context entropy model ({kind}, exact integer networks)",
+            "context": {**cfg.to_dict(), "refines": "scale" if scale_only else "mean and scale",
+                        "base": f"{base_manifest['name']} {base_manifest['version']} "
+                                f"({base_manifest['id']})"},
+            "training": training,
+        }
+
+    write_model_folder(folder, build)
     return folder
 
 

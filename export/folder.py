@@ -24,17 +24,21 @@ def _dump(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=1) + "\n"
 
 
-def write_model_folder(folder: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+def write_model_folder(folder: Path, build: Callable[[Path], dict[str, Any]],
+                       shared: dict[str, str] | None = None) -> dict[str, Any]:
     """`build(tmp)` writes the data files into `tmp` and returns the manifest's other fields;
     the files' SHA-256s, the folder hash and the id are added here, and the folder replaces
-    any old one at `folder` in one rename. Returns the manifest."""
+    any old one at `folder` in one rename. `shared` lists files (name: SHA-256) the folder
+    does not hold but reads through `shares_files_with`; they count in the hash and id like
+    its own. Returns the manifest."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     tmp.chmod(0o755)
     try:
         manifest = {"format": FORMAT, **build(tmp)}
-        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        files = dict(sorted(((shared or {}) | {p.name: file_sha256(p)
+                                                for p in tmp.iterdir()}).items()))
         digest = folder_sha256(files)
         manifest |= {"files": files, "sha256": digest, "id": digest[:8]}
         (tmp / "manifest.json").write_text(_dump(manifest))

@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -42,9 +41,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from aecodec.model import file_sha256, folder_sha256
-
 from .data import _fit
+from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
 from .models import Hyperprior, synthesis
@@ -345,35 +343,27 @@ def export_folder(ckpt: Path, folder: Path, base: Path, name: str, version: str 
     net = empty_int_synthesis(m, tuple(st["widths"]))
     net.load_state_dict(st["net"])
     base_manifest = json.loads((base / "manifest.json").read_text())
-    tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    y = torch.round(torch.randn(1, m, 4, 6, generator=torch.Generator().manual_seed(0)) * 8) / 4
-    _export_int_graph(net, y, tmp / "synthesis.onnx")
-    files = dict(base_manifest["files"]) | {"synthesis.onnx": file_sha256(tmp / "synthesis.onnx")}
-    digest = folder_sha256(files)
-    rec = {k: v for k, v in st["record"].items() if k != "opt"}
     widths = "/".join(map(str, net.widths))
-    manifest = {k: v for k, v in base_manifest.items() if k not in ("results", "default")}
-    manifest |= {
-        "name": name,
-        "version": version,
-        "description": description or (
-            f"{base_manifest['name']} {base_manifest['version']}'s encoder, hyperprior and "
-            f"tables with a lighter exact 8-bit synthesis (stage widths {widths})"),
-        "shares_files_with": f"../{base.name}",
-        "architecture": dict(base_manifest["architecture"]) | {"synthesis_widths": net.widths},
-        "files": files,
-        "sha256": digest,
-        "id": digest[:8],
-    }
-    manifest["training"] = dict(base_manifest.get("training", {})) | {"light_synthesis": rec}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.replace(folder)
-    return manifest
+
+    def build(tmp: Path) -> dict:
+        y = torch.round(torch.randn(1, m, 4, 6, generator=torch.Generator().manual_seed(0))
+                        * 8) / 4
+        _export_int_graph(net, y, tmp / "synthesis.onnx")
+        manifest = {k: v for k, v in base_manifest.items()
+                    if k not in ("format", "results", "default", "files", "sha256", "id")}
+        return manifest | {
+            "name": name,
+            "version": version,
+            "description": description or (
+                f"{base_manifest['name']} {base_manifest['version']}'s encoder, hyperprior "
+                f"and tables with a lighter exact 8-bit synthesis (stage widths {widths})"),
+            "shares_files_with": f"../{base.name}",
+            "architecture": base_manifest["architecture"] | {"synthesis_widths": net.widths},
+            "training": base_manifest.get("training", {}) | {"light_synthesis": st["record"]},
+        }
+
+    shared = {k: v for k, v in base_manifest["files"].items() if k != "synthesis.onnx"}
+    return write_model_folder(folder, build, shared)
 
 
 def main(argv: list[str] | None = None) -> None:
