@@ -7,6 +7,14 @@
     Image.open("x.aec"); im.save("x.aec", quality=60)  # the Pillow plugin, registered here
 """
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
+try:
+    __version__ = _dist_version("aecodec")
+except PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
+
 from . import pillow_plugin  # noqa: F401 - registers the AEC format with Pillow
 from .codec import (
     DEFAULT_QUALITY,
@@ -45,6 +53,7 @@ __all__ = [
     "UnknownModelError",
     "UnreadableImageError",
     "UnsupportedImageError",
+    "__version__",
     "compress",
     "decompress",
     "models",

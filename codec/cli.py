@@ -22,6 +22,26 @@ LAZY = {  # name: (module:attribute, one-line help, extra that provides it)
 }
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`aecodec --version`: the package, the ONNX Runtime it runs on and the default model
+    (read only when asked, so other commands do not pay for it)."""
+    if not value or ctx.resilient_parsing:
+        return
+    import onnxruntime
+
+    from . import __version__
+    from .model import default_info
+
+    try:
+        default = default_info()
+        model = f"{default.name} ({default.id})"
+    except AecodecError as e:
+        model = f"none ({e})"
+    click.echo(f"aecodec {__version__}\nonnxruntime {onnxruntime.__version__}\n"
+               f"default model {model}")
+    ctx.exit()
+
+
 class LazyGroup(click.Group):
     """A click group whose optional subcommands are imported on first use only."""
 
@@ -53,7 +73,8 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="aecodec")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version, ONNX Runtime's and the default model.")
 def main() -> None:
     """aecodec: a learned lossy image codec (autoencoders run with ONNX Runtime)."""
 
@@ -261,8 +282,8 @@ def _summary(value: object) -> str:
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".",
-              help="Folder for the outputs (default: current folder).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="aecodec-demo",
+              help="Folder for the outputs, made if missing (default: ./aecodec-demo).")
 @click.option("-q", "--quality", type=click.FloatRange(1, 100), default=None,
               help="Quality 1..100 (default 75).")
 @model_option
@@ -280,6 +301,7 @@ def demo(out_dir, quality, model_name, threads, force) -> None:
         raise click.ClickException(str(e)) from None
     for line in report:
         click.echo(line)
+    click.echo(f"wrote     {Path(out_dir) / 'kodim23.aec'} and kodim23-decoded.png")
 
 
 if __name__ == "__main__":

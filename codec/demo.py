@@ -39,6 +39,7 @@ def run(codec: Codec, out_dir: Path, quality: float, force: bool = False) -> lis
     """Write <out>/kodim23.aec and kodim23-decoded.png; return the report lines."""
     image = read_image(SAMPLE)
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stream, decoded = out_dir / f"{SAMPLE.stem}.aec", out_dir / f"{SAMPLE.stem}-decoded.png"
     for p in (stream, decoded):
         if p.exists() and not force:
