@@ -74,7 +74,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Show the version, ONNX Runtime's and the default model.")
+              callback=_print_version, help="Show the version, ONNX Runtime's, the default model.")
 def main() -> None:
     """aecodec: a learned lossy image codec (autoencoders run with ONNX Runtime)."""
 
@@ -301,7 +301,6 @@ def demo(out_dir, quality, model_name, threads, force) -> None:
         raise click.ClickException(str(e)) from None
     for line in report:
         click.echo(line)
-    click.echo(f"wrote     {Path(out_dir) / 'kodim23.aec'} and kodim23-decoded.png")
 
 
 if __name__ == "__main__":
