@@ -32,7 +32,8 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise AecodecError("Ray is not installed: pip install 'aecodec[ray]'") from None
+        raise AecodecError("Ray is not installed: pip install 'aecodec[ray]' "
+                           "(from a checkout: pip install -e '.[ray]')") from None
     return ray
 
 
