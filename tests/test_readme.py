@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import aecodec  # noqa: F401 - registers the AEC format with Pillow
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
