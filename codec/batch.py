@@ -30,6 +30,15 @@ Mode = Literal["compress", "decompress"]
 SUFFIX = {"compress": ".aec", "decompress": ".png"}  # output suffix when -o is a folder
 
 
+def _file_suffixes() -> set[str]:
+    from .imageio import FORMAT_SUFFIX, IMAGE_SUFFIXES
+
+    return {".aec", ".jxl", ".avif", *IMAGE_SUFFIXES, *FORMAT_SUFFIX.values()}
+
+
+FILE_SUFFIXES = _file_suffixes()  # an -o with one of these names a file, not a folder
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a worker needs to open its model and code one file (picklable)."""
@@ -42,6 +51,9 @@ class Settings:
     force: bool = False
     strip: bool = False  # compress: leave out ICC profile and EXIF
     profile: str = "full"  # compress: "compact" for the fixed-size digit models
+    strict_bpp: bool = False  # compress: a --bpp target that cannot be met fails the file
+    fmt: str | None = None  # decompress: output format (default: from the name, else PNG)
+    out_quality: int | None = None  # decompress: lossy outputs' quality (imageio's default)
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class Summary:
     pixels: int = 0
     seconds: float = 0.0
     failures: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C: the totals are what was done before
 
     def add(self, o: Outcome) -> None:
         if o.status == "done":
@@ -105,6 +118,8 @@ class Summary:
 
     def line(self) -> str:
         verb = "compressed" if self.mode == "compress" else "decompressed"
+        if self.interrupted:
+            verb = f"interrupted: {verb}"
         return (f"{verb} {self.done} files ({self.failed} failed, {self.skipped} skipped): "
                 f"{self.bytes_in:,} bytes in, {self.bytes_out:,} bytes out, "
                 f"mean {self.bpp:.4f} bpp, {self.seconds:.1f} s")
@@ -142,6 +157,11 @@ def plan(
     directly may go to a file, otherwise -o is a folder that mirrors the input folders' trees."""
     if output == "-" and len(found) > 1:
         raise AecodecError("-o - (stdout) takes a single input")
+    several = len(found) > 1 or found[0][1] is not None  # a folder's files: -o is a folder
+    if (several and output not in (None, "-") and Path(output).suffix.lower() in FILE_SUFFIXES
+            and not Path(output).is_dir()):
+        raise AecodecError(f"-o {output} names one file, but there are {len(found)} inputs "
+                           "(a folder's files): give a folder for -o")
     if output is None:
         dsts = ["-" if f == "-" else str(Path(f).with_suffix(suffix)) for f, _ in found]
     elif (len(found) == 1 and found[0][1] is None and not Path(output).is_dir()
@@ -186,15 +206,33 @@ class Coder:
         """An image array, image file bytes or path -> `Encoded` (quality or bpp target).
         Files are opened, not decoded, here: alpha, ICC, EXIF and bit depth reach the codec."""
         from .codec import DEFAULT_QUALITY
+        from .errors import LossWarning, RateWarning
         from .imageio import open_image
 
         s = self.settings
-        if isinstance(image, bytes | str):
+        if isinstance(image, str):
+            image = read(image)
+        if isinstance(image, bytes):
             image = open_image(image)
+        if getattr(image, "format", None) == "AEC":
+            warnings.warn("the input is itself an aecodec stream: decoded and coded again, "
+                          "losing quality a second time (decompress it instead?)", LossWarning,
+                          stacklevel=2)
         codec = self._codec(s.model)
-        if s.bpp is not None:
-            return codec.encode_to_bpp(image, s.bpp, s.strip)
-        return codec.encode(image, DEFAULT_QUALITY if s.quality is None else s.quality, s.strip)
+        if s.bpp is None:
+            return codec.encode(image, DEFAULT_QUALITY if s.quality is None else s.quality,
+                                s.strip)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            enc = codec.encode_to_bpp(image, s.bpp, s.strip)
+        for w in caught:
+            if not issubclass(w.category, RateWarning):
+                warnings.warn(w.message, stacklevel=2)
+            elif s.strict_bpp:
+                raise AecodecError(f"{w.message} (--strict-bpp: nothing written)")
+            else:
+                warnings.warn(str(w.message), LossWarning, stacklevel=2)
+        return enc
 
     def decode(self, data: bytes) -> np.ndarray:
         """A stream -> pixels, with the model it names unless one was given (the API's lookup,
@@ -215,7 +253,8 @@ class Coder:
             else:
                 data = Path(source).read_bytes() if isinstance(source, str) else source
                 pixels = self.decode(data)
-                out = encode_image(pixels, fmt, stream_metadata(data))
+                out = encode_image(pixels, fmt, stream_metadata(data),
+                                   self.settings.out_quality)
         if compress:
             h, w = enc.height, enc.width
             return Coded(enc.data, h * w, w, h, enc.quality, tuple(notes))
@@ -257,11 +296,14 @@ def error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"  # not a bad input: a bug, memory, a lost worker
 
 
-def output_format(dst: str, mode: Mode) -> str:
-    """The image format a decompressed file is written in (from its name; PNG for stdout)."""
+def output_format(dst: str, mode: Mode, fmt: str | None = None) -> str:
+    """The image format a decompressed file is written in: `fmt` (--format), else from its
+    name (PNG for stdout or no extension)."""
     from .imageio import format_for
 
-    return "PNG" if dst == "-" or mode == "compress" else format_for(dst)
+    if mode == "compress":
+        return "PNG"
+    return fmt or ("PNG" if dst == "-" else format_for(dst))
 
 
 def done_line(src: str, dst: str, mode: Mode, coded: Coded) -> str:
@@ -277,6 +319,33 @@ def finish(src: str, dst: str, mode: Mode, coded: Coded, bytes_in: int, force: b
     write(dst, coded.data, force)
     return Outcome(src, dst, "done", bytes_in, len(coded.data), coded.pixels,
                    done_line(src, dst, mode, coded), notes=coded.notes)
+
+
+def occupied(dst: str) -> bool:
+    """Whether writing `dst` would replace something: anything but a character device or a
+    FIFO (`-o /dev/null`), which are written through instead (imageio.write_atomic)."""
+    from .imageio import writes_through
+
+    return Path(dst).exists() and not writes_through(dst)
+
+
+def check_writable(pairs: list[tuple[str, str]]) -> None:
+    """Fail before any coding when an output folder cannot be written (read-only, a file in
+    the way, no permission), naming the output, not the input."""
+    import tempfile
+
+    for folder in sorted({Path(dst).parent for _, dst in pairs if dst != "-"}):
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            if not probe.is_dir():
+                raise NotADirectoryError(f"{probe} is not a folder")
+            with tempfile.TemporaryFile(dir=probe):
+                pass
+        except OSError as e:
+            raise AecodecError(f"cannot write outputs into {folder}: "
+                               f"{e.strerror or e}") from None
 
 
 def read(src: str) -> bytes:
@@ -322,7 +391,7 @@ def process(src: str, dst: str) -> Outcome:
         return Outcome(src, dst, "failed", error=_INIT_ERROR or "worker not initialised")
     s = _CODER.settings
     try:
-        if dst != "-" and Path(dst).exists() and not s.force:
+        if dst != "-" and occupied(dst) and not s.force:
             raise FileExistsError(f"{dst} exists (use --force to overwrite)")
         if s.mode == "compress" and src != "-":
             try:
@@ -333,7 +402,7 @@ def process(src: str, dst: str) -> Outcome:
         else:
             source = read(src)
             size = len(source)
-        coded = _CODER.transform(source, output_format(dst, s.mode))
+        coded = _CODER.transform(source, output_format(dst, s.mode, s.fmt))
         return finish(src, dst, s.mode, coded, size, s.force)
     except Exception as e:  # one bad file must not stop the others
         return Outcome(src, dst, "failed", error=error_text(e))
@@ -370,12 +439,13 @@ def run(
     summary = Summary(settings.mode)
     todo: list[tuple[str, str]] = []
     for src, dst in pairs:
-        if skip_existing and dst != "-" and Path(dst).exists():
+        if skip_existing and dst != "-" and occupied(dst):
             summary.add(Outcome(src, dst, "skipped"))
         else:
             todo.append((src, dst))
     bar = tqdm(total=len(pairs), initial=summary.skipped, unit="img", file=sys.stderr,
                disable=not progress or len(pairs) < 2 or None)
+    outcomes: Iterator[Outcome] = iter(())
     try:
         if ray:
             from .ray import outcomes_on_ray
@@ -388,6 +458,11 @@ def run(
             bar.update()
             if report:
                 report(o)
+    except KeyboardInterrupt:  # Ctrl-C: stop the workers, keep what is written, say so
+        summary.interrupted = True
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start

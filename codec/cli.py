@@ -42,6 +42,13 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
+def missing_extra(name: str, extra: str, e: ImportError) -> str:
+    """One line for a command whose optional packages are not installed."""
+    module = getattr(e, "name", None) or str(e)
+    return (f"'aecodec {name}' needs the '{extra}' extra ({module} is not installed): "
+            f"pip install 'aecodec[{extra}]', or from a checkout pip install -e '.[{extra}]'")
+
+
 class LazyGroup(click.Group):
     """A click group whose optional subcommands are imported on first use only."""
 
@@ -54,12 +61,19 @@ class LazyGroup(click.Group):
         target, _, extra = LAZY[name]
         module, attr = target.split(":")
         try:
-            return getattr(importlib.import_module(module), attr)
+            command = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise click.ClickException(
-                f"'aecodec {name}' is not available here ({e}); "
-                f"install it with: pip install 'aecodec[{extra}]'"
-            ) from None
+            raise click.ClickException(missing_extra(name, extra, e)) from None
+        invoke = command.invoke
+
+        def guarded(sub_ctx: click.Context):  # torch etc. are imported when the command runs
+            try:
+                return invoke(sub_ctx)
+            except ModuleNotFoundError as e:
+                raise click.ClickException(missing_extra(name, extra, e)) from None
+
+        command.invoke = guarded
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
@@ -87,8 +101,10 @@ def _fail(message: str) -> None:
 
 
 def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[str],
-         jobs: int | None, skip_existing: bool, ray: bool, ray_address: str | None) -> None:
-    """The shared body of compress and decompress: plan, run (aecodec.batch), report."""
+         jobs: int | None, skip_existing: bool, ray: bool, ray_address: str | None,
+         verbose: bool = False, quiet: bool = False) -> None:
+    """The shared body of compress and decompress: plan, run (aecodec.batch), report.
+    Exit status: 0, 1 if any file failed, 130 after Ctrl-C (with what was done)."""
     from tqdm import tqdm
 
     from . import batch
@@ -100,31 +116,48 @@ def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[st
             from .model import find
 
             find(settings.model)
-        pairs = batch.plan(batch.expand(inputs, suffixes), output, batch.SUFFIX[settings.mode])
+        suffix = batch.SUFFIX[settings.mode]
+        if settings.fmt:
+            from .imageio import FORMAT_SUFFIX
+
+            suffix = FORMAT_SUFFIX[settings.fmt]
+        pairs = batch.plan(batch.expand(inputs, suffixes), output, suffix)
+        batch.check_writable(pairs)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
     to_stdout = any(dst == "-" for _, dst in pairs)
+    if to_stdout and click.get_binary_stream("stdout").isatty():
+        raise click.ClickException("refusing to write binary data to a terminal: redirect "
+                                   "stdout (> file) or give -o FILE")
 
     def report(o: batch.Outcome) -> None:
         if o.notes:  # what the image lost (LossWarning), one line
             tqdm.write(f"Warning: {o.src}: {'; '.join(o.notes)}", file=sys.stderr)
         if o.status == "failed":
             tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
-        elif len(pairs) == 1:
-            click.echo(o.line or f"{o.src}: skipped, {o.dst} exists", err=to_stdout)
+        elif (len(pairs) == 1 or verbose) and not quiet:
+            line = o.line or f"{o.src}: skipped, {o.dst} exists"
+            if len(pairs) == 1:
+                click.echo(line, err=to_stdout)
+            else:
+                tqdm.write(line, file=sys.stderr if to_stdout else sys.stdout)
 
     batch.exit_on_sigterm()
     try:
         summary = batch.run(pairs, settings, jobs, skip_existing, ray or bool(ray_address),
-                            ray_address, report)
+                            ray_address, report, progress=not quiet)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
-    if len(pairs) > 1:
-        click.echo(summary.line())
+    if summary.interrupted:
+        click.echo(summary.line(), err=True)
+        sys.exit(130)
+    if len(pairs) > 1 and not quiet:
+        click.echo(summary.line(), err=to_stdout)
     if summary.failed:
         sys.exit(1)
 
 
+OUTPUT_FORMATS = ["png", "jpeg", "webp", "avif", "jxl", "tiff", "bmp"]
 model_option = click.option("--model", "model_name", metavar="NAME|PATH",
                             help="Shipped model name or model folder (default: shipped default).")
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
@@ -157,6 +190,11 @@ def batch_options(f: Callable) -> Callable:
                      help="Run on Ray (a local one unless --ray-address or RAY_ADDRESS)."),
         click.option("--ray-address", metavar="ADDR", default=None,
                      help="Join the Ray cluster at ADDR (implies --ray)."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="One line per file, also for many files."),
+        click.option("--quiet", is_flag=True,
+                     help="No progress bar, per-file lines or summary (errors and warnings "
+                     "still go to stderr)."),
     ]):
         f = option(f)
     return f
@@ -169,8 +207,12 @@ def batch_options(f: Callable) -> Callable:
               help="Quality 1..100, higher is better (default 75).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Target bits per pixel: picks the highest quality that fits.")
+@click.option("--strict-bpp", is_flag=True,
+              help="With --bpp: fail (exit 1, nothing written) when even quality 1 is over "
+              "the target, instead of writing it with a warning.")
 @click.option("--strip", is_flag=True,
-              help="Leave out the ICC profile and EXIF (the orientation is still applied).")
+              help="Leave out the ICC profile, EXIF, XMP and DPI (the orientation is still "
+              "applied).")
 @click.option("--profile", type=click.Choice(["full", "compact"]), default="full",
               show_default=True, help="Stream profile: compact = 1-3 byte header and a "
               "byte-granular coder, for the fixed-size digit models (integer qualities).")
@@ -178,8 +220,8 @@ def batch_options(f: Callable) -> Callable:
 @threads_option
 @force_option
 @batch_options
-def compress(inputs, output, quality, bpp, strip, profile, model_name, threads, force, jobs,
-             skip_existing, use_ray, ray_address) -> None:
+def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, model_name, threads,
+             force, jobs, skip_existing, use_ray, ray_address, verbose, quiet) -> None:
     """Compress images (files, folders, or - for stdin) to .aec streams.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
@@ -202,49 +244,76 @@ def compress(inputs, output, quality, bpp, strip, profile, model_name, threads, 
         if compact_index(info.id) is None:
             raise click.ClickException(f"model '{info.name}' has no compact-profile index "
                                        "(only the shipped digit models have one)")
-    settings = Settings("compress", model_name, quality, bpp, threads, force, strip, profile)
-    _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address)
+    if strict_bpp and bpp is None:
+        raise click.UsageError("--strict-bpp goes with --bpp")
+    settings = Settings("compress", model_name, quality, bpp, threads, force, strip, profile,
+                        strict_bpp=strict_bpp)
+    _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address,
+         verbose, quiet)
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image (format from its extension, PNG by default) "
               "or folder; - for stdout.")
+@click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
+              default=None, help="Output format (default: from -o's extension, else PNG); "
+              "sets the suffix of a folder's outputs. JXL needs pillow-jxl-plugin.")
+@click.option("--quality", "out_quality", type=click.IntRange(1, 100), default=None,
+              help="Quality of lossy outputs (JPEG, WebP, AVIF, JXL) [default: 95].")
 @model_option
 @threads_option
 @force_option
 @batch_options
-def decompress(inputs, output, model_name, threads, force, jobs, skip_existing, use_ray,
-               ray_address) -> None:
+def decompress(inputs, output, fmt, out_quality, model_name, threads, force, jobs,
+               skip_existing, use_ray, ray_address, verbose, quiet) -> None:
     """Decode .aec streams to images (PNG unless -o names another format).
 
-    Alpha comes back; ICC profile and EXIF are written into PNG, JPEG and WebP outputs.
+    Alpha comes back; ICC profile, EXIF, XMP and DPI are written where the output format
+    holds them (docs/cli.md), and a warning says what it cannot hold.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
     """
     from .batch import Settings
 
-    settings = Settings("decompress", model_name, threads=threads, force=force)
-    _run(inputs, output, settings, {".aec"}, jobs, skip_existing, use_ray, ray_address)
+    if fmt == "jxl":
+        from .imageio import _register_plugins
+
+        try:
+            _register_plugins("JXL")
+        except AecodecError as e:
+            raise click.ClickException(str(e)) from None
+    settings = Settings("decompress", model_name, threads=threads, force=force,
+                        fmt=fmt.upper() if fmt else None, out_quality=out_quality)
+    _run(inputs, output, settings, {".aec"}, jobs, skip_existing, use_ray, ray_address,
+         verbose, quiet)
 
 
 @main.command()
-@click.argument("file")
-def info(file) -> None:
-    """Show a stream's header: model, size, quality, sections, bits per pixel."""
+@click.argument("files", nargs=-1, required=True)
+def info(files) -> None:
+    """Show streams' headers: model, size, quality, sections, bits per pixel."""
     from .batch import read
     from .codec import stream_info
 
-    try:
-        fields = stream_info(read(file))
-    except AecodecError as e:
-        raise click.ClickException(f"{file}: {e}") from None
-    for key, value in fields.items():
-        if key == "bpp":
-            value = f"{value:.4f}"
-        elif key == "model" and value is None:
-            value = "(not installed)"
-        click.echo(f"{key:15} {value}")
+    failed = False
+    for i, file in enumerate(files):
+        try:
+            fields = stream_info(read(file))
+        except AecodecError as e:
+            click.echo(f"Error: {file}: {e}", err=True)
+            failed = True
+            continue
+        if len(files) > 1:
+            click.echo(("\n" if i else "") + f"{'file':15} {file}")
+        for key, value in fields.items():
+            if key == "bpp":
+                value = f"{value:.4f}"
+            elif key == "model" and value is None:
+                value = "(not installed)"
+            click.echo(f"{key:15} {value}")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

@@ -19,6 +19,8 @@ from .errors import (
     ImageTooLargeError,
     ModelError,
     ModelMismatchError,
+    RateWarning,
+    UnreadableImageError,
     UnsupportedImageError,
 )
 from .imageio import as_array
@@ -222,7 +224,8 @@ class Codec:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
-        If even quality 1 is over the target, that smallest stream is returned. Extra sections
+        If even quality 1 is over the target, that smallest stream is returned with a
+        `RateWarning` (the CLI's `--strict-bpp` makes it an error). Extra sections
         (alpha, metadata) count in the stream's bits.
         """
         image, extra = extras.prepare(image, strip)
@@ -237,7 +240,13 @@ class Codec:
             tried[q] = self.code(y, h, w, gray, q, extra, a)
             return tried[q].bpp <= bpp
 
-        return tried[rate.search_highest(fits)]
+        enc = tried[rate.search_highest(fits)]
+        if enc.bpp > bpp:
+            import warnings
+
+            warnings.warn(f"{bpp:g} bpp cannot be met: the smallest stream is {enc.bpp:.4f} "
+                          f"bpp (quality {enc.quality:g})", RateWarning, stacklevel=2)
+        return enc
 
     # ---- decoding ---------------------------------------------------------------------------
 
@@ -334,34 +343,49 @@ _CODECS: dict[tuple, Codec] = {}
 
 
 def get_codec(model: ModelLike = None, threads: int | None = None,
-              profile: str = "full") -> Codec:
+              profile: str = "full", max_pixels: int | None = None) -> Codec:
     """A cached Codec for a model name, folder or None (the default model)."""
     if isinstance(model, Model):
-        return Codec(model, profile=profile)
+        return Codec(model, profile=profile, max_pixels=max_pixels)
     info = model if isinstance(model, ModelInfo) else find(model)
-    key = (str(info.path.resolve()), info.id, threads, profile)
+    key = (str(info.path.resolve()), info.id, threads, profile, max_pixels)
     if key not in _CODECS:
-        _CODECS[key] = Codec(info, threads=threads, profile=profile)
+        _CODECS[key] = Codec(info, threads=threads, profile=profile, max_pixels=max_pixels)
     return _CODECS[key]
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY, model: ModelLike = None,
-    strip: bool = False, profile: str = "full",
+    image: np.ndarray | Image.Image, quality: float | None = None, model: ModelLike = None,
+    strip: bool = False, profile: str = "full", bpp: float | None = None,
 ) -> bytes:
-    """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped);
-    `strip` leaves out ICC profile and EXIF; `profile="compact"`: the compact stream profile
-    of fixed-size digit models."""
-    return get_codec(model, profile=profile).compress(image, quality, strip)
+    """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped)
+    at `quality` (default 75) or, with `bpp`, the highest quality within that many bits per
+    pixel (a `RateWarning` if even quality 1 is over it). `strip` leaves out ICC profile and
+    EXIF; `profile="compact"`: the compact stream profile of fixed-size digit models. Arrays
+    deeper than 8 bits follow `aecodec.imageio.to_uint8`'s rule."""
+    codec = get_codec(model, profile=profile)
+    if bpp is None:
+        return codec.compress(image, DEFAULT_QUALITY if quality is None else quality, strip)
+    if quality is not None:
+        raise ValueError("give either quality or bpp, not both")
+    return codec.encode_to_bpp(image, bpp, strip).data
 
 
-def decompress(data: bytes, model: ModelLike = None, threads: int | None = None) -> np.ndarray:
-    """Decode a stream; its model is found among the shipped ones by id unless given.
+def decompress(data: bytes | str | os.PathLike, model: ModelLike = None,
+               threads: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a stream (its bytes, or the path of a .aec file); its model is found among the
+    shipped ones by id unless given. `max_pixels` caps the declared size (default 100 MP, or
+    AECODEC_MAX_PIXELS) before anything is allocated.
 
     The model lookup reads the header fields only; the codec then checks the whole stream."""
+    if isinstance(data, str | os.PathLike):
+        try:
+            data = Path(data).read_bytes()
+        except OSError as e:
+            raise UnreadableImageError(f"{data}: cannot read ({e.strerror or e})") from None
     if model is None:
         model = find_by_id(container.read_header(data).model_id)
-    return get_codec(model, threads).decompress(data)
+    return get_codec(model, threads, max_pixels=max_pixels).decompress(data)
 
 
 def stream_info(data: bytes) -> dict:

@@ -29,7 +29,7 @@ FLAG_TILED = 8  # version 3: a tile field follows (the bit that is FLAG_TWO_SECT
 
 # Extra sections of a version 3 stream, in their order in the stream, with their bit in the
 # extras byte. Their content is defined in docs/format.md (Extra sections) and codec/extras.py.
-EXTRA_KINDS = ("icc", "exif", "alpha")
+EXTRA_KINDS = ("icc", "exif", "alpha", "xmp", "dpi")
 EXTRA_BITS = {kind: 1 << i for i, kind in enumerate(EXTRA_KINDS)}
 
 # ---- compact profile (fixed-size grayscale models, docs/format.md "Compact profile") --------

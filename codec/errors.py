@@ -44,3 +44,7 @@ class LossWarning(UserWarning):
     """Part of an input image cannot be kept (16-bit samples, later frames, a colour mode
     without an 8-bit RGB or gray equivalent, metadata an output format cannot hold): said
     once per image, never silently."""
+
+
+class RateWarning(UserWarning):
+    """A bits-per-pixel target that even the lowest quality cannot meet (the stream is over)."""

@@ -31,11 +31,13 @@ def prepare(
 ) -> tuple[np.ndarray | Image.Image, dict[str, bytes]]:
     """(pixels for the codec, extra sections by kind); warns a LossWarning for what is lost.
 
-    `strip` leaves ICC profile and EXIF out (the orientation is applied all the same)."""
+    `strip` leaves ICC profile, EXIF, XMP and DPI out (the orientation is applied all the
+    same)."""
     if isinstance(image, Image.Image):
         pixels, extra, lost = _from_pil(image, strip)
     else:
-        pixels, extra, lost = _from_array(image), {}, []
+        lost: list[str] = []
+        pixels, extra = _from_array(image, lost), {}
         if isinstance(pixels, tuple):
             pixels, extra = pixels[0], {"alpha": alpha.encode(pixels[1])}
     if lost:
@@ -43,8 +45,15 @@ def prepare(
     return pixels, {k: extra[k] for k in container.EXTRA_KINDS if k in extra}
 
 
-def _from_array(a):
-    """H x W x 4 / H x W x 2 uint8 arrays: (colour or gray pixels, alpha plane)."""
+def _from_array(a, lost: list[str]):
+    """H x W x 4 / H x W x 2 arrays: (colour or gray pixels, alpha plane); samples deeper
+    than 8 bits are brought to 8 by `imageio.to_uint8`'s rule first."""
+    from .imageio import to_uint8
+
+    if isinstance(a, np.ndarray) and a.dtype != np.uint8:
+        a, note = to_uint8(a)
+        if note:
+            lost.append(note)
     if isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (2, 4):
         return np.ascontiguousarray(a[:, :, : a.shape[2] - 1].squeeze(2) if a.shape[2] == 2
                                     else a[:, :, :3]), a[:, :, -1]
@@ -76,11 +85,14 @@ def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes
     if mode in ("RGBA", "LA"):
         plane = np.asarray(im.getchannel("A"))
         im, mode = im.convert(mode[:-1]), mode[:-1]
-    if mode.startswith("I;16"):
-        pixels = ((np.asarray(im, np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    elif mode in ("I", "F"):
-        lost.append(f"{mode} (32-bit) samples clipped to 8 bits")
-        pixels = np.asarray(im.convert("L"))
+    if mode.startswith("I;16") or mode in ("I", "F"):  # the arrays' rule (imageio.to_uint8)
+        from .imageio import to_uint8
+
+        samples = np.asarray(im)
+        pixels, note = to_uint8(samples.astype(np.uint16) if mode.startswith("I;16")
+                                else samples)
+        if note and not deep:  # (16-bit reduction is said below, once)
+            lost.append(f"{mode} image: {note}")
     elif mode in ("1", "L", "RGB"):
         pixels = np.asarray(im.convert("L") if mode == "1" else im)
     elif mode in ("P", "RGBX"):
@@ -107,8 +119,21 @@ def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes
             finally:  # the caller's image keeps its own EXIF
                 if saved is not None:
                     exif[ORIENTATION] = saved
-        if "xmp" in im.info or "XML:com.adobe.xmp" in im.info:
-            lost.append("XMP metadata dropped")
+        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+        if isinstance(xmp, str):
+            xmp = xmp.encode("utf-8")
+        if xmp:
+            extra["xmp"] = bytes(xmp)
+        dpi = im.info.get("dpi")
+        if dpi is not None:
+            try:
+                milli = [round(float(v) * 1000) for v in dpi]
+            except (TypeError, ValueError):
+                milli = []
+            if len(milli) == 2 and all(0 < v < 2**32 for v in milli):
+                extra["dpi"] = b"".join(v.to_bytes(4, "big") for v in milli)
+            else:
+                lost.append(f"unusable DPI {dpi!r} dropped")
     if plane is not None:
         extra["alpha"] = alpha.encode(plane)
     return pixels, extra, lost
@@ -125,9 +150,10 @@ def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
         return None
 
 
-def metadata(extra: dict[str, bytes]) -> dict[str, bytes]:
-    """Pillow-style info (`icc_profile`, `exif`) of a stream's extra sections, checked:
-    CorruptStreamError for a section that is not an ICC profile / an EXIF block."""
+def metadata(extra: dict[str, bytes]) -> dict:
+    """Pillow-style info (`icc_profile`, `exif`, `xmp`, `dpi`) of a stream's extra sections,
+    checked: CorruptStreamError for a section that is not an ICC profile / an EXIF block /
+    UTF-8 XML / two positive milli-DPI values."""
     info = {}
     icc = extra.get("icc")
     if icc is not None:
@@ -139,11 +165,28 @@ def metadata(extra: dict[str, bytes]) -> dict[str, bytes]:
         if exif[:6] != EXIF_PREFIX or exif[6:10] not in TIFF_HEADERS:
             raise CorruptStreamError("EXIF section is not an EXIF block")
         info["exif"] = exif
+    xmp = extra.get("xmp")
+    if xmp is not None:
+        try:
+            text = xmp.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CorruptStreamError("XMP section is not UTF-8 text") from None
+        if "<" not in text:
+            raise CorruptStreamError("XMP section is not XML")
+        info["xmp"] = xmp
+    dpi = extra.get("dpi")
+    if dpi is not None:
+        if len(dpi) != 8:
+            raise CorruptStreamError(f"DPI section is {len(dpi)} bytes, not 8")
+        x, y = int.from_bytes(dpi[:4], "big"), int.from_bytes(dpi[4:], "big")
+        if not (x and y):
+            raise CorruptStreamError("DPI section holds a zero resolution")
+        info["dpi"] = (x / 1000, y / 1000)
     return info
 
 
 def stream_metadata(data: bytes) -> dict[str, bytes]:
-    """`icc_profile` and `exif` of a stream (no decoding)."""
+    """`icc_profile`, `exif`, `xmp` and `dpi` of a stream (no decoding)."""
     header, sections = container.unpack(data)
     return metadata(container.split_extras(header, sections)[1])
 

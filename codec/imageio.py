@@ -16,21 +16,45 @@ from .errors import ImageTooLargeError, LossWarning, UnreadableImageError, Unsup
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pnm", ".gif", ".tga"}
-METADATA_FORMATS = {"PNG", "JPEG", "WEBP"}  # outputs that get the stream's ICC profile and EXIF
+# the stream's metadata each output format gets (checked by reading them back: Pillow's JPEG XL
+# plugin drops an ICC profile given to it)
+METADATA_FORMATS = {
+    "PNG": ("icc_profile", "exif", "xmp", "dpi"),
+    "JPEG": ("icc_profile", "exif", "xmp", "dpi"),
+    "WEBP": ("icc_profile", "exif", "xmp"),
+    "AVIF": ("icc_profile", "exif", "xmp"),
+    "TIFF": ("icc_profile", "exif", "dpi"),
+    "JXL": ("exif",),
+}
+LOSSY_FORMATS = {"JPEG", "WEBP", "AVIF", "JXL"}
+DEFAULT_OUTPUT_QUALITY = 95  # lossy outputs of decompress: well above the stream's own loss
+FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "AVIF": ".avif", "JXL": ".jxl",
+                 "TIFF": ".tif", "BMP": ".bmp"}
 JPEG_MAX_EXIF = 65533  # one APP1 segment
 
 
 def open_image(source: str | Path | bytes) -> Image.Image:
     """Open an image file (path or its bytes) without decoding its pixels, so that the encoder
     (codec/extras.py) sees its bit depth, frames, alpha and metadata."""
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    name = "" if isinstance(source, bytes) else f"{source}: "  # the caller names bytes
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"{name}: {e}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UnreadableImageError(f"{name}: cannot read image ({e})") from None
+        raise ImageTooLargeError(f"{name}{e}") from None
+    except UnidentifiedImageError:
+        raise UnreadableImageError(f"{name}cannot read image (not an image format Pillow "
+                                   "reads)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UnreadableImageError(f"{name}cannot read image ({_plain(e)})") from None
+
+
+def _plain(e: BaseException) -> str:
+    """An exception's message without Python object reprs (`<_io.BytesIO object at 0x..>`)."""
+    import re
+
+    text = str(getattr(e, "strerror", None) or e)
+    return re.sub(r"\s*<[\w.]+ object at 0x[0-9a-f]+>", "", text).strip() or type(e).__name__
 
 
 def read_image(source: str | Path | bytes) -> np.ndarray:
@@ -52,6 +76,37 @@ def pil_to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("L" if gray else "RGB"))
 
 
+def to_uint8(a: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The one rule for samples deeper than 8 bits, for arrays and PIL images alike (Pillow's
+    I;16 is a uint16 array, I an int32 one, F a float32 one): (uint8 pixels, what was lost).
+
+    - uint8: as is. bool: False/True -> 0/255, nothing lost.
+    - uint16: scaled to 8 bits, round(v * 255 / 65535) (16-bit PNG and TIFF samples).
+    - float: on the 0..255 scale, as Pillow's F mode; rounded and clipped.
+    - any other integer type: clipped to 0..255, as Pillow's I mode.
+    """
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return a, None
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * np.uint8(255), None
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), (
+            "16-bit samples reduced to 8 bits")
+    if np.issubdtype(a.dtype, np.floating):
+        finite = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        note = f"{a.dtype} samples rounded and clipped to 0..255"
+        if a.size and float(finite.max()) <= 1.0 and float(finite.min()) >= 0.0:
+            note += " (they are all within 0..1: floats are read on the 0..255 scale, " \
+                    "multiply by 255 first)"
+        return np.clip(np.rint(finite), 0, 255).astype(np.uint8), note
+    if np.issubdtype(a.dtype, np.integer):
+        return np.clip(a, 0, 255).astype(np.uint8), f"{a.dtype} samples clipped to 0..255"
+    raise UnsupportedImageError(
+        f"images must hold numbers (uint8, or uint16 / float / bool: see aecodec.imageio."
+        f"to_uint8), got {a.dtype}")
+
+
 def as_array(image: np.ndarray | Image.Image) -> np.ndarray:
     """Validate the codec's pixels: uint8 H x W, H x W x 1 or H x W x 3 (or a PIL image).
     (Alpha, H x W x 2 / 4, is split off before, by codec/extras.py.)"""
@@ -59,7 +114,9 @@ def as_array(image: np.ndarray | Image.Image) -> np.ndarray:
         return pil_to_array(image)
     a = np.asarray(image)
     if a.dtype != np.uint8:
-        raise UnsupportedImageError(f"images must be uint8 arrays, got {a.dtype}")
+        a, lost = to_uint8(a)
+        if lost:
+            warnings.warn(lost, LossWarning, stacklevel=3)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
@@ -72,20 +129,28 @@ def as_array(image: np.ndarray | Image.Image) -> np.ndarray:
     return a
 
 
-def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None) -> bytes:
-    """An image file of decoded pixels (H x W, x 2, x 3 or x 4), with `info`'s `icc_profile`
-    and `exif` written where the format holds them (PNG, JPEG, WebP). What the format cannot
-    hold (alpha in JPEG, metadata in BMP, ...) is dropped with one LossWarning."""
+def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None,
+                 quality: int | None = None) -> bytes:
+    """An image file of decoded pixels (H x W, x 2, x 3 or x 4), with `info`'s metadata
+    (`icc_profile`, `exif`, `xmp`, `dpi`) written where the format holds it; lossy formats at
+    `quality` (default DEFAULT_OUTPUT_QUALITY). What the format cannot hold (alpha in JPEG,
+    metadata in BMP, ...) is dropped with one LossWarning."""
+    _register_plugins(fmt)
     im = Image.fromarray(array, {2: "LA", 4: "RGBA"}.get(array.shape[2]) if array.ndim == 3
                          else None)
-    params = {k: v for k, v in (info or {}).items() if k in ("icc_profile", "exif") and v}
+    params = {k: v for k, v in (info or {}).items()
+              if k in ("icc_profile", "exif", "xmp", "dpi") and v}
     lost = []
-    if params and fmt not in METADATA_FORMATS:
-        lost.append(f"{' and '.join(params)} not written ({fmt} output)")
-        params = {}
+    kept = METADATA_FORMATS.get(fmt, ())
+    if [k for k in params if k not in kept]:
+        lost.append(f"{' and '.join(k for k in params if k not in kept)} not written "
+                    f"({fmt} output)")
+        params = {k: v for k, v in params.items() if k in kept}
     if fmt == "JPEG" and len(params.get("exif", b"")) > JPEG_MAX_EXIF:
         lost.append("exif not written (over the 64 KB a JPEG segment holds)")
         del params["exif"]
+    if fmt in LOSSY_FORMATS:
+        params["quality"] = DEFAULT_OUTPUT_QUALITY if quality is None else int(quality)
     try:
         data = _save(im, fmt, params)
     except (OSError, KeyError, ValueError):
@@ -98,7 +163,24 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None) 
     return data
 
 
+def _register_plugins(fmt_or_ext: str) -> None:
+    """JPEG XL comes from pillow-jxl-plugin (the `bench` extra), registered when imported."""
+    if fmt_or_ext.upper().lstrip(".") == "JXL":
+        try:
+            import pillow_jxl  # noqa: F401
+        except ImportError:
+            raise UnsupportedImageError("JPEG XL output needs pillow-jxl-plugin "
+                                        "(pip install pillow-jxl-plugin)") from None
+
+
 def _save(im: Image.Image, fmt: str, params: dict) -> bytes:
+    if fmt == "PNG" and "xmp" in params:  # Pillow writes PNG XMP as an iTXt chunk only
+        from PIL.PngImagePlugin import PngInfo
+
+        params = dict(params)
+        pnginfo = PngInfo()
+        pnginfo.add_itxt("XML:com.adobe.xmp", params.pop("xmp").decode("utf-8"))
+        params["pnginfo"] = pnginfo
     buf = io.BytesIO()
     im.save(buf, format=fmt, **params)
     return buf.getvalue()
@@ -109,6 +191,7 @@ def format_for(path: str | Path) -> str:
     ext = Path(path).suffix.lower()
     if not ext:
         return "PNG"
+    _register_plugins(ext)
     Image.init()
     fmt = Image.EXTENSION.get(ext)
     if fmt is None:
@@ -129,10 +212,19 @@ def write_atomic(
     (the CLI turns SIGTERM into an exception); only SIGKILL can leave it behind there.
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+    if writes_through(path):  # -o /dev/null, a FIFO: written into, never replaced
+        with open(path, "wb", buffering=0) as f:
+            for chunk in chunks:
+                f.write(chunk)
+        return
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise FileExistsError(f"{path} exists (use --force to overwrite)")
+        if not path.is_file():
+            raise FileExistsError(f"{path} is not a regular file: not replaced, even with "
+                                  "--force")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = _unnamed_file(path.parent)
     if fd is not None:
         try:
@@ -151,6 +243,17 @@ def write_atomic(
         _link_into_place(tmp, path, force)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def writes_through(path: str | Path) -> bool:
+    """A character device (/dev/null) or a FIFO: an output written into, not replaced."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def _unnamed_file(folder: Path) -> int | None:

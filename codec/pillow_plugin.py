@@ -71,7 +71,8 @@ class AecDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """`quality` (default 75), `model` (name, folder or None for the default), `strip`
+    """`quality` (default 75) or `bpp` (the highest quality within that many bits per pixel),
+    `model` (name, folder or None for the default), `strip`
     (leave out ICC and EXIF); `icc_profile` / `exif` override the image's own."""
     from .codec import DEFAULT_QUALITY, get_codec
 
@@ -87,7 +88,13 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             else:
                 im.info.pop(key, None)
     codec = get_codec(info.get("model"))
-    fp.write(codec.compress(im, info.get("quality", DEFAULT_QUALITY), bool(info.get("strip"))))
+    strip = bool(info.get("strip"))
+    if info.get("bpp") is not None:
+        if info.get("quality") is not None:
+            raise ValueError("give either quality or bpp, not both")
+        fp.write(codec.encode_to_bpp(im, float(info["bpp"]), strip).data)
+        return
+    fp.write(codec.compress(im, info.get("quality", DEFAULT_QUALITY), strip))
 
 
 def register() -> None:

@@ -139,7 +139,8 @@ def outcomes_on_ray(
                     continue
                 a = load.index(min(load))
                 load[a] += 1
-                ref = actors[a].try_transform.remote(data, output_format(dst, settings.mode))
+                ref = actors[a].try_transform.remote(data, output_format(dst, settings.mode,
+                                                                        settings.fmt))
                 running[ref] = (src, dst, len(data), a)
             if not running:
                 continue

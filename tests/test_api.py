@@ -70,7 +70,7 @@ def test_gray_pil_and_single_channel_inputs(codecs, photo):
     assert codec.decompress(codec.compress(gray[:, :, None], 90)).shape == gray.shape
     pil = codec.decompress(codec.compress(Image.fromarray(photo), 90))
     assert pil.shape == photo.shape
-    bad_inputs = (photo.astype(np.float32), np.zeros((4, 4, 5), np.uint8),  # (H x W x 2: LA)
+    bad_inputs = (photo.astype(np.complex64), np.zeros((4, 4, 5), np.uint8),  # (H x W x 2: LA)
                   np.zeros((0, 5), np.uint8))
     for bad in bad_inputs:
         with pytest.raises(UnsupportedImageError):

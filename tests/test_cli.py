@@ -142,4 +142,5 @@ def test_kodak_round_trips_through_the_cli(kodak, tmp_path):
 def test_demo_with_the_default_model(tmp_path):
     r = run("demo", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "kodim23.aec").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aecodec-demo"]  # a folder it names
+    assert (tmp_path / "aecodec-demo" / "kodim23.aec").is_file()

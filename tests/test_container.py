@@ -72,13 +72,13 @@ def test_extras_version_3():
     latent, extra = container.split_extras(*unpack(data))
     assert latent == [b"\x01" * 300, b"\x02" * 9000] and extra == {"exif": b"E" * 10,
                                                                    "alpha": b"A" * 20}
-    for bad in (("alpha", "exif"), ("icc", "icc"), ("xmp",)):
+    for bad in (("alpha", "exif"), ("icc", "icc"), ("thumbnail",)):
         with pytest.raises((ValueError, KeyError)):
             pack(Header("00000000", extras=bad), [b"\x01"] * (1 + len(bad)))
     with pytest.raises(ValueError):  # an untiled stream has at most two latent sections
         pack(Header("00000000", extras=("icc",)), [b"\x01"] * 4)
     raw = bytearray(data)
-    raw[2 + 1 + 4 + 2 + 2 + 1] = 0x08  # an unknown extra kind
+    raw[2 + 1 + 4 + 2 + 2 + 1] = 0x20  # an unknown extra kind (bits 0..4 are known)
     with pytest.raises(CorruptStreamError, match="unknown extra"):
         unpack(fuzz_refresh(bytes(raw)))
 
