@@ -38,3 +38,17 @@ def test_cli_commands_in_the_readme_exist():
     for name in named:
         r = CliRunner().invoke(main, [name, "--help"])
         assert r.exit_code == 0, (name, r.output)
+
+
+def test_cli_reference_names_every_option_of_every_command():
+    import click
+
+    from aecodec.cli import main
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    ctx = click.Context(main)
+    for name in ("compress", "decompress", "info", "models", "demo"):
+        section = doc.split(f"## aecodec {name}\n", 1)[1].split("\n## ", 1)[0]
+        for param in main.get_command(ctx, name).params:
+            if isinstance(param, click.Option):
+                assert any(o in section for o in param.opts), (name, param.opts)
