@@ -280,6 +280,9 @@ class Codec:
         else:
             h, w = header.height, header.width
         self._check_size(h, w)
+        if model.info.channels == 1 and not header.gray:  # H x W or H x W x 3, nothing else
+            raise CorruptStreamError(f"a stream of the 1-channel model '{model.name}' must "
+                                     "have its gray flag set")
         if (header.quality is None) == model.variable_rate:
             raise CorruptStreamError("stream's quality field does not fit its model")
         if header.tile is not None and model.info.fixed_size:

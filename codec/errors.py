@@ -12,8 +12,9 @@ class AecodecError(Exception):
     """Base class of every error aecodec raises on purpose."""
 
 
-class CorruptStreamError(AecodecError):
-    """The bytes are not a valid aecodec stream: foreign, truncated or damaged."""
+class CorruptStreamError(AecodecError, OSError):
+    """The bytes are not a valid aecodec stream: foreign, truncated or damaged. Also an
+    OSError, Pillow's convention for a broken file, so Pillow users catch it as one."""
 
 
 class ModelError(AecodecError):

@@ -104,6 +104,7 @@ def _matmul_session(w: np.ndarray, zp: int, threads: int | None, spinning: bool)
     uint8 kernels do not."""
     import onnxruntime as ort
 
+    ort.disable_telemetry_events()
     wt = np.ascontiguousarray((w.reshape(len(w), -1).T.astype(np.int16) + 128).astype(np.uint8))
     g = Graph([Node("MatMulInteger", ["x", "w", "zp", "w_zp"], ["y"])],
               {"w": wt, "zp": np.uint8(zp), "w_zp": np.uint8(128)}, ["x"], ["y"])

@@ -41,6 +41,8 @@ NETS = {"factorized": (), "hyperprior": ("hyper_synthesis.npz",),
         "context": ("hyper_synthesis.npz", "context.npz")}
 
 
+MAX_NPZ_BYTES = 1 << 28  # 256 MiB of arrays in one npz: 10x the largest a model ships
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -200,8 +202,7 @@ class Model:
             )
         self._verify()
         try:
-            with np.load(self.file("tables.npz")) as npz:
-                self.tables = {k: npz[k] for k in npz.files}
+            self.tables = self._npz("tables.npz")
             self.gain = np.asarray(self.tables["gain"], np.float64)
             self.inv_gain = np.asarray(self.tables["inv_gain"], np.float64)
         except (OSError, ValueError, KeyError) as e:
@@ -227,10 +228,21 @@ class Model:
         self.ctx_net: dict[str, np.ndarray] = nets.get("context.npz", {})
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays of an npz file of the folder, each member's declared size checked
+        before it is inflated: a small file cannot make the loader allocate gigabytes."""
+        import io
+        import zipfile
+
+        data = self.blob(name)
         try:
-            with np.load(self.file(name)) as npz:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                sizes = [i.file_size for i in z.infolist()]
+            if sum(sizes) > MAX_NPZ_BYTES:
+                raise ModelError(f"{self.path}/{name}: declares {sum(sizes):,} bytes of arrays, "
+                                 f"over the {MAX_NPZ_BYTES:,} a model may hold")
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
             raise ModelError(f"{self.path}/{name}: unreadable ({e})") from None
 
     # -- manifest shortcuts ---------------------------------------------------------------
@@ -258,24 +270,45 @@ class Model:
     def file(self, name: str) -> Path:
         """Where a file of the manifest lies: in the folder, or, where the folder lacks it, in
         the folder named by `shares_files_with` (relative to this one). Either way it is
-        checked against this manifest's SHA-256, so sharing changes no id."""
+        checked against this manifest's SHA-256, so sharing changes no id. A reference that
+        leaves the folder (absolute, `..`), or a shared one that leaves the models folder
+        around it, is a ModelError."""
+        if Path(name).is_absolute() or len(Path(name).parts) != 1 or name in (".", ".."):
+            raise ModelError(f"{self.path}: file name {name!r} is not a plain name")
         own = self.path / name
         base = self.info.manifest.get("shares_files_with")
         if own.is_file() or not base:
             return own
-        return self.path / str(base) / name
+        if Path(str(base)).is_absolute():
+            raise ModelError(f"{self.path}: shares_files_with must be relative, not {base!r}")
+        shared = self.path / str(base) / name
+        models = self.path.resolve().parent
+        if not shared.resolve().is_relative_to(models):
+            raise ModelError(f"{self.path}: shares_files_with {base!r} leaves {models}")
+        return shared
+
+    def blob(self, name: str) -> bytes:
+        """A file's bytes exactly as hashed by `_verify`: ONNX Runtime and numpy get these,
+        never the path, so bytes changed after the check are never used."""
+        try:
+            return self._blobs[name]
+        except KeyError:
+            raise ModelError(f"{self.path}: {name} is not a file of its manifest") from None
 
     def _verify(self) -> None:
         files = self.info.manifest.get("files") or {}
         needed = set(GRAPHS[self.family]) | {"tables.npz"} | set(NETS[self.family])
         if missing := needed - set(files):
             raise ModelError(f"{self.path}: manifest does not list {sorted(missing)}")
+        self._blobs: dict[str, bytes] = {}
         for name, digest in files.items():
             f = self.file(name)
             if not f.is_file():
                 raise ModelError(f"{self.path}: file {name} is missing")
-            if file_sha256(f) != str(digest).lower():
+            data = f.read_bytes()
+            if hashlib.sha256(data).hexdigest() != str(digest).lower():
                 raise ModelError(f"{self.path}: {name} does not match its sha256 in the manifest")
+            self._blobs[name] = data
         total = folder_sha256({k: str(v).lower() for k, v in files.items()})
         if total != str(self.info.manifest.get("sha256", "")).lower():
             raise ModelError(f"{self.path}: the manifest's sha256 does not match its files")
@@ -287,6 +320,8 @@ class Model:
     def _session(self, filename: str, data: bytes | None = None):
         """A session of a model file, or of `data`: a graph rebuilt from that file."""
         import onnxruntime as ort
+
+        ort.disable_telemetry_events()  # a codec library phones nowhere
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads or 0
@@ -300,7 +335,7 @@ class Model:
             opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             return ort.InferenceSession(
-                data if data is not None else str(self.file(filename)), sess_options=opts,
+                data if data is not None else self.blob(filename), sess_options=opts,
                 providers=self.providers,
             )
         except Exception as e:  # onnxruntime raises its own exception types
@@ -315,7 +350,7 @@ class Model:
         fast = None
         if self.rewrite and self.providers == ["CPUExecutionProvider"]:
             try:
-                fast = rewrite_synthesis(self.file("synthesis.onnx").read_bytes())
+                fast = rewrite_synthesis(self.blob("synthesis.onnx"))
             except OSError as e:
                 raise ModelError(f"{self.path}/synthesis.onnx: unreadable ({e})") from None
         if fast is not None:

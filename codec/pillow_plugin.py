@@ -28,6 +28,16 @@ def _accept(prefix: bytes) -> bool:
         container.VERSION, container.VERSION_TILED, container.VERSION_EXTRAS)
 
 
+def _one_channel(model_id: str) -> bool:
+    """Whether the stream's model codes gray only (unknown models: decided at load)."""
+    from .errors import ModelError
+
+    try:
+        return find_by_id(model_id).channels == 1
+    except ModelError:
+        return False
+
+
 class AecImageFile(ImageFile.ImageFile):
     """An aecodec stream opened by Pillow: the header is parsed (and the CRC checked) on
     open, the image decoded on load."""
@@ -40,13 +50,17 @@ class AecImageFile(ImageFile.ImageFile):
         data = self.fp.read()
         # corrupt streams raise CorruptStreamError (an AecodecError) rather than SyntaxError:
         # the magic bytes matched, so the caller gets the real reason, not "cannot identify"
-        header, sections = container.unpack(data)
+        from .codec import default_max_pixels
+
+        # aecodec's own limit applies before Pillow allocates anything, even where a pipeline
+        # sets Image.MAX_IMAGE_PIXELS = None (Image.open still runs Pillow's bomb check after)
+        header, sections = container.unpack(data, default_max_pixels())
         if header.width is None:
             h, w = find_by_id(header.model_id).fixed_size or (0, 0)
         else:
             h, w = header.height, header.width
         self._size = (w, h)
-        base = "L" if header.gray else "RGB"
+        base = "L" if header.gray or _one_channel(header.model_id) else "RGB"
         self._mode = base + "A" if "alpha" in header.extras else base
         self.info.update(extras.metadata(container.split_extras(header, sections)[1]))
         self.info["aecodec"] = {"model_id": header.model_id, "quality": header.quality,
@@ -63,9 +77,14 @@ class AecDecoder(ImageFile.PyDecoder):
         from .codec import decompress
 
         assert self.fd is not None
+        from .errors import CorruptStreamError
+
         pixels = decompress(self.fd.read())
-        if pixels.shape[:2] != (self.state.ysize, self.state.xsize):
-            raise ValueError("decoded size differs from the header's")
+        bands = len(self.mode)
+        if pixels.shape[:2] != (self.state.ysize, self.state.xsize) or (
+                pixels.shape[2] if pixels.ndim == 3 else 1) != bands:
+            raise CorruptStreamError(f"decoded {pixels.shape} differs from the header's "
+                                     f"{self.state.xsize}x{self.state.ysize} {self.mode}")
         self.set_as_raw(pixels.tobytes(), self.mode)
         return -1, 0
 

@@ -1,0 +1,130 @@
+"""Hostile streams built from docs/format.md alone: refused, or bounded, on every path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import aecodec
+from aecodec import container
+from aecodec.errors import AecodecError, CorruptStreamError
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _gray_flag_cleared() -> bytes:
+    header, sections = container.unpack((GOLDEN / "mnist-rd.aec").read_bytes())
+    return container.pack(replace(header, gray=False), sections)
+
+
+def test_one_channel_stream_without_gray_flag_is_corrupt_everywhere(tmp_path):
+    data = _gray_flag_cleared()
+    with pytest.raises(CorruptStreamError, match="gray flag"):
+        aecodec.decompress(data)
+    (tmp_path / "x.aec").write_bytes(data)
+    with pytest.raises(CorruptStreamError):  # an OSError too: Pillow's convention
+        Image.open(tmp_path / "x.aec").load()
+    r = subprocess.run([sys.executable, "-m", "aecodec.cli", "decompress", tmp_path / "x.aec"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "gray flag" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_corrupt_stream_error_is_an_oserror_and_an_aecodec_error():
+    assert issubclass(CorruptStreamError, OSError) and issubclass(CorruptStreamError, AecodecError)
+
+
+def test_pillow_applies_the_pixel_limit_at_open_even_without_pillows_own(tmp_path):
+    model_id = aecodec.models()[0].id
+    for info in aecodec.models():
+        if not info.fixed_size:
+            model_id = info.id
+    data = container.pack(container.Header(model_id, 65535, 65535, False, 75.0), [b"\x00"])
+    assert len(data) < 32
+    (tmp_path / "bomb.aec").write_bytes(data)
+    code = (
+        "import resource, sys; from PIL import Image; import aecodec\n"
+        "Image.MAX_IMAGE_PIXELS = None\n"
+        "try:\n"
+        f"    Image.open({str(tmp_path / 'bomb.aec')!r}).load()\n"
+        "    print('decoded')\n"
+        "except aecodec.ImageTooLargeError:\n"
+        "    print('refused')\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    verdict, mb = r.stdout.split()
+    assert verdict == "refused" and int(mb) < 200, r.stderr
+
+
+def _copy_model(tmp_path: Path, name: str) -> Path:
+    import shutil
+
+    src = next(i.path for i in aecodec.models() if i.name == name)
+    dst = tmp_path / "models" / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_model_bytes_are_read_once_and_used_as_checked(tmp_path, monkeypatch):
+    folder = _copy_model(tmp_path, "factorized")
+    model = aecodec.Model(folder)
+    good = (folder / "synthesis.onnx").read_bytes()
+    (folder / "synthesis.onnx").write_bytes(b"\x00" * len(good))  # changed after the check
+    assert model.blob("synthesis.onnx") == good
+    model.synthesis  # noqa: B018 - the session is built from the checked bytes
+    import numpy as np
+
+    pixels = np.full((32, 48, 3), 120, np.uint8)
+    codec = aecodec.Codec(model)
+    assert codec.decompress(codec.compress(pixels)).shape == pixels.shape
+
+
+def test_model_folder_cannot_make_the_loader_allocate_gigabytes(tmp_path):
+    import hashlib
+    import io
+    import json
+
+    import numpy as np
+
+    from aecodec.errors import ModelError
+    from aecodec.model import folder_sha256
+
+    folder = _copy_model(tmp_path, "factorized")
+    with np.load(folder / "tables.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays, huge=np.zeros(3 << 28, np.uint8))  # 768 MiB of zeros
+    assert len(buf.getvalue()) < 8 << 20
+    (folder / "tables.npz").write_bytes(buf.getvalue())
+    m = json.loads((folder / "manifest.json").read_text())
+    m["files"]["tables.npz"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    m["sha256"] = folder_sha256(m["files"])
+    m["id"] = m["sha256"][:8]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="declares"):
+        aecodec.Model(folder)
+
+
+@pytest.mark.parametrize("ref", ["/etc/passwd", "../../outside", "sub/../../x"])
+def test_model_file_references_stay_inside(tmp_path, ref):
+    import json
+
+    from aecodec.errors import ModelError
+
+    folder = _copy_model(tmp_path, "factorized")
+    m = json.loads((folder / "manifest.json").read_text())
+    m["files"][ref] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError):
+        aecodec.Model(folder)
+    m["files"].pop(ref)
+    m["shares_files_with"] = ref
+    (folder / "synthesis.onnx").unlink()
+    (folder / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError):
+        aecodec.Model(folder)
