@@ -33,7 +33,19 @@ def encode(plane: np.ndarray) -> bytes:
 
 def decode(data: bytes, height: int, width: int) -> np.ndarray:
     """The H x W plane of an alpha section; CorruptStreamError unless it is a WebP or PNG
-    image of exactly the stream's size."""
+    image of exactly the stream's size, ending where its own structure ends (no trailing
+    bytes: a stream has one byte string per image)."""
+    if data[:4] == b"RIFF" and len(data) >= 8:
+        end = 8 + int.from_bytes(data[4:8], "little")
+        end += end & 1  # RIFF chunks are padded to even sizes
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        iend = data.rfind(b"IEND")
+        end = iend + 8 if iend >= 0 else len(data)  # IEND's type, then its CRC
+    else:
+        end = len(data)  # not WebP or PNG: Pillow refuses it below
+    if len(data) != end:
+        raise CorruptStreamError(f"alpha section has {len(data) - end:+d} bytes beyond its "
+                                 "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -128,3 +128,16 @@ def test_model_file_references_stay_inside(tmp_path, ref):
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ModelError):
         aecodec.Model(folder)
+
+
+def test_trailing_bytes_after_the_alpha_image_are_refused():
+    import numpy as np
+
+    rgba = np.dstack([np.full((20, 30, 3), 90, np.uint8), np.full((20, 30), 7, np.uint8)])
+    data = aecodec.compress(rgba)
+    header, sections = container.unpack(data)
+    assert np.array_equal(aecodec.decompress(data)[:, :, 3], rgba[:, :, 3])
+    for tail in (b"\x00", b"junk!!"):
+        bad = container.pack(header, sections[:-1] + [sections[-1] + tail])
+        with pytest.raises(CorruptStreamError, match="beyond its image"):
+            aecodec.decompress(bad)
