@@ -225,8 +225,8 @@ def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, model_nam
     """Compress images (files, folders, or - for stdin) to .aec streams.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
-    Alpha, ICC profile and EXIF are kept; what cannot be (16-bit samples, frames after the
-    first) is said on stderr.
+    Alpha, ICC profile, EXIF, XMP and DPI are kept; what cannot be (16-bit samples, frames
+    after the first) is said on stderr.
     """
     from .batch import Settings
     from .imageio import IMAGE_SUFFIXES
@@ -283,10 +283,27 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
             _register_plugins("JXL")
         except AecodecError as e:
             raise click.ClickException(str(e)) from None
+    _check_format_matches(output, fmt)
     settings = Settings("decompress", model_name, threads=threads, force=force,
                         fmt=fmt.upper() if fmt else None, out_quality=out_quality)
     _run(inputs, output, settings, {".aec"}, jobs, skip_existing, use_ray, ray_address,
          verbose, quiet)
+
+
+def _check_format_matches(output: str | None, fmt: str | None) -> None:
+    """Refuse `-o x.bmp --format jpeg`: a file whose name says one format and holds another
+    is a trap for whoever opens it later. Unknown suffixes and folders are left alone."""
+    if not fmt or not output or output == "-" or Path(output).is_dir():
+        return
+    from .imageio import format_for
+
+    try:
+        named = format_for(output)
+    except AecodecError:
+        return  # no image suffix (a folder to be made, out.dat): --format decides
+    if Path(output).suffix and named != fmt.upper():
+        raise click.UsageError(f"-o {output} names a {named} file but --format is {fmt}: "
+                               "give one of them, or matching ones")
 
 
 @main.command()

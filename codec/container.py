@@ -25,6 +25,7 @@ FLAG_GRAY = 1  # the decoder returns an H x W array
 FLAG_SIZE = 2  # width and height follow (else: the model's fixed size)
 FLAG_QUALITY = 4  # a quality code follows (else: the model has one rate level)
 FLAG_TWO_SECTIONS = 8  # two sections; the first one's length follows (version 1)
+MIN_TILE = 4  # tile sides are multiples of this many latents (docs/format.md, Tiles)
 FLAG_TILED = 8  # version 3: a tile field follows (the bit that is FLAG_TWO_SECTIONS in v1)
 
 # Extra sections of a version 3 stream, in their order in the stream, with their bit in the
@@ -290,6 +291,9 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
         count, pos = read_varint(data, pos)
         if tiled and (tile < 1 or count < 1):  # (version 2's check and message, unchanged)
             raise CorruptStreamError("invalid tile field in header")
+        if tiled and tile % MIN_TILE:  # every family: a positive multiple of 4 latents
+            raise CorruptStreamError(f"tile side {tile} is not a multiple of {MIN_TILE} "
+                                     "latents")
         if count < 1 or (not tiled and count > MAX_SECTIONS):
             raise CorruptStreamError("invalid section count in header")
         count += len(extras)

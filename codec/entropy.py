@@ -157,6 +157,14 @@ class TableSet:
             raise CorruptStreamError("section has data left over after decoding")
         return out
 
+    def check_stream_room(self, sections: list[bytes], counts: np.ndarray) -> None:
+        """Refuse sections that together are too short for `counts[i]` symbols of each table
+        i, the coder's slack counted once for the stream, not once per section: many tiny
+        sections cannot add up to an image their bytes could never have coded."""
+        if 8 * sum(len(s) for s in sections) + 128 < 0.99 * self.least_bits(counts):
+            raise CorruptStreamError(
+                "sections are too short for the image size the header declares")
+
     def check_room(self, data: bytes, counts: np.ndarray) -> None:
         """Refuse data too short to hold `counts[i]` symbols of each table i."""
         # ANS words carry the information plus at most the coder's 64-bit state

@@ -221,9 +221,9 @@ def write_atomic(
     if path.exists() or path.is_symlink():
         if not force:
             raise FileExistsError(f"{path} exists (use --force to overwrite)")
-        if not path.is_file():
-            raise FileExistsError(f"{path} is not a regular file: not replaced, even with "
-                                  "--force")
+        if path.is_symlink() or not path.is_file():  # a link, a folder, a socket...
+            kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+            raise FileExistsError(f"{path} is {kind}: not replaced, even with --force")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _unnamed_file(path.parent)
     if fd is not None:

@@ -141,3 +141,19 @@ def test_trailing_bytes_after_the_alpha_image_are_refused():
         bad = container.pack(header, sections[:-1] + [sections[-1] + tail])
         with pytest.raises(CorruptStreamError, match="beyond its image"):
             aecodec.decompress(bad)
+
+
+@pytest.mark.parametrize("tile", [1, 2, 4, 8])
+def test_kilobytes_cannot_declare_minutes_of_decoding(tile):
+    import time
+
+    info = next(i for i in aecodec.models() if i.name == "factorized")
+    side = 2048
+    n = (-(-side // 16 // tile)) ** 2  # one section per tile of the 128 x 128 latent grid
+    data = container.pack(container.Header(info.id, side, side, False, 75.0, tile=tile),
+                          [b"\x00\x00\x00\x00"] * n)
+    assert len(data) < 100 * 1024
+    start = time.perf_counter()
+    with pytest.raises(CorruptStreamError, match="multiple of 4|too short"):
+        aecodec.decompress(data)
+    assert time.perf_counter() - start < 5

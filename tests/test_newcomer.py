@@ -73,6 +73,18 @@ def test_jpeg_xl_output(stream, tmp_path, synth):
         assert im.format == "JXL" and im.size == Image.open(tmp_path / "p.png").size
 
 
+def test_a_format_that_contradicts_the_output_name_is_refused(stream, tmp_path, synth):
+    model = synth["hyperprior"]
+    r = run("decompress", stream, "-o", tmp_path / "out.bmp", "--format", "jpeg", "--model", model)
+    assert r.returncode == 2 and "--format" in r.stderr.decode(), r.stderr
+    assert not (tmp_path / "out.bmp").exists()  # no JPEG bytes behind a .bmp name
+    r = run("decompress", stream, "-o", tmp_path / "out.jpeg", "--format", "jpeg", "--model",
+            model)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "out.jpeg") as im:
+        assert im.format == "JPEG"
+
+
 # ---- compress: budgets, bpp in the API and Pillow --------------------------------------------
 
 
@@ -189,12 +201,15 @@ def test_unwritable_output_folder_fails_before_any_coding(tmp_path, photo):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_output_folder(tmp_path, photo):
-    Image.fromarray(photo).save(tmp_path / "p.png")
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo).save(tmp_path / name)
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)
-    r = run("compress", tmp_path / "p.png", tmp_path / "p.png", "-o", out)
-    assert r.returncode == 1 and str(out) in errors(r)[0]
+    r = run("compress", tmp_path / "a.png", tmp_path / "b.png", "-o", out)
+    (line,) = errors(r)
+    assert r.returncode == 1 and f"cannot write outputs into {out}:" in line
+    assert "a.png" not in line and not list(out.iterdir())
 
 
 def test_special_files_are_written_through_not_replaced(stream, tmp_path, synth):
@@ -218,6 +233,60 @@ def test_special_files_are_written_through_not_replaced(stream, tmp_path, synth)
     assert r.returncode == 0
     r = run("compress", tmp_path / "p.png", "-o", tmp_path / "dir.png", "--force")
     assert folder.is_dir()  # a folder is never replaced by a file
+    target = tmp_path / "target.aec"
+    target.write_bytes(b"keep")
+    (tmp_path / "link.aec").symlink_to(target)
+    r = run("compress", tmp_path / "p.png", "-o", tmp_path / "link.aec", "--force")
+    assert r.returncode == 1 and "symbolic link" in errors(r)[0]
+    assert (tmp_path / "link.aec").is_symlink() and target.read_bytes() == b"keep"
+
+
+def test_unwritable_output_folder_is_named_even_as_root(tmp_path, photo, monkeypatch):
+    """The read-only case where root would still write: the probe of the output folder fails,
+    and the error names that folder before anything is coded."""
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from aecodec import batch
+    from aecodec.cli import main
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo).save(tmp_path / name)
+    out = tmp_path / "ro"
+    out.mkdir()
+    real = tempfile.TemporaryFile
+
+    def refuse(*args, dir=None, **kw):
+        if dir is not None and Path(dir) == out:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kw)
+
+    def no_coding(*args, **kw):
+        raise AssertionError("coding started before the output folder was checked")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(batch, "run", no_coding)
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                                  "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    assert r.output == f"Error: cannot write outputs into {out}: Permission denied\n"
+
+
+def test_the_cli_reference_is_the_real_help():
+    """docs/cli.md shows each runtime command's --help verbatim; a changed option or help text
+    must change the document too."""
+    from click.testing import CliRunner
+
+    from aecodec.cli import main
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    for name in ("", "compress", "decompress", "info", "models", "demo"):
+        section = doc.split(f"## aecodec {name}".rstrip() + "\n", 1)[1].split("\n## ", 1)[0]
+        shown = section.split("```\n", 1)[1].split("```", 1)[0]
+        r = CliRunner().invoke(main, [name, "--help"] if name else ["--help"],
+                               prog_name="aecodec", terminal_width=80)
+        assert r.exit_code == 0 and shown == r.output, name or "aecodec"
 
 
 # ---- extras, interrupts, verbosity -----------------------------------------------------------

@@ -31,6 +31,9 @@ class FactorizedCodec(LatentCodec):
         self.check_sections(sections, grid)
         decode = self.model.y_tables.decode_bytes if compact else self.model.y_tables.decode
         m = self.channels
+        if not compact:  # the tables are the channels: each codes hy * wy symbols
+            self.model.y_tables.check_stream_room(sections, np.bincount(
+                channel_index((m, 1, 1)), minlength=len(self.model.y_tables)) * grid.hy * grid.wy)
         y_hat = np.empty((m, grid.hy, grid.wy), np.float32)
         extra = {"y_sym": np.empty((m, grid.hy, grid.wy), np.int64)} if keep else {}
         for (r0, r1, c0, c1), section in zip(grid.boxes, sections, strict=True):
