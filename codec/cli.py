@@ -75,6 +75,15 @@ class LazyGroup(click.Group):
         command.invoke = guarded
         return command
 
+    def invoke(self, ctx: click.Context):
+        """Ctrl-C outside a folder job's loop (opening the model, listing folders, training)
+        also exits 130, as a shell expects, not click's 'Aborted!' with status 1."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):

@@ -323,6 +323,22 @@ def test_ctrl_c_exits_130_with_a_summary(tmp_path):
     assert not list((tmp_path / "out").glob(".*"))  # no partial file left
 
 
+def test_ctrl_c_before_any_file_also_exits_130(tmp_path, photo, monkeypatch):
+    from click.testing import CliRunner
+
+    from aecodec import batch
+    from aecodec.cli import main
+
+    Image.fromarray(photo).save(tmp_path / "p.png")
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "expand", interrupted)  # Ctrl-C while listing the inputs
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "p.png")])
+    assert r.exit_code == 130 and "interrupted" in r.output and "Aborted" not in r.output
+
+
 def test_verbose_quiet_and_info_on_several_files(tmp_path, photo, synth):
     model = synth["hyperprior"]
     for name in ("a.png", "b.png"):
