@@ -49,7 +49,7 @@ class Settings:
     bpp: float | None = None
     threads: int | None = None  # ONNX Runtime threads per worker
     force: bool = False
-    strip: bool = False  # compress: leave out ICC profile and EXIF
+    strip: bool = False  # compress: leave out ICC profile, EXIF, XMP and DPI
     profile: str = "full"  # compress: "compact" for the fixed-size digit models
     strict_bpp: bool = False  # compress: a --bpp target that cannot be met fails the file
     fmt: str | None = None  # decompress: output format (default: from the name, else PNG)

@@ -201,8 +201,8 @@ class Codec:
                strip: bool = False) -> Encoded:
         """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
 
-        Alpha, ICC profile and EXIF travel in extra sections (`strip` leaves out the last
-        two); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
+        Alpha, ICC profile, EXIF, XMP and DPI travel in extra sections (`strip` leaves out
+        all but alpha); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
         rate.quantize_quality(quality)  # validate before any work
         image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
@@ -361,11 +361,16 @@ def compress(
     image: np.ndarray | Image.Image, quality: float | None = None, model: ModelLike = None,
     strip: bool = False, profile: str = "full", bpp: float | None = None,
 ) -> bytes:
-    """Compress a uint8 H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped)
+    """Compress an H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped)
     at `quality` (default 75) or, with `bpp`, the highest quality within that many bits per
-    pixel (a `RateWarning` if even quality 1 is over it). `strip` leaves out ICC profile and
-    EXIF; `profile="compact"`: the compact stream profile of fixed-size digit models. Arrays
-    deeper than 8 bits follow `aecodec.imageio.to_uint8`'s rule."""
+    pixel (a `RateWarning` if even quality 1 is over it; both at once is a ValueError).
+    `strip` leaves out ICC profile, EXIF, XMP and DPI; `profile="compact"`: the compact
+    stream profile of fixed-size digit models.
+
+    Samples, arrays and PIL images alike (`aecodec.imageio.to_uint8`): uint8 as is; bool as
+    0/255; uint16 (and I;16) scaled to 8 bits; float (and F) read on the 0..255 scale, rounded
+    and clipped; other integers clipped; each lossy case one LossWarning. Other dtypes
+    (complex, object) are an UnsupportedImageError naming the dtype."""
     codec = get_codec(model, profile=profile)
     if bpp is None:
         return codec.compress(image, DEFAULT_QUALITY if quality is None else quality, strip)
