@@ -460,13 +460,27 @@ def run(
                 report(o)
     except KeyboardInterrupt:  # Ctrl-C: stop the workers, keep what is written, say so
         summary.interrupted = True
-        close = getattr(outcomes, "close", None)
-        if close is not None:
-            close()
+        for o in _drain(outcomes):
+            summary.add(o)
+            if report:
+                report(o)
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _drain(outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
+    """After Ctrl-C: the outcomes of files that were in flight and still got written (a pool
+    finishes them while it shuts down), so the summary counts every file on disk."""
+    throw = getattr(outcomes, "throw", None)
+    if throw is None:
+        return
+    try:
+        yield throw(KeyboardInterrupt)  # a generator already ended by it re-raises at once
+        yield from outcomes
+    except (KeyboardInterrupt, StopIteration):  # StopIteration: nothing was left
+        pass
 
 
 def _outcomes(
@@ -512,6 +526,12 @@ def _pool(todo: list[tuple[str, str]], settings: Settings, workers: int) -> Iter
                         yield Outcome(src, dst, "failed", error=error_text(e))
                 if broken and not running:
                     break
+        except KeyboardInterrupt:  # let the files in flight finish and report the written ones
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut in running:
+                if not fut.cancelled() and fut.exception() is None:
+                    yield fut.result()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

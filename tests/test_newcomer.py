@@ -323,6 +323,32 @@ def test_ctrl_c_exits_130_with_a_summary(tmp_path):
     assert not list((tmp_path / "out").glob(".*"))  # no partial file left
 
 
+def test_ctrl_c_in_a_pool_counts_every_file_written(tmp_path):
+    """A terminal's Ctrl-C reaches the workers too; the files they finish while the pool shuts
+    down are on disk, so the summary must count them, with no worker traceback."""
+    import re
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (384, 512, 3), np.uint8)).save(folder / f"{i}.png")
+    out_dir = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "aecodec.cli", "compress", folder, "-o",
+                          out_dir, "-j", "2", "--threads", "1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out_dir.glob("*.aec"))) < 2:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)  # the whole process group, as a terminal does
+    _, err = p.communicate(timeout=120)
+    text = err.decode()
+    counted = re.search(r"interrupted: compressed (\d+) files", text)
+    assert p.returncode == 130 and counted, text
+    assert int(counted.group(1)) == len(list(out_dir.glob("*.aec"))) < 24
+    assert "Traceback" not in text
+
+
 def test_ctrl_c_before_any_file_also_exits_130(tmp_path, photo, monkeypatch):
     from click.testing import CliRunner
 
