@@ -284,6 +284,7 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
     """
     from .batch import Settings
+    from .output_options import check_output_options
 
     if fmt == "jxl":
         from .imageio import _register_plugins
@@ -292,27 +293,11 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
             _register_plugins("JXL")
         except AecodecError as e:
             raise click.ClickException(str(e)) from None
-    _check_format_matches(output, fmt)
+    check_output_options(output, fmt, out_quality)
     settings = Settings("decompress", model_name, threads=threads, force=force,
                         fmt=fmt.upper() if fmt else None, out_quality=out_quality)
     _run(inputs, output, settings, {".aec"}, jobs, skip_existing, use_ray, ray_address,
          verbose, quiet)
-
-
-def _check_format_matches(output: str | None, fmt: str | None) -> None:
-    """Refuse `-o x.bmp --format jpeg`: a file whose name says one format and holds another
-    is a trap for whoever opens it later. Unknown suffixes and folders are left alone."""
-    if not fmt or not output or output == "-" or Path(output).is_dir():
-        return
-    from .imageio import format_for
-
-    try:
-        named = format_for(output)
-    except AecodecError:
-        return  # no image suffix (a folder to be made, out.dat): --format decides
-    if Path(output).suffix and named != fmt.upper():
-        raise click.UsageError(f"-o {output} names a {named} file but --format is {fmt}: "
-                               "give one of them, or matching ones")
 
 
 @main.command()

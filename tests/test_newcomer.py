@@ -83,6 +83,9 @@ def test_a_format_that_contradicts_the_output_name_is_refused(stream, tmp_path, 
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "out.jpeg") as im:
         assert im.format == "JPEG"
+    assert "unused" not in r.stderr.decode()
+    r = run("decompress", stream, "-o", tmp_path / "out.png", "--quality", "50", "--model", model)
+    assert r.returncode == 0 and "--quality 50 is unused: PNG" in r.stderr.decode(), r.stderr
 
 
 # ---- compress: budgets, bpp in the API and Pillow --------------------------------------------
