@@ -282,9 +282,8 @@ def decode(data: bytes) -> str:
         except UnknownModelError:
             codec = codec_for(seeds_cache()[0][3:7].hex())  # decode with a wrong model
         pixels = codec.decompress(data)
-        if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-            return "crash"
-        return "ok"
+        return "ok" if pixels.shape == expected_shape(header, codec.model.info) \
+            and pixels.dtype == np.uint8 else "crash"
     except AecodecError as e:
         if "allocate" in str(e):  # ONNX Runtime out of memory, reported as a ModelError
             return "memory"
@@ -293,6 +292,14 @@ def decode(data: bytes) -> str:
         return "memory"
     except Exception:  # noqa: BLE001 - the point is to count them
         return "crash"
+
+
+def expected_shape(header, info) -> tuple[int, ...]:
+    """The oracle: what a decode must give, from the header and the model alone (H x W for
+    gray, H x W x 3 for colour, plus one band for alpha)."""
+    h, w = (header.height, header.width) if header.width is not None else info.fixed_size
+    bands = (1 if header.gray or info.channels == 1 else 3) + ("alpha" in header.extras)
+    return (h, w) if bands == 1 else (h, w, bands)
 
 
 @lru_cache(maxsize=1)

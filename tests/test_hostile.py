@@ -157,3 +157,16 @@ def test_kilobytes_cannot_declare_minutes_of_decoding(tile):
     with pytest.raises(CorruptStreamError, match="multiple of 4|too short"):
         aecodec.decompress(data)
     assert time.perf_counter() - start < 5
+
+
+def test_guided_fuzzer_short_fixed_seed_round(tmp_path):
+    pytest.importorskip("atheris")
+    import json
+
+    r = subprocess.run([sys.executable, "-m", "aecodec.bench.guided_fuzz", "--runs", "400",
+                        "--seed", "1", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = json.loads((tmp_path / "counts.json").read_text())
+    assert counts["runs"] >= 399 and counts["outcomes"].get("ok", 0) > 0  # seeds decode
+    assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*"))

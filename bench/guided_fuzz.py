@@ -1,0 +1,123 @@
+"""Coverage-guided fuzzing of the stream parser, the decoder and the Pillow path (atheris).
+
+    python -m aecodec.bench.guided_fuzz --runs 1000000 --seed 1 --out results/fuzz
+
+Each input is one stream; its first byte chooses the path (bit 0: recompute the CRC so the
+damage reaches the entropy decoder and the networks; bit 1: through `Image.open().load()`
+instead of `aecodec.decompress`). The oracle: a decode gives exactly the shape and dtype the
+header and model promise (`fuzz.expected_shape`), anything refused is an `AecodecError`
+(Pillow path: an `AecodecError` or Pillow's `OSError`), and no input runs over `--timeout`
+seconds or `--rss-mb` of memory (libFuzzer's own limits). Anything else stops the run with the
+input saved as `crash-*` in the output folder. The corpus starts from real streams of every
+shipped model and profile (`fuzz.seeds`, `fuzz.compact_seeds`) and the golden streams.
+atheris is not a dependency of aecodec: `pip install atheris`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
+COUNTS: dict[str, int] = {}
+REPORT = {"every": 1000, "last": 0, "write": None}  # counts.json, rewritten as the run goes
+
+
+def one_input(data: bytes) -> None:
+    """One execution: raises AssertionError (a finding) when the contract is broken."""
+    from PIL import Image
+
+    from aecodec import container
+    from aecodec.bench import fuzz
+    from aecodec.errors import AecodecError
+
+    if not data:
+        COUNTS["empty"] = COUNTS.get("empty", 0) + 1
+        return
+    mode, stream = data[0], data[1:]
+    if mode & 1:
+        stream = fuzz.refresh_crc(stream)
+    try:
+        if mode & 2:
+            with Image.open(io.BytesIO(stream)) as im:
+                im.load()
+                pixels = np.asarray(im)
+        else:
+            pixels = fuzz.codec_for(container.read_header(stream).model_id).decompress(stream)
+        header, _ = container.unpack(stream)
+        info = fuzz.codec_for(header.model_id).model.info
+        want = fuzz.expected_shape(header, info)
+        assert pixels.shape == want and pixels.dtype == np.uint8, (pixels.shape, want)
+        outcome = "ok"
+    except AecodecError as e:
+        outcome = type(e).__name__
+    except OSError as e:  # Pillow's UnidentifiedImageError and friends, Pillow path only
+        assert mode & 2, f"OSError outside the Pillow path: {e!r}"
+        outcome = type(e).__name__
+    COUNTS[outcome] = COUNTS.get(outcome, 0) + 1
+    total = sum(COUNTS.values())
+    if REPORT["write"] and (total - REPORT["last"] >= REPORT["every"] or total >= REPORT["runs"] - 1):
+        REPORT["last"] = total
+        REPORT["write"]()
+
+
+def write_corpus(folder: Path) -> int:
+    """The seed corpus: real streams of every model and profile, on both paths."""
+    from aecodec.bench import fuzz
+
+    folder.mkdir(parents=True, exist_ok=True)
+    streams = [*fuzz.seeds(), *fuzz.compact_seeds(),
+               *(f.read_bytes() for f in sorted(GOLDEN.glob("*.aec")))]
+    n = 0
+    for i, s in enumerate(streams):
+        for mode in (0, 1, 2, 3):
+            (folder / f"seed-{i:03d}-{mode}").write_bytes(bytes([mode]) + s)
+            n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=10_000, help="executions (libFuzzer -runs)")
+    p.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
+    p.add_argument("--out", type=Path, default=Path("results/fuzz"),
+                   help="folder for the corpus, the counts and any crash-* input")
+    p.add_argument("--timeout", type=int, default=10, help="seconds one input may take")
+    p.add_argument("--rss-mb", type=int, default=2560, help="memory one run may hold")
+    p.add_argument("--max-len", type=int, default=4096, help="longest input in bytes")
+    args = p.parse_args(argv)
+    try:
+        import atheris
+    except ImportError:
+        sys.exit("the guided fuzzer needs atheris: pip install atheris")
+    from aecodec import alpha, codec, container, entropy, extras, pillow_plugin  # noqa: F401
+    from aecodec.latent import context, factorized, hyperprior  # noqa: F401
+
+    atheris.instrument_all()  # aecodec is imported already (this module is inside it)
+    corpus = args.out / "corpus"
+    seeds = write_corpus(corpus)
+    start = time.time()
+    counts_file = args.out / "counts.json"
+
+    def report() -> None:
+        counts_file.write_text(json.dumps({
+            "runs": sum(COUNTS.values()), "seconds": round(time.time() - start, 1),
+            "seed": args.seed, "seed_inputs": seeds, "outcomes": dict(sorted(COUNTS.items())),
+        }, indent=1) + "\n")
+
+    REPORT.update(write=report, runs=args.runs)
+    atheris.Setup([sys.argv[0], f"-runs={args.runs}", f"-seed={args.seed}",
+                   f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_mb}",
+                   f"-max_len={args.max_len}", f"-artifact_prefix={args.out}/",
+                   "-print_final_stats=1", str(corpus)], one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
