@@ -67,7 +67,7 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UnreadableImageError(f"{name}: cannot read image ({e})") from None
+        raise UnreadableImageError(f"{name}: cannot read image ({_plain(e)})") from None
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:

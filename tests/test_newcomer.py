@@ -187,6 +187,12 @@ def test_an_error_line_names_the_file_once_and_no_python_internals(tmp_path):
     (line,) = errors(r)
     assert r.returncode == 1 and line.count("f.py") == 1 and "cannot read image" in line
     assert "BytesIO" not in line and "0x" not in line and "Traceback" not in r.stderr.decode()
+    from aecodec.errors import UnreadableImageError
+    from aecodec.imageio import read_image
+
+    with pytest.raises(UnreadableImageError) as e:  # the API's reader too (demo, bench)
+        read_image(b"print('not an image')")
+    assert "BytesIO" not in str(e.value) and "0x" not in str(e.value)
 
 
 def test_unwritable_output_folder_fails_before_any_coding(tmp_path, photo):
