@@ -155,6 +155,8 @@ def plan(
 ) -> list[tuple[str, str]]:
     """(input, output) pairs: outputs next to the inputs by default; with -o, one input named
     directly may go to a file, otherwise -o is a folder that mirrors the input folders' trees."""
+    if sum(f == "-" for f, _ in found) > 1:  # the second read would get nothing
+        raise AecodecError("- (stdin) can be read only once: give it once")
     if output == "-" and len(found) > 1:
         raise AecodecError("-o - (stdout) takes a single input")
     several = len(found) > 1 or found[0][1] is not None  # a folder's files: -o is a folder

@@ -180,6 +180,12 @@ def test_one_output_file_for_several_inputs_is_an_error(tmp_path, photo):
     assert not (tmp_path / "two.aec").exists()
 
 
+def test_stdin_named_twice_is_an_error(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    r = run("compress", "-", "-", stdin=(tmp_path / "p.png").read_bytes())
+    assert r.returncode == 1 and not r.stdout and "read only once" in errors(r)[0]
+
+
 def test_an_error_line_names_the_file_once_and_no_python_internals(tmp_path):
     bad = tmp_path / "f.py"
     bad.write_text("print('not an image')\n")
