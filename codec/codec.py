@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import container, extras, latent, rate, refine, tiles
+from .effort import check_effort
 from .errors import (
     CorruptStreamError,
     ImageTooLargeError,
@@ -174,7 +175,8 @@ class Codec:
         return y
 
     def code(self, y: np.ndarray, h: int, w: int, gray: bool, quality: float | None,
-             extra: dict[str, bytes] | None = None, image: np.ndarray | None = None) -> Encoded:
+             extra: dict[str, bytes] | None = None, image: np.ndarray | None = None,
+             effort: int = 0) -> Encoded:
         """Quantize y at a quality, entropy-code it with the model's latent codec and pack the
         stream with any extra sections (alpha, ICC, EXIF: codec/extras.py); the step
         `encode_to_bpp` repeats. `image` (the prepared pixels) lets `refine` search."""
@@ -188,7 +190,12 @@ class Codec:
         if self.refine and image is not None and (hy, wy) == (1, 1):
             def search(sym: np.ndarray) -> np.ndarray:
                 return refine.search(self, image, sym, q, self.refine)
-        sections, bits = self.latent.encode(y, gain, grid, compact=compact, refine=search)
+        if effort:  # encoder-side optimisation (codec/effort.py, docs/effort.md)
+            from . import effort as _effort
+
+            sections, bits = _effort.encode(self, y, gain, grid, q, image, gray, effort)
+        else:
+            sections, bits = self.latent.encode(y, gain, grid, compact=compact, refine=search)
         fixed = self.model.info.fixed_size is not None
         extra = extra or {}  # extra sections (codec/extras.py), EXTRA_KINDS order
         header = container.Header(
@@ -198,20 +205,22 @@ class Codec:
         return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
     def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
-               strip: bool = False) -> Encoded:
+               strip: bool = False, effort: int = 0) -> Encoded:
         """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
 
         Alpha, ICC profile, EXIF, XMP and DPI travel in extra sections (`strip` leaves out
         all but alpha); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
         rate.quantize_quality(quality)  # validate before any work
+        effort = check_effort(effort)  # 0..4: encoder-side optimisation, docs/effort.md
         image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
-        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra, a)
+        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra, a,
+                         effort)
 
     def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
-                 strip: bool = False) -> bytes:
+                 strip: bool = False, effort: int = 0) -> bytes:
         """Compress an H x W (x 2, 3 or 4) uint8 image or a PIL image at quality 1..100."""
-        return self.encode(image, quality, strip).data
+        return self.encode(image, quality, strip, effort).data
 
     def estimate_bits(
         self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY
@@ -220,7 +229,7 @@ class Codec:
         return self.encode(image, quality).estimated_bits
 
     def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float,
-                      strip: bool = False) -> Encoded:
+                      strip: bool = False, effort: int = 0) -> Encoded:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
@@ -228,16 +237,17 @@ class Codec:
         `RateWarning` (the CLI's `--strict-bpp` makes it an error). Extra sections
         (alpha, metadata) count in the stream's bits.
         """
+        effort = check_effort(effort)
         image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
         y = self.analyse(a)
         h, w = a.shape[:2]
         if not self.model.variable_rate:
-            return self.code(y, h, w, gray, None, extra, a)
+            return self.code(y, h, w, gray, None, extra, a, effort)
         tried: dict[float, Encoded] = {}
 
         def fits(q: float) -> bool:
-            tried[q] = self.code(y, h, w, gray, q, extra, a)
+            tried[q] = self.code(y, h, w, gray, q, extra, a, effort)
             return tried[q].bpp <= bpp
 
         enc = tried[rate.search_highest(fits)]
@@ -359,7 +369,7 @@ def get_codec(model: ModelLike = None, threads: int | None = None,
 
 def compress(
     image: np.ndarray | Image.Image, quality: float | None = None, model: ModelLike = None,
-    strip: bool = False, profile: str = "full", bpp: float | None = None,
+    strip: bool = False, profile: str = "full", bpp: float | None = None, effort: int = 0,
 ) -> bytes:
     """Compress an H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped)
     at `quality` (default 75) or, with `bpp`, the highest quality within that many bits per
@@ -373,10 +383,11 @@ def compress(
     (complex, object) are an UnsupportedImageError naming the dtype."""
     codec = get_codec(model, profile=profile)
     if bpp is None:
-        return codec.compress(image, DEFAULT_QUALITY if quality is None else quality, strip)
+        return codec.compress(image, DEFAULT_QUALITY if quality is None else quality, strip,
+                              effort)
     if quality is not None:
         raise ValueError("give either quality or bpp, not both")
-    return codec.encode_to_bpp(image, bpp, strip).data
+    return codec.encode_to_bpp(image, bpp, strip, effort).data
 
 
 def decompress(data: bytes | str | os.PathLike, model: ModelLike = None,

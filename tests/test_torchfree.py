@@ -44,10 +44,18 @@ def test_cli_without_torch(synth, tmp_path, photo):
 
 
 def test_runtime_sources_never_import_torch():
+    """No `import torch` in codec/ but in the effort module, and there only inside functions
+    (indented): torch loads only when an encode asks for effort > 0 (tests/test_effort.py)."""
     codec = Path(__file__).resolve().parents[1] / "codec"
     pattern = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
+    top_level = re.compile(r"^(import|from)\s+torch\b", re.MULTILINE)
+    allowed = {codec / "effort.py"}
     for f in codec.rglob("*.py"):
-        assert not pattern.search(f.read_text()), f
+        text = f.read_text()
+        if f in allowed:
+            assert not top_level.search(text), f
+        else:
+            assert not pattern.search(text), f
 
 
 def test_bench_without_torch(tmp_path, photo):

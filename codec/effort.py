@@ -1,0 +1,319 @@
+"""Encoder-side optimisation of the latents (`effort=N`): same stream format, same decoder.
+
+SGA, stochastic Gumbel annealing (Yang, Bamler & Mandt, NeurIPS 2020): the gained latents y
+(rounded relative to the hyper mean) and the hyper-latents z are optimised by Adam through a
+differentiable copy of exactly the decoder the stream names, built from the model folder's
+own files: the exact 8-bit synthesis (synthesis.onnx initializers, the graph
+export/int_onnx.py writes, with straight-through rounding) and the integer hyper-decoder
+(hyper_synthesis.npz, its floors straight-through). The rate comes from the model's own
+discrete tables (tables.npz: z per channel, y per scale index, interpolated). The best
+hard-rounded RD cost seen is kept, coded by the runtime's exact entropy coder, decoded
+exactly, and written only if its real RD cost (bytes and decoded pixels) beats effort 0's.
+
+torch is imported only here, only inside functions, only when effort > 0 (docs/effort.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import rate
+from .errors import AecodecError, ModelError
+
+STEPS = {0: 0, 1: 50, 2: 100, 3: 200, 4: 400}  # optimisation steps per effort level
+MAX_EFFORT = max(STEPS)
+MAX_PIXELS = 4 << 20  # whole-image optimisation up to this; larger images code as effort 0
+SEED = 0
+INSTALL = "pip install 'aecodec[effort]'"
+
+
+def check_effort(effort) -> int:
+    """The effort level as an int 0..MAX_EFFORT, or a ValueError / TypeError saying why."""
+    if isinstance(effort, bool) or not isinstance(effort, int | np.integer):
+        raise TypeError(f"effort must be an integer 0..{MAX_EFFORT}, got {effort!r}")
+    if not 0 <= int(effort) <= MAX_EFFORT:
+        raise ValueError(f"effort must be 0..{MAX_EFFORT}, got {int(effort)}")
+    return int(effort)
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is None:
+        raise AecodecError(f"effort > 0 needs torch: {INSTALL}")
+    return torch
+
+
+# ---- the differentiable twins --------------------------------------------------------------
+
+def _ste(torch, x, hard):
+    return x + (hard - x).detach()
+
+
+class _Twin:
+    """Torch copies of the model's 8-bit synthesis and integer hyper-decoder, and its tables."""
+
+    def __init__(self, model):
+        torch = _torch()
+        from .fast_synthesis import _matches
+        from .onnx_wire import read_model
+
+        self.torch = torch
+        g = read_model(model.blob("synthesis.onnx"))
+        if not _matches(g):
+            raise ModelError(f"effort > 0: {model.name}'s synthesis is not the exact 8-bit one")
+        w = g.inits
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float32))  # noqa: E731
+        self.s_in0 = t(w["s_in0"]).reshape(-1)
+        self.convs = []
+        for k in range(4):
+            self.convs.append((t(w[f"w{k}"]).contiguous(memory_format=torch.channels_last),
+                               t(w[f"b{k}"]), t(w[f"w{k}_scale"])))
+        self.gdns = [(t(w[f"gamma{k}"]), t(w[f"beta{k}"]).reshape(-1), t(w[f"k{k}"]).reshape(-1))
+                     for k in range(3)]
+        net = model.net
+        self.hyper = []
+        i = 0
+        while f"w{i}" in net:
+            self.hyper.append((torch.as_tensor(net[f"w{i}"].astype(np.float32)),
+                               torch.as_tensor(net[f"b{i}"].astype(np.float32)),
+                               torch.as_tensor(net[f"m{i}"].astype(np.float32)),
+                               int(net[f"shift{i}"]), int(net[f"ps{i}"]),
+                               torch.as_tensor(np.asarray(net[f"lo{i}"], np.float32).reshape(-1)),
+                               torch.as_tensor(np.asarray(net[f"hi{i}"], np.float32).reshape(-1))))
+            i += 1
+        self.mean_bits = model.mean_bits
+        self.y_logp = self._table(model.y_tables)
+        self.z_logp = self._table(model.z_tables)
+
+    def _table(self, ts):
+        """Code lengths (bits) per table as [T, L + 2]: column 0 and those past a table's
+        symbols are its escape (plus 16 bits for the escaped value), with offset and length."""
+        torch = self.torch
+        lens = np.asarray(ts.lengths, np.int64)
+        cost = np.asarray(ts.cost, np.float64)
+        out = np.empty((len(lens), cost.shape[1] + 1))
+        for i, n in enumerate(lens):
+            esc = cost[i, n] + 16.0
+            out[i] = esc
+            out[i, 1 : 1 + n] = cost[i, :n]
+        return (torch.as_tensor(out, dtype=torch.float32),
+                torch.as_tensor(np.asarray(ts.offsets, np.float32)),
+                torch.as_tensor(lens.astype(np.float32)))
+
+    def bits(self, table, sym, idx):
+        """Bits of (soft) symbols `sym` under tables `idx` (soft or int), linear interpolation
+        between neighbouring symbols (and tables)."""
+        torch = self.torch
+        logp, off, lens = table
+        n = logp.shape[0]
+
+        def along(i):
+            pos = (sym - off[i] + 1).clamp(0, None)
+            pos = torch.minimum(pos, lens[i] + 1)  # beyond the table: the escape floor
+            p0 = pos.detach().floor()
+            f = pos - p0
+            i0 = p0.long()
+            i1 = (i0 + 1).clamp(max=logp.shape[1] - 1)
+            return logp[i, i0] * (1 - f) + logp[i, i1] * f
+
+        i0 = idx.detach().floor().clamp(0, n - 1)
+        fi = (idx - i0).clamp(0, 1)
+        a = along(i0.long())
+        if not idx.requires_grad:
+            return a.sum()
+        b = along((i0 + 1).clamp(max=n - 1).long())
+        return (a * (1 - fi) + b * fi).sum()
+
+    def hyper_decode(self, z):
+        """mu, idx (both straight-through integers in the forward pass) from z [1, Nz, h, w]."""
+        torch = self.torch
+        F = torch.nn.functional
+        a = z
+        for w, b, m, shift, ps, lo, hi in self.hyper:
+            acc = F.conv2d(a, w, padding=w.shape[-1] // 2) + b[None, :, None, None]
+            v = (acc * m[None, :, None, None] + 2.0 ** (shift - 1)) / 2.0**shift
+            v = _ste(torch, v, v.detach().floor())
+            lo_, hi_ = lo.expand(v.shape[1]), hi.expand(v.shape[1])
+            v = torch.maximum(torch.minimum(v, hi_[None, :, None, None]), lo_[None, :, None, None])
+            a = F.pixel_shuffle(v, ps) if ps > 1 else v
+        m = a.shape[1] // 2
+        return a[:, :m] / 2.0**self.mean_bits, a[:, m:]
+
+    def synthesize(self, y_hat):
+        """Pixels (0..255 float, straight-through rounding) of y_hat [1, M, h, w]."""
+        torch = self.torch
+        F = torch.nn.functional
+
+        def q(x):
+            return _ste(torch, x, x.detach().round()).clamp(-128, 127)
+
+        v = q(y_hat / self.s_in0[None, :, None, None])
+        for k, (w, b, s) in enumerate(self.convs):
+            acc = F.conv2d(v, w, padding=1)
+            t = (acc + b[None, :, None, None]) * s[None, :, None, None]
+            if k == 3:
+                return F.pixel_shuffle(_ste(torch, t, t.detach().round()).clamp(0, 255), 2)
+            u = F.pixel_shuffle(q(t), 2)
+            gamma, beta, kk = self.gdns[k]
+            n = F.conv2d(u * u, gamma) + beta[None, :, None, None]
+            v = q(u * torch.sqrt(n * kk[None, :, None, None]))
+        raise AssertionError
+
+
+def _twin(model) -> _Twin:
+    tw = getattr(model, "_effort_twin", None)
+    if tw is None:
+        tw = _Twin(model)
+        model._effort_twin = tw
+    return tw
+
+
+# ---- the optimisation ------------------------------------------------------------------------
+
+def temperature(t: int, k: int) -> float:
+    return float(min(0.5, 0.5 * np.exp(-(2.0 / k) * (t - 0.35 * k))))
+
+
+def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality, steps: int,
+             seed: int = SEED, trace: list | None = None):
+    """SGA over (y, z) for `steps` steps: the best hard-rounded (z_sym, y_sym) [float64]."""
+    torch = _torch()
+    F = torch.nn.functional
+    model = codec.model
+    tw = _twin(model)
+    h, w = image.shape[:2]
+    lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
+    inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
+    threads = torch.get_num_threads()
+    torch.manual_seed(seed)
+    try:
+        torch.use_deterministic_algorithms(True)
+    except Exception:
+        pass
+    y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
+    z0 = model.run(model.hyper_analysis, "z", {"y": y_g[None]})[0]
+    zs = codec.latent.z_shape(_grid(codec, h, w))
+    z0 = z0[:, : zs[1], : zs[2]]
+    x = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))[None]
+    inv_t = torch.as_tensor(inv.astype(np.float32))[None, :, None, None]
+    ny = y_g.shape
+    zc = torch.arange(zs[0])[None, :, None, None].float()
+    npix = float(h * w)
+
+    y_var = torch.tensor(y_g[None], requires_grad=True)
+    z_var = torch.tensor(z0[None].astype(np.float32), requires_grad=True)
+    opt = torch.optim.Adam([y_var, z_var], lr=5e-3)
+
+    def cost(z_hat, s, soft):
+        mu, idx = tw.hyper_decode(z_hat)
+        mu, idx = mu[..., : ny[1], : ny[2]], idx[..., : ny[1], : ny[2]]
+        if soft:
+            s = sga(y_var - mu, s)
+        else:
+            s = (y_var - mu).detach().round()
+        y_hat = ((s + mu) * inv_t).contiguous(memory_format=torch.channels_last)
+        if soft:  # bf16 convolutions for the gradient steps; rate and loss in float32
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                pix = tw.synthesize(y_hat)
+            pix = pix.float()[..., :h, :w]
+        else:
+            pix = tw.synthesize(y_hat)[..., :h, :w]
+        mse = F.mse_loss(pix, x)
+        bits = tw.bits(tw.y_logp, s, idx.clamp(0, tw.y_logp[0].shape[0] - 1))
+        bits = bits + tw.bits(tw.z_logp, z_hat, zc.expand_as(z_hat))
+        return lam * mse + bits / npix, s
+
+    def sga(v, tau):
+        fl = v.detach().floor()
+        frac = (v - fl).clamp(1e-5, 1 - 1e-5)
+        logits = torch.stack([-torch.atanh(frac) / tau, -torch.atanh(1 - frac) / tau], -1)
+        wgt = F.gumbel_softmax(logits, tau=1.0, hard=False)
+        return fl + wgt[..., 1]
+
+    best, best_cost = None, float("inf")
+    try:
+        torch.set_num_threads(min(threads, 2) if threads else 2)
+        for t in range(steps + 1):
+            with torch.no_grad():  # the hard-rounded cost of the current point
+                if t % 10 == 0 or t == steps:
+                    zh = z_var.round()
+                    c, s = cost(zh, None, False)
+                    if float(c) < best_cost:
+                        best_cost = float(c)
+                        best = (zh[0].double().numpy(), s[0].double().numpy())
+                    if trace is not None:
+                        trace.append((t, float(c)))
+            if t == steps:
+                break
+            tau = temperature(t, steps)
+            if t == int(0.9 * steps):
+                for g in opt.param_groups:
+                    g["lr"] = 5e-4
+            opt.zero_grad(set_to_none=True)
+            loss, _ = cost(sga(z_var, tau), tau, True)
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return best
+
+
+def _grid(codec, h, w):
+    from . import tiles
+
+    hy, wy = codec.latent_hw(h, w)
+    return tiles.TileGrid(hy, wy, codec.tile // codec.stride if codec._tiled(h, w) else None)
+
+
+def encode_symbols(codec, z_sym: np.ndarray, y_sym: np.ndarray, grid):
+    """Sections and estimated bits of given symbols, by the latent codec's exact coder."""
+    from .latent.base import channel_index
+
+    lat = codec.latent
+    zt = codec.model.z_tables
+    zc = channel_index(z_sym.shape)
+    sections = [zt.encode(z_sym.ravel(), zc)]
+    bits = zt.estimate_bits(z_sym.ravel(), zc)
+    yt = codec.model.y_tables
+    for r0, r1, c0, c1 in grid.boxes:
+        sym = y_sym[:, r0:r1, c0:c1]
+        _, idx = lat.entropy_params(z_sym, sym.shape, r0, c0)
+        sections.append(yt.encode(sym.ravel(), idx))
+        bits += yt.estimate_bits(sym.ravel(), idx)
+    return sections, bits
+
+
+def _real_cost(codec, sections, grid, inv, image, gray, lam) -> float:
+    """lambda * MSE (0..255) of the exact decode + bits per pixel of the sections."""
+    h, w = image.shape[:2]
+    y_hat, _ = codec.latent.decode(sections, grid, inv)
+    pix = codec._synthesize(y_hat, h, w, gray)
+    ref = image[:, :, 0] if gray else image
+    mse = float(np.mean((pix.astype(np.float64) - ref) ** 2))
+    return lam * mse + 8.0 * sum(len(s) for s in sections) / (h * w)
+
+
+def encode(codec, y, gain, grid, quality, image, gray, effort: int, seed: int = SEED):
+    """effort 0's sections, or the optimised ones where their real RD cost is lower."""
+    from .latent.hyperprior import HyperpriorCodec
+
+    base = codec.latent.encode(y, gain, grid)
+    steps = STEPS[effort]
+    if not steps or image is None or image.shape[0] * image.shape[1] > MAX_PIXELS:
+        return base
+    if type(codec.latent) is not HyperpriorCodec:
+        raise ModelError(f"effort > 0 needs a hyperprior-family model, not {codec.model.name}")
+    _torch()
+    best = optimise(codec, image, y, gain, quality, steps, seed)
+    if best is None:
+        return base
+    opt = encode_symbols(codec, best[0], best[1], grid)
+    model = codec.model
+    lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
+    inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
+    c0 = _real_cost(codec, base[0], grid, inv, image, gray, lam)
+    c1 = _real_cost(codec, opt[0], grid, inv, image, gray, lam)
+    return opt if c1 < c0 else base

@@ -1,0 +1,123 @@
+"""Encoder-side optimisation (`effort=N`, codec/effort.py): same decoder, never worse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import aecodec
+from aecodec import effort as E
+from aecodec import rate
+
+pytest.importorskip("torch")
+
+GOLDEN = Path(__file__).parent / "golden"
+Q = 50.0
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return aecodec.Codec("hyperprior-fast", threads=1)
+
+
+@pytest.fixture(scope="module")
+def crop(kodak):
+    return np.asarray(Image.open(kodak[22]).convert("RGB"))[100:164, 200:264]  # 64 x 64
+
+
+@pytest.fixture(autouse=True)
+def few_steps(monkeypatch):
+    monkeypatch.setitem(E.STEPS, 1, 12)  # a 12-step effort 1 keeps the file within seconds
+
+
+def _cost(codec, data, image):
+    """lambda * MSE + bpp of a stream, from its bytes and an exact decode."""
+    lam = float(rate.at_quality(
+        np.asarray(codec.model.info.manifest["rate"]["lambdas"]), Q))
+    pix = codec.decompress(data)  # the normal decoder
+    mse = np.mean((pix.astype(np.float64) - image) ** 2)
+    return lam * mse + 8 * len(data) / (image.shape[0] * image.shape[1])
+
+
+@pytest.fixture(scope="module")
+def streams(codec, crop):
+    E.STEPS[1] = 12
+    try:
+        return codec.compress(crop, Q), codec.compress(crop, Q, effort=1)
+    finally:
+        E.STEPS[1] = 50
+
+
+def test_effort_never_worse_and_decodes(codec, crop, streams):
+    e0, e1 = streams
+    assert codec.decompress(e1).shape == crop.shape
+    assert aecodec.decompress(e1).shape == crop.shape
+    assert _cost(codec, e1, crop) <= _cost(codec, e0, crop)
+
+
+def test_same_seed_same_bytes(codec, crop, streams):
+    assert codec.compress(crop, Q, effort=1) == streams[1]
+
+
+def test_effort_zero_is_the_old_encoder(codec, crop, streams):
+    assert codec.compress(crop, Q, effort=0) == codec.compress(crop, Q) == streams[0]
+    golden = GOLDEN / "hyperprior-fast.aec"
+    if golden.is_file():
+        img = codec.decompress(golden.read_bytes())
+        assert codec.encode(img, Q, effort=0).data == codec.encode(img, Q).data
+
+
+def test_module_api_and_bpp(codec, crop, streams):
+    assert aecodec.compress(crop, Q, model="hyperprior-fast", effort=1) == streams[1]
+    enc = codec.encode_to_bpp(crop, 2.0, effort=0)
+    assert enc.bpp <= 2.0
+
+
+@pytest.mark.parametrize("bad, kind", [(-1, ValueError), (E.MAX_EFFORT + 1, ValueError),
+                                       (1.5, TypeError), ("2", TypeError), (True, TypeError),
+                                       (None, TypeError)])
+def test_bad_effort(codec, crop, bad, kind):
+    with pytest.raises(kind, match="effort"):
+        codec.compress(crop, Q, effort=bad)
+    with pytest.raises(kind, match="effort"):
+        aecodec.compress(crop, Q, effort=bad)
+    with pytest.raises(kind, match="effort"):
+        codec.encode_to_bpp(crop, 1.0, effort=bad)
+
+
+def test_effort_needs_a_hyperprior_model(crop):
+    c = aecodec.Codec("factorized")
+    with pytest.raises(aecodec.ModelError, match="hyperprior"):
+        c.compress(crop, Q, effort=1)
+
+
+BLOCK = "import sys; sys.modules['torch'] = None; "
+
+
+def _py(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_effort_zero_never_loads_torch(crop):
+    code = ("import sys, numpy as np, aecodec; "
+            "img = np.full((64, 64, 3), 100, np.uint8); "
+            "d = aecodec.compress(img, 50, effort=0); aecodec.decompress(d); "
+            "print('torch' in sys.modules)")
+    r = _py(code)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_effort_without_torch_is_one_clear_error():
+    code = (BLOCK + "import numpy as np, aecodec\n"
+            "img = np.full((64, 64, 3), 100, np.uint8)\n"
+            "try:\n    aecodec.compress(img, 50, effort=1)\n"
+            "except aecodec.AecodecError as e:\n    print(e)\n")
+    r = _py(code)
+    assert r.returncode == 0, r.stderr
+    assert "pip install 'aecodec[effort]'" in r.stdout
