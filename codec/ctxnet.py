@@ -25,6 +25,7 @@ from .entropy import TableSet, finish, new_coder, open_coder
 from .errors import CorruptStreamError
 
 SCALE_LEVELS = 64
+SMALL_ROWS = 96  # fewer positions than this: numpy's own loop, not BLAS (`_matmul`)
 
 
 def order(net: Mapping[str, np.ndarray]) -> list[tuple[int, int]]:
@@ -53,7 +54,10 @@ def _layer(net: Mapping[str, np.ndarray], key: str, acc: np.ndarray) -> np.ndarr
 def _matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """a [n, C] times w [O, C, k, k] (integers) as [n, O] in float64; exact, the sums being
     integers below 2**53. Positions-major operands: the layout OpenBLAS runs fastest here."""
-    return a @ w.reshape(w.shape[0], -1).T.astype(np.float64)
+    wt = w.reshape(w.shape[0], -1).T.astype(np.float64)
+    if len(a) < SMALL_ROWS:  # BLAS threads on a few rows cost 10-100x the work on busy cores
+        return np.einsum("ij,jk->ik", a, wt)
+    return a @ wt
 
 
 def _patches(a: np.ndarray, k: int, mask: np.ndarray) -> np.ndarray:
@@ -72,11 +76,26 @@ def run_step(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarr
     """One step network on ctx [Cctx, h, w] and hyp [2M, h, w] (integers in 1/16, clipped)
     at the positions of mask [h, w]; returns (d_mean in 1/16, d_index), int64 [M/slices, n]
     in row-major order of the positions."""
+    return run_step_rows(net, step, *_step_rows(net, step, ctx, hyp, mask))
+
+
+def _step_rows(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarray,
+               hyp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The step network's input rows at the positions of mask: hyp [n, 2M], ctx patches."""
     key = f"{step[0]}_{step[1]}"
-    acc = _matmul(np.ascontiguousarray(hyp[:, mask].T), net[f"{key}.0.wh"])
-    if f"{key}.0.w" in net:
-        w = net[f"{key}.0.w"]
-        acc = acc + _matmul(_patches(ctx, w.shape[-1], mask), w)
+    rows = np.ascontiguousarray(hyp[:, mask].T)
+    w = net.get(f"{key}.0.w")
+    return rows, (None if w is None else _patches(ctx, w.shape[-1], mask))
+
+
+def run_step_rows(net: Mapping[str, np.ndarray], step: tuple[int, int], hyp_rows: np.ndarray,
+                  patches: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """`run_step` on gathered rows (positions of one region or of several stacked: each row
+    is computed on its own, exactly, so stacking changes nothing but the cost)."""
+    key = f"{step[0]}_{step[1]}"
+    acc = _matmul(hyp_rows, net[f"{key}.0.wh"])
+    if patches is not None:
+        acc = acc + _matmul(patches, net[f"{key}.0.w"])
     a = _layer(net, f"{key}.0", acc)
     a = _layer(net, f"{key}.1", _matmul(a, net[f"{key}.1.w"]))
     out = _layer(net, f"{key}.2", _matmul(a, net[f"{key}.2.w"])).astype(np.int64).T
@@ -84,10 +103,12 @@ def run_step(net: Mapping[str, np.ndarray], step: tuple[int, int], ctx: np.ndarr
     return out[:ms], out[ms:]
 
 
+Code = Callable[[tuple[int, int], np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def code_region(net: Mapping[str, np.ndarray], mean_h: np.ndarray, idx_h: np.ndarray,
-                code: Callable[[tuple[int, int], np.ndarray, np.ndarray, np.ndarray],
-                               np.ndarray],
-                r0: int = 0, c0: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                code: Code, r0: int = 0, c0: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Walk the decoding order over one region of the latent grid.
 
     mean_h (int64, 1/16 units) and idx_h (int64) [M, h, w]: the hyper-decoder's parameters.
@@ -95,27 +116,55 @@ def code_region(net: Mapping[str, np.ndarray], mean_h: np.ndarray, idx_h: np.nda
     parameters (mean in 1/16) and the bool mask of its positions; it returns the step's
     symbols there (the encoder computes and writes them, the decoder reads them). Returns
     (symbols, mean16, idx), all int64 [M, h, w]; y_hat * gain = symbols + mean16 / 16."""
+    return code_regions(net, [(mean_h, idx_h, code, r0, c0)])[0]
+
+
+def code_regions(net: Mapping[str, np.ndarray],
+                 regions: list[tuple[np.ndarray, np.ndarray, Code, int, int]]
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`code_region` for several independent regions at once, step by step: each step's
+    network runs once on the positions of all of them, so many small tiles cost what one
+    region of their total size costs (a step reads all its weights once per call)."""
+    if not regions:
+        return []
     slices, phases = int(net["slices"]), int(net["phases"])
     lim = int(net["ctx_limit"])
-    m, h, w = mean_h.shape
-    ms = m // slices
-    hyp = np.clip(np.concatenate([mean_h, 16 * idx_h]).astype(np.float64), -lim, lim)
-    mean16, idx = mean_h.astype(np.int64).copy(), idx_h.astype(np.int64).copy()
-    sym = np.zeros((m, h, w), np.int64)
-    ctx = np.zeros((m, h, w), np.float64)
+    state = []
+    for mean_h, idx_h, code, r0, c0 in regions:
+        m, h, w = mean_h.shape
+        hyp = np.clip(np.concatenate([mean_h, 16 * idx_h]).astype(np.float64), -lim, lim)
+        state.append((mean_h, idx_h, code, r0, c0, hyp, mean_h.astype(np.int64).copy(),
+                      idx_h.astype(np.int64).copy(), np.zeros((m, h, w), np.int64),
+                      np.zeros((m, h, w), np.float64)))
     for s, p in order(net):
-        cs = slice(s * ms, (s + 1) * ms)
-        mask = phase_mask(h, w, phases, p, r0, c0)
+        masks = [phase_mask(*st[0].shape[1:], phases, p, st[3], st[4]) for st in state]
         if (s, p) != (0, 0):
-            cctx = ms * (s + (1 if p > 0 else 0))
-            dm, di = run_step(net, (s, p), ctx[:cctx], hyp, mask)
-            mean16[cs][:, mask] = mean_h[cs][:, mask] + dm
-            idx[cs][:, mask] = np.clip(idx_h[cs][:, mask] + di, 0, SCALE_LEVELS - 1)
-        got = code((s, p), mask, mean16[cs], idx[cs])
-        sym[cs] = np.where(mask, got, sym[cs])
-        val = np.clip(16 * sym[cs] + mean16[cs] - mean_h[cs], -lim, lim)
-        ctx[cs] = np.where(mask, val, ctx[cs])
-    return sym, mean16, idx
+            rows, patches, counts = [], [], []
+            for st, mask in zip(state, masks, strict=True):
+                ms = st[0].shape[0] // slices
+                cctx = ms * (s + (1 if p > 0 else 0))
+                r, pt = _step_rows(net, (s, p), st[9][:cctx], st[5], mask)
+                rows.append(r)
+                patches.append(pt)
+                counts.append(len(r))
+            dm_all, di_all = run_step_rows(
+                net, (s, p), np.concatenate(rows),
+                None if patches[0] is None else np.concatenate(patches))
+            ends = np.cumsum(counts)
+        for k, (st, mask) in enumerate(zip(state, masks, strict=True)):
+            mean_h, idx_h, code, _, _, _, mean16, idx, sym, ctx = st
+            ms = mean_h.shape[0] // slices
+            cs = slice(s * ms, (s + 1) * ms)
+            if (s, p) != (0, 0):
+                part = slice(ends[k] - counts[k], ends[k])
+                mean16[cs][:, mask] = mean_h[cs][:, mask] + dm_all[:, part]
+                idx[cs][:, mask] = np.clip(idx_h[cs][:, mask] + di_all[:, part], 0,
+                                           SCALE_LEVELS - 1)
+            got = code((s, p), mask, mean16[cs], idx[cs])
+            sym[cs] = np.where(mask, got, sym[cs])
+            val = np.clip(16 * sym[cs] + mean16[cs] - mean_h[cs], -lim, lim)
+            ctx[cs] = np.where(mask, val, ctx[cs])
+    return [(st[8], st[6], st[7]) for st in state]
 
 
 def encode_region(net: Mapping[str, np.ndarray], tables: TableSet, y_g: np.ndarray,
@@ -145,17 +194,32 @@ def decode_region(net: Mapping[str, np.ndarray], tables: TableSet, data: bytes,
 
     Data too short for even the first step's symbols (whose tables are known before any
     decoding) is refused before the networks run."""
-    ms = mean_h.shape[0] // int(net["slices"])
-    first = idx_h[:ms][:, phase_mask(*mean_h.shape[1:], int(net["phases"]), 0, r0, c0)]
-    tables.check_room(data, np.bincount(first.ravel(), minlength=len(tables)))
-    coder = open_coder(data)
+    return decode_regions(net, tables, [(data, mean_h, idx_h, r0, c0)])[0]
 
-    def code(step, mask, mu16, ix):
-        out = np.zeros(mu16.shape, np.int64)
-        out[:, mask] = tables.decode_from(coder, ix[:, mask].ravel()).reshape(len(mu16), -1)
-        return out
 
-    res = code_region(net, mean_h, idx_h, code, r0, c0)
-    if not coder.is_empty():
-        raise CorruptStreamError("section has data left over after decoding")
+def decode_regions(net: Mapping[str, np.ndarray], tables: TableSet,
+                   regions: list[tuple[bytes, np.ndarray, np.ndarray, int, int]]
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`decode_region` of several regions (one section each) with the step networks run
+    once per step for all of them (`code_regions`); every section is checked for room
+    before any network runs, and must be consumed exactly."""
+    walks = []
+    for data, mean_h, idx_h, r0, c0 in regions:
+        ms = mean_h.shape[0] // int(net["slices"])
+        first = idx_h[:ms][:, phase_mask(*mean_h.shape[1:], int(net["phases"]), 0, r0, c0)]
+        tables.check_room(data, np.bincount(first.ravel(), minlength=len(tables)))
+        walks.append((open_coder(data), mean_h, idx_h, r0, c0))
+
+    def reader(coder):
+        def code(step, mask, mu16, ix):
+            out = np.zeros(mu16.shape, np.int64)
+            out[:, mask] = tables.decode_from(coder, ix[:, mask].ravel()).reshape(len(mu16), -1)
+            return out
+        return code
+
+    res = code_regions(net, [(mean_h, idx_h, reader(coder), r0, c0)
+                             for coder, mean_h, idx_h, r0, c0 in walks])
+    for coder, *_ in walks:
+        if not coder.is_empty():
+            raise CorruptStreamError("section has data left over after decoding")
     return res

@@ -89,15 +89,52 @@ class HyperpriorCodec(LatentCodec):
                      "mean": np.empty((m, hy, wy), np.float64),
                      "index": np.empty((m, hy, wy), np.int64)}
         y_hat = np.empty((m, hy, wy), np.float32)
-        for (r0, r1, c0, c1), section in zip(grid.boxes, sections[1:], strict=True):
-            shape = (m, r1 - r0, c1 - c0)
-            sym, mu, idx = self.decode_tile(section, z_sym, shape, r0, c0)
-            if keep:
-                extra["y_sym"][:, r0:r1, c0:c1] = sym
-                extra["mean"][:, r0:r1, c0:c1] = mu
-                extra["index"][:, r0:r1, c0:c1] = idx.reshape(shape)
-            y_hat[:, r0:r1, c0:c1] = (sym + mu) * inv_gain[:, None, None]
+        boxes, secs = grid.boxes, sections[1:]
+        if len(secs) != len(boxes):
+            raise CorruptStreamError("stream has the wrong number of sections for its model")
+        pending: list[tuple[int, tuple]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            for i, (sym, mu, idx) in zip([i for i, _ in pending],
+                                         self.decode_group([p for _, p in pending]),
+                                         strict=True):
+                r0, r1, c0, c1 = boxes[i]
+                shape = (m, r1 - r0, c1 - c0)
+                if keep:
+                    extra["y_sym"][:, r0:r1, c0:c1] = sym
+                    extra["mean"][:, r0:r1, c0:c1] = mu
+                    extra["index"][:, r0:r1, c0:c1] = idx.reshape(shape)
+                y_hat[:, r0:r1, c0:c1] = (sym + mu) * inv_gain[:, None, None]
+            pending.clear()
+
+        area = 0
+        for group in strips(boxes):
+            # one hyper-decoder run per strip of small tiles, and the tiles of several strips
+            # decoded together (a context model runs each step network once for all of
+            # them): the cost of many tiny tiles is that of their area, not of their number
+            r0, r1, g0, g1 = boxes[group[0]][0], boxes[group[0]][1], boxes[group[0]][2], \
+                boxes[group[-1]][3]
+            mu_s, idx_s = self.entropy_params(z_sym, (m, r1 - r0, g1 - g0), r0, g0)
+            idx_s = idx_s.reshape(m, r1 - r0, g1 - g0)
+            for i in group:
+                a, b = boxes[i][2] - g0, boxes[i][3] - g0
+                pending.append((i, (secs[i], mu_s[:, :, a:b], idx_s[:, :, a:b], boxes[i][0],
+                                    boxes[i][2])))
+            area += (r1 - r0) * (g1 - g0)
+            if area >= STRIP_AREA:
+                flush()
+                area = 0
+        flush()
         return y_hat, extra
+
+    def decode_group(self, parts: list[tuple[bytes, np.ndarray, np.ndarray, int, int]]
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Tiles' (section, means, table indices [M, th, tw], r0, c0) -> their (symbols,
+        means, indices), as `decode_tile` gives them."""
+        return [(self.model.y_tables.decode(sec, np.ascontiguousarray(idx).ravel())
+                 .reshape(mu.shape), mu, idx) for sec, mu, idx, _, _ in parts]
 
     def encode_tile(self, y_g: np.ndarray, z_sym: np.ndarray, r0: int, c0: int
                     ) -> tuple[bytes, float]:
@@ -145,3 +182,23 @@ class HyperpriorCodec(LatentCodec):
         if idx.size and (idx.min() < 0 or idx.max() >= len(self.model.y_tables)):
             raise ModelError("hyper-decoder produced a scale index outside the tables")
         return mu, idx.astype(np.int16).ravel()  # compact: the tables number < 2**15
+
+
+STRIP_AREA = 4096  # latent positions: tiles are decoded in row strips of at least this area
+
+
+def strips(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Consecutive tiles of one tile row, grouped until a group covers STRIP_AREA latent
+    positions (tiles that large stay alone, as they always were)."""
+    out: list[list[int]] = []
+    area = 0
+    for i, (r0, r1, c0, c1) in enumerate(boxes):
+        prev = boxes[out[-1][-1]] if out else None
+        if prev is None or area >= STRIP_AREA or prev[0] != r0 or prev[1] != r1 \
+                or prev[3] != c0:
+            out.append([i])
+            area = 0
+        else:
+            out[-1].append(i)
+        area += (r1 - r0) * (c1 - c0)
+    return out
