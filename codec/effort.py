@@ -188,11 +188,7 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
     lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
     inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
     threads = torch.get_num_threads()
-    torch.manual_seed(seed)
-    try:
-        torch.use_deterministic_algorithms(True)
-    except Exception:
-        pass
+    deterministic = torch.are_deterministic_algorithms_enabled()
     y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
     z0 = model.run(model.hyper_analysis, "z", {"y": y_g[None]})[0]
     zs = codec.latent.z_shape(_grid(codec, h, w))
@@ -234,7 +230,11 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
         return fl + wgt[..., 1]
 
     best, best_cost = None, float("inf")
+    rng = torch.random.fork_rng(devices=[])  # the caller's torch RNG is left as it was
+    rng.__enter__()
     try:
+        torch.manual_seed(seed)  # same image, quality, effort: same bytes
+        torch.use_deterministic_algorithms(True)
         torch.set_num_threads(min(threads, 2) if threads else 2)
         for t in range(steps + 1):
             with torch.no_grad():  # the hard-rounded cost of the current point
@@ -258,6 +258,8 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
             opt.step()
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        rng.__exit__(None, None, None)
     return best
 
 
