@@ -287,10 +287,10 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
     from .output_options import check_output_options
 
     if fmt == "jxl":
-        from .imageio import _register_plugins
+        from .imageio import register_plugins
 
         try:
-            _register_plugins("JXL")
+            register_plugins("JXL")
         except AecodecError as e:
             raise click.ClickException(str(e)) from None
     check_output_options(output, fmt, out_quality)

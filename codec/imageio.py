@@ -135,7 +135,7 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None,
     (`icc_profile`, `exif`, `xmp`, `dpi`) written where the format holds it; lossy formats at
     `quality` (default DEFAULT_OUTPUT_QUALITY). What the format cannot hold (alpha in JPEG,
     metadata in BMP, ...) is dropped with one LossWarning."""
-    _register_plugins(fmt)
+    register_plugins(fmt)
     im = Image.fromarray(array, {2: "LA", 4: "RGBA"}.get(array.shape[2]) if array.ndim == 3
                          else None)
     params = {k: v for k, v in (info or {}).items()
@@ -163,7 +163,7 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None,
     return data
 
 
-def _register_plugins(fmt_or_ext: str) -> None:
+def register_plugins(fmt_or_ext: str) -> None:
     """JPEG XL comes from pillow-jxl-plugin (the `bench` extra), registered when imported."""
     if fmt_or_ext.upper().lstrip(".") == "JXL":
         try:
@@ -191,7 +191,7 @@ def format_for(path: str | Path) -> str:
     ext = Path(path).suffix.lower()
     if not ext:
         return "PNG"
-    _register_plugins(ext)
+    register_plugins(ext)
     Image.init()
     fmt = Image.EXTENSION.get(ext)
     if fmt is None:
