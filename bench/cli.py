@@ -34,10 +34,16 @@ from .run import ALL_CODECS, run_bench
 @click.option("--max-images", type=click.IntRange(1), default=None,
               help="Use only the first N images of FOLDER.")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib RD plots.")
+@click.option("--effort", "efforts", default="", metavar="N,N,...",
+              help="Encoder efforts to add for the models effort optimises (curves "
+                   "<model>+e<N>; effort 0 is the model's own curve), e.g. 1,3.")
+@click.option("--effort-every", "effort_every", multiple=True, metavar="N=K",
+              help="Run effort N on every K-th image only (images 1, K+1, ...), for the "
+                   "slow levels; its BD figures use exactly those images. Repeatable.")
 def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
           repeats: int | None, threads: int | None, anchor: str, speed_bpp: float,
           visual_bpp: float, visual_image: str | None, max_images: int | None,
-          no_plots: bool) -> None:
+          no_plots: bool, efforts: str, effort_every: tuple[str, ...]) -> None:
     """Sweep FOLDER's images (default: a built-in sample, reduced sweep) through each codec."""
     if folder is None:
         images, source = sample_images(), "built-in sample"
@@ -48,13 +54,33 @@ def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
         points = points or 8
         repeats = 3 if repeats is None else repeats
     names = [c.strip() for c in codecs.split(",") if c.strip()]
+    levels = parse_efforts(efforts, effort_every)
     res = run_bench(images, source, names, outdir, points, repeats, threads or available_cores(),
                     anchor, speed_bpp, visual_bpp, visual_image, not no_plots,
-                    log=lambda s: click.echo(s, err=True))
+                    log=lambda s: click.echo(s, err=True), efforts=levels)
     for name, b in res["bd"]["codecs"].items():
         if name != anchor and b["bd_rate"] is not None:
             click.echo(f"{name:>24}: BD-rate {100 * b['bd_rate']:+.1f} % vs {anchor}")
+    for name, e in res["effort"].items():
+        click.echo(f"{name:>24}: BD-rate {100 * e['bd_rate_vs_effort0']:+.1f} % vs effort 0, "
+                   f"{e['encode_s']:.1f} s/image ({len(e['images'])} images)")
     click.echo(f"wrote {outdir}/results.json, report.md ({res['timing']['total_s']} s)")
+
+
+def parse_efforts(efforts: str, every: tuple[str, ...]) -> dict[int, int]:
+    """{effort: every k-th image} from "1,3" and ("3=4",); usage errors name the option."""
+    from aecodec.effort import check_effort
+
+    try:
+        out = {check_effort(int(e)): 1 for e in efforts.split(",") if e.strip()}
+        for spec in every:
+            n, _, k = spec.partition("=")
+            if check_effort(int(n)) not in out or int(k) < 1:
+                raise ValueError(f"--effort-every {spec}: give N=K with N in --effort, K >= 1")
+            out[int(n)] = int(k)
+    except (TypeError, ValueError) as e:
+        raise click.BadParameter(str(e)) from None
+    return out
 
 
 if __name__ == "__main__":

@@ -75,8 +75,44 @@ def summarise(rows: list[dict], efforts: list[int]) -> dict:
     return out
 
 
-def step_time(steps: int = 5) -> dict:
-    """Seconds per optimisation step on a 768x512 image (kodim23)."""
+def bench_summary(per_image: dict, curves: dict, anchor: str) -> dict:
+    """For each `<model>+e<N>` curve of an `aecodec bench --effort` run: on exactly the images
+    it ran on, BD-rate against the same model at effort 0 and against the anchor, the mean
+    bytes change at equal settings, and encode seconds per image (mean over its points)."""
+    from .sweep import mean_curves
+
+    def cols(c):
+        return [p["bpp"] for p in c], [p["psnr"] for p in c]
+
+    out: dict = {}
+    for name in curves:
+        base, sep, level = name.rpartition("+e")
+        if not sep or base not in per_image or not level.isdigit():
+            continue
+        images = list(per_image[name])
+        sub = mean_curves({n: {i: per_image[n][i] for i in images}
+                           for n in (name, base, anchor) if n in per_image})
+        e, b = per_image[name], per_image[base]
+        out[name] = {
+            "effort": int(level), "images": images,
+            "bd_rate_vs_effort0": bd_rate(*cols(sub[base]), *cols(sub[name]), "pchip"),
+            "bd_rate_vs_anchor": (bd_rate(*cols(sub[anchor]), *cols(sub[name]), "pchip")
+                                  if anchor in sub else None),
+            "effort0_bd_rate_vs_anchor": (bd_rate(*cols(sub[anchor]), *cols(sub[base]),
+                                                  "pchip") if anchor in sub else None),
+            "bytes_vs_effort0": float(np.mean([p["bytes"] / q["bytes"] - 1 for i in images
+                                               for p, q in zip(e[i], b[i])])),
+            "psnr_vs_effort0": float(np.mean([p["psnr"] - q["psnr"] for i in images
+                                              for p, q in zip(e[i], b[i])])),
+            "encode_s": float(np.mean([p["enc_ms"] for i in images for p in e[i]]) / 1e3),
+            "effort0_encode_s": float(np.mean([p["enc_ms"] for i in images for p in b[i]])
+                                      / 1e3),
+        }
+    return out
+
+
+def step_time(steps: int = 20) -> dict:
+    """Seconds per optimisation step on a 768x512 image (kodim23), with torch's threads."""
     import aecodec
     from aecodec import effort as E
 
@@ -89,7 +125,10 @@ def step_time(steps: int = 5) -> dict:
     t = time.perf_counter()
     E.optimise(c, a, y, gain, 58.0, steps)
     dt = time.perf_counter() - t
+    import torch
+
     return {"steps": steps, "seconds_per_step": dt / steps, "image": "kodim23 768x512",
+            "threads": torch.get_num_threads(),
             "note": "includes one hard-rounded evaluation per 10 steps"}
 
 

@@ -7,8 +7,10 @@ damage reaches the entropy decoder and the networks; bit 1: through `Image.open(
 instead of `aecodec.decompress`). The oracle: a decode gives exactly the shape and dtype the
 header and model promise (`fuzz.expected_shape`), anything refused is an `AecodecError`
 (Pillow path: an `AecodecError` or Pillow's `OSError`), and no input runs over `--timeout`
-seconds or `--rss-mb` of memory (libFuzzer's own limits). Anything else stops the run with the
-input saved as `crash-*` in the output folder. The corpus starts from real streams of every
+seconds of CPU (the process's CPU time, so a loaded machine does not fake a hang; libFuzzer's
+wall-clock `-timeout` is a backstop at `--wall-timeout`) or `--rss-mb` of memory. Anything
+else stops the run with the input saved as `crash-*` in the output folder. The corpus starts
+from real streams of every
 shipped model and profile (`fuzz.seeds`, `fuzz.compact_seeds`) and the golden streams.
 atheris is not a dependency of aecodec: `pip install atheris`.
 """
@@ -27,6 +29,7 @@ import numpy as np
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
 COUNTS: dict[str, int] = {}
 REPORT = {"every": 1000, "last": 0, "write": None}  # counts.json, rewritten as the run goes
+LIMIT = {"cpu_s": 10.0, "max_cpu_s": 0.0}  # the hang oracle, and the slowest input so far
 
 
 def one_input(data: bytes) -> None:
@@ -40,6 +43,7 @@ def one_input(data: bytes) -> None:
     if not data:
         COUNTS["empty"] = COUNTS.get("empty", 0) + 1
         return
+    t0 = time.process_time()
     mode, stream = data[0], data[1:]
     if mode & 1:
         stream = fuzz.refresh_crc(stream)
@@ -61,6 +65,9 @@ def one_input(data: bytes) -> None:
     except OSError as e:  # Pillow's UnidentifiedImageError and friends, Pillow path only
         assert mode & 2, f"OSError outside the Pillow path: {e!r}"
         outcome = type(e).__name__
+    spent = time.process_time() - t0
+    LIMIT["max_cpu_s"] = max(LIMIT["max_cpu_s"], spent)
+    assert spent <= LIMIT["cpu_s"], f"hang: {spent:.1f} s of CPU for one input ({outcome})"
     COUNTS[outcome] = COUNTS.get(outcome, 0) + 1
     total = sum(COUNTS.values())
     due = total - REPORT["last"] >= REPORT["every"] or total >= REPORT["runs"] - 1
@@ -90,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
     p.add_argument("--out", type=Path, default=Path("results/fuzz"),
                    help="folder for the corpus, the counts and any crash-* input")
-    p.add_argument("--timeout", type=int, default=10, help="seconds one input may take")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="CPU seconds one input may take (a hang above it)")
+    p.add_argument("--wall-timeout", type=int, default=120,
+                   help="libFuzzer's wall-clock limit per input, a backstop for a stuck process")
     p.add_argument("--rss-mb", type=int, default=2560, help="memory one run may hold")
     p.add_argument("--max-len", type=int, default=4096, help="longest input in bytes")
     args = p.parse_args(argv)
@@ -110,12 +120,15 @@ def main(argv: list[str] | None = None) -> None:
     def report() -> None:
         counts_file.write_text(json.dumps({
             "runs": sum(COUNTS.values()), "seconds": round(time.time() - start, 1),
-            "seed": args.seed, "seed_inputs": seeds, "outcomes": dict(sorted(COUNTS.items())),
+            "seed": args.seed, "seed_inputs": seeds, "cpu_limit_s": args.timeout,
+            "slowest_input_cpu_s": round(LIMIT["max_cpu_s"], 3),
+            "outcomes": dict(sorted(COUNTS.items())),
         }, indent=1) + "\n")
 
     REPORT.update(write=report, runs=args.runs)
+    LIMIT["cpu_s"] = args.timeout
     atheris.Setup([sys.argv[0], f"-runs={args.runs}", f"-seed={args.seed}",
-                   f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_mb}",
+                   f"-timeout={args.wall_timeout}", f"-rss_limit_mb={args.rss_mb}",
                    f"-max_len={args.max_len}", f"-artifact_prefix={args.out}/",
                    "-print_final_stats=1", str(corpus)], one_input)
     atheris.Fuzz()

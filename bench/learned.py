@@ -24,6 +24,8 @@ class AecodecModel:
     lo: float = 1
     hi: float = 100
     reference: bool = False  # the model files run as they are (the runtime before issue 11)
+    effort: int = 0  # encoder-side optimisation level (docs/effort.md)
+    every: int = 1  # only every k-th image of the run (the slow efforts' named subset)
     _codec: aecodec.Codec | None = field(default=None, repr=False)
 
     @property
@@ -47,10 +49,31 @@ class AecodecModel:
         return [float(round(v)) for v in np.linspace(self.lo, self.hi, points)]
 
     def encode(self, img: np.ndarray, setting: float) -> bytes:
-        return self.codec.compress(img, quality=int(setting))
+        return self.codec.compress(img, quality=int(setting), effort=self.effort)
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.codec.decompress(data)
+
+
+def with_efforts(models: dict[str, AecodecModel], efforts: dict[int, int]) -> dict:
+    """The models plus `<name>+e<N>` for each effort N > 0 (on every k-th image, `efforts[N]`)
+    of each model that effort can optimise (aecodec.effort.check_model)."""
+    from aecodec import effort, model
+
+    out = dict(models)
+    for name, m in models.items():
+        if m.reference or m.effort:
+            continue
+        info = model.find(m.model)
+        for e, every in sorted(efforts.items()):
+            try:
+                effort.check_model(info, e)
+            except aecodec.ModelError:
+                continue
+            if e:
+                out[f"{name}+e{e}"] = AecodecModel(f"{name}+e{e}", m.model, m.threads, m.lo,
+                                                   m.hi, effort=e, every=every)
+    return out
 
 
 def aecodec_models(threads: int = 1) -> dict[str, AecodecModel]:

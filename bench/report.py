@@ -49,6 +49,19 @@ def markdown(res: dict[str, Any]) -> str:
         row += [_f(v, ".3f") for v in b["size_ratio_at_psnr"].values()]
         row += [_f(v, ".2f") for v in b["psnr_at_bpp"].values()]
         lines.append("| " + " | ".join(row) + " |")
+    eff = res.get("effort") or {}
+    if eff:
+        lines += ["", "## Encoder effort (each on exactly the images it ran on)", "",
+                  "| curve | images | BD-rate vs effort 0 | BD-rate vs " + bd["anchor"]
+                  + " | effort 0 vs " + bd["anchor"] + " (same images) | bytes vs effort 0 "
+                  "(same settings) | dPSNR | encode s/image | effort 0 s/image |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, e in eff.items():
+            lines.append(f"| {name} | {len(e['images'])} | {_pct(e['bd_rate_vs_effort0'])} | "
+                         f"{_pct(e['bd_rate_vs_anchor'])} | "
+                         f"{_pct(e['effort0_bd_rate_vs_anchor'])} | "
+                         f"{_pct(e['bytes_vs_effort0'])} | {e['psnr_vs_effort0']:+.3f} dB | "
+                         f"{e['encode_s']:.1f} | {e['effort0_encode_s']:.2f} |")
     sp = res.get("speed") or {}
     if sp.get("codecs"):
         lines += ["", f"## Speed (setting nearest {sp['target_bpp']} bpp, median of "

@@ -14,6 +14,7 @@ import numpy as np
 from .bdrate import bd_summary
 from .classical import classical_codecs
 from .environment import environment
+from .effort import bench_summary
 from .learned import aecodec_models
 from .report import markdown, plot_curves, visual_mosaic
 from .speed import run_speed
@@ -23,8 +24,10 @@ SCHEMA_VERSION = 1
 ALL_CODECS = ("aecodec", "jpeg", "webp", "jpeg2000", "avif", "jxl")
 
 
-def select_codecs(names: list[str], threads: int, log: Callable[[str], None]) -> dict[str, Codec]:
-    """Codec adapters for the CLI names; "aecodec" expands to every photo model."""
+def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
+                  efforts: dict[int, int] | None = None) -> dict[str, Codec]:
+    """Codec adapters for the CLI names; "aecodec" expands to every photo model; `efforts`
+    ({level: every k-th image}) adds `<model>+e<level>` for the models effort optimises."""
     classical = classical_codecs(threads)
     learned = aecodec_models(threads) if any(n.startswith("aecodec") for n in names) else {}
     out: dict[str, Codec] = {}
@@ -46,6 +49,12 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None]) ->
             out[n] = classical[n]
         else:
             log(f"[bench] {n}: not available in this Pillow build, skipped")
+    if efforts:
+        from .learned import with_efforts
+
+        learned_out = with_efforts({k: v for k, v in out.items() if k in learned
+                                    or k.endswith("-reference")}, efforts)
+        out = {**out, **{k: v for k, v in learned_out.items() if k not in out}}
     return out
 
 
@@ -78,19 +87,20 @@ def run_bench(
     images: list[tuple[str, np.ndarray]], source: str, codec_names: list[str], outdir: Path,
     points: int, repeats: int, threads: int, anchor: str = "jpeg", speed_bpp: float = 0.5,
     visual_bpp: float = 0.5, visual_image: str | None = None, plots: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, efforts: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """Run everything and write OUTDIR/results.json, report.md, rd_*.png, visual.png."""
     t_start = time.perf_counter()
     outdir.mkdir(parents=True, exist_ok=True)
-    codecs = select_codecs(codec_names, threads, log)
+    codecs = select_codecs(codec_names, threads, log, efforts)
     if not codecs:
         raise RuntimeError("no codec to benchmark")
     warm_up(codecs, images[0][1])
     per_image = run_sweep(images, codecs, points, log)
     t_sweep = time.perf_counter()
     curves = mean_curves(per_image)
-    speed = (run_speed(images, codecs, curves, repeats, threads, speed_bpp, log)
+    full = {n: c for n, c in codecs.items() if getattr(c, "every", 1) == 1}
+    speed = (run_speed(images, full, curves, repeats, threads, speed_bpp, log)
              if repeats > 0 else None)
     t_speed = time.perf_counter()
     res: dict[str, Any] = {
@@ -104,11 +114,14 @@ def run_bench(
         "config": {
             "codecs": list(codecs), "points": points, "repeats": repeats, "threads": threads,
             "anchor": anchor, "speed_bpp": speed_bpp, "settings": _settings_config(codecs, points),
+            "efforts": {str(k): v for k, v in (efforts or {}).items()},
         },
         "environment": environment(threads),
         "curves": curves,
         "per_image": per_image,
-        "bd": bd_summary(curves, anchor),
+        # curves of a subset of the images (slow efforts) are compared on their own images only
+        "bd": bd_summary({n: c for n, c in curves.items() if n in full}, anchor),
+        "effort": bench_summary(per_image, curves, anchor),
         "speed": speed,
     }
     names = [n for n, _ in images]

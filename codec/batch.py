@@ -54,6 +54,7 @@ class Settings:
     strict_bpp: bool = False  # compress: a --bpp target that cannot be met fails the file
     fmt: str | None = None  # decompress: output format (default: from the name, else PNG)
     out_quality: int | None = None  # decompress: lossy outputs' quality (imageio's default)
+    effort: int = 0  # compress: encoder-side optimisation level (docs/effort.md)
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,10 @@ class Coder:
         codec = self._codec(s.model)
         if s.bpp is None:
             return codec.encode(image, DEFAULT_QUALITY if s.quality is None else s.quality,
-                                s.strip)
+                                s.strip, s.effort)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            enc = codec.encode_to_bpp(image, s.bpp, s.strip)
+            enc = codec.encode_to_bpp(image, s.bpp, s.strip, s.effort)
         for w in caught:
             if not issubclass(w.category, RateWarning):
                 warnings.warn(w.message, stacklevel=2)

@@ -209,6 +209,20 @@ def batch_options(f: Callable) -> Callable:
     return f
 
 
+def _check_effort(model_name: str | None, effort: int) -> None:
+    """One error line before any file: a model that cannot be optimised, or no torch."""
+    from . import effort as E
+    from .model import find
+
+    try:
+        info = find(model_name)
+        E.check_model(info, effort)
+    except AecodecError as e:
+        raise click.ClickException(str(e)) from None
+    if info.fixed_size is None and not E.has_torch():
+        raise click.ClickException(f"--effort {effort} needs torch: {E.INSTALL}")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or folder; - for stdout.")
@@ -225,12 +239,16 @@ def batch_options(f: Callable) -> Callable:
 @click.option("--profile", type=click.Choice(["full", "compact"]), default="full",
               show_default=True, help="Stream profile: compact = 1-3 byte header and a "
               "byte-granular coder, for the fixed-size digit models (integer qualities).")
+@click.option("--effort", type=click.IntRange(0, 4), default=0, show_default=True,
+              help="Encoder effort: 1-4 optimise each image's latents for its decoder "
+              "(smaller streams, same decoder; seconds to minutes per image, docs/effort.md; "
+              "photo models need the 'effort' extra). 0 is the fast encoder.")
 @model_option
 @threads_option
 @force_option
 @batch_options
-def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, model_name, threads,
-             force, jobs, skip_existing, use_ray, ray_address, verbose, quiet) -> None:
+def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, model_name,
+             threads, force, jobs, skip_existing, use_ray, ray_address, verbose, quiet) -> None:
     """Compress images (files, folders, or - for stdin) to .aec streams.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
@@ -255,8 +273,10 @@ def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, model_nam
                                        "(only the shipped digit models have one)")
     if strict_bpp and bpp is None:
         raise click.UsageError("--strict-bpp goes with --bpp")
+    if effort:
+        _check_effort(model_name, effort)
     settings = Settings("compress", model_name, quality, bpp, threads, force, strip, profile,
-                        strict_bpp=strict_bpp)
+                        strict_bpp=strict_bpp, effort=effort)
     _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address,
          verbose, quiet)
 

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import container, extras, latent, rate, refine, tiles
+from . import effort as _effort_mod
 from .effort import check_effort
 from .errors import (
     CorruptStreamError,
@@ -84,8 +85,9 @@ class Codec:
         multiple of the model's pad multiple); `tile_above=None` never tiles.
         `profile="compact"` writes the compact stream profile (docs/format.md): for fixed-size
         grayscale models with a compact index, a 1-3 byte header and integer qualities.
-        `refine=N`: up to N rounds of encoder-side latent search (codec/refine.py; fixed-size
-        factorized models with one latent position): smaller or better streams, same decoder."""
+        `refine=N` (kept for old callers; `effort=` on the encode calls is the knob): up to N
+        rounds of the encoder-side latent search of fixed-size digit models (codec/refine.py),
+        which is what their effort levels run (`effort.REFINE_ROUNDS`)."""
         if isinstance(model, Model):
             self.model = model
         else:
@@ -187,13 +189,12 @@ class Codec:
         hy, wy = self.latent_hw(h, w)
         grid = tiles.TileGrid(hy, wy, self.tile // self.stride if self._tiled(h, w) else None)
         search = None
-        if self.refine and image is not None and (hy, wy) == (1, 1):
-            def search(sym: np.ndarray) -> np.ndarray:
-                return refine.search(self, image, sym, q, self.refine)
-        if effort:  # encoder-side optimisation (codec/effort.py, docs/effort.md)
-            from . import effort as _effort
-
-            sections, bits = _effort.encode(self, y, gain, grid, q, image, gray, effort)
+        rounds = self.refine or _effort_mod.REFINE_ROUNDS[effort]
+        if rounds and image is not None and (hy, wy) == (1, 1):
+            def search(sym: np.ndarray) -> np.ndarray:  # the digit models' effort levels
+                return refine.search(self, image, sym, q, rounds)
+        if effort and search is None:  # encoder-side optimisation (codec/effort.py)
+            sections, bits = _effort_mod.encode(self, y, gain, grid, q, image, gray, effort)
         else:
             sections, bits = self.latent.encode(y, gain, grid, compact=compact, refine=search)
         fixed = self.model.info.fixed_size is not None

@@ -24,7 +24,10 @@ STEPS = {0: 0, 1: 50, 2: 100, 3: 200, 4: 400}  # optimisation steps per effort l
 MAX_EFFORT = max(STEPS)
 MAX_PIXELS = 4 << 20  # whole-image optimisation up to this; larger images code as effort 0
 SEED = 0
+LR = 5e-3  # Adam's step on the latents (x0.1 for the last 10 % of steps)
 INSTALL = "pip install 'aecodec[effort]'"
+# fixed-size digit models (one latent position): rounds of the greedy search of codec/refine.py
+REFINE_ROUNDS = {0: 0, 1: 1, 2: 2, 3: 4, 4: 6}
 
 
 def check_effort(effort) -> int:
@@ -34,6 +37,23 @@ def check_effort(effort) -> int:
     if not 0 <= int(effort) <= MAX_EFFORT:
         raise ValueError(f"effort must be 0..{MAX_EFFORT}, got {int(effort)}")
     return int(effort)
+
+
+def check_model(info, effort: int) -> None:
+    """A ModelError unless the model can be optimised at this effort (before any work): the
+    hyperprior family (SGA, needs torch) and the fixed-size digit models (greedy search)."""
+    if not effort or info.fixed_size is not None:
+        return
+    if info.family != "hyperprior":
+        raise ModelError(f"effort > 0 needs a hyperprior-family or fixed-size digit model; "
+                         f"'{info.name}' is {info.family}")
+
+
+def has_torch() -> bool:
+    """Whether effort > 0 can run here (torch importable), without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def _torch():
@@ -84,6 +104,7 @@ class _Twin:
                                torch.as_tensor(np.asarray(net[f"lo{i}"], np.float32).reshape(-1)),
                                torch.as_tensor(np.asarray(net[f"hi{i}"], np.float32).reshape(-1))))
             i += 1
+        self._wcache: dict = {}
         self.mean_bits = model.mean_bits
         self.y_logp = self._table(model.y_tables)
         self.z_logp = self._table(model.z_tables)
@@ -143,24 +164,102 @@ class _Twin:
         return a[:, :m] / 2.0**self.mean_bits, a[:, m:]
 
     def synthesize(self, y_hat):
-        """Pixels (0..255 float, straight-through rounding) of y_hat [1, M, h, w]."""
+        """Pixels (0..255 float) of y_hat [1, M, h, w] in bf16, no gradient: the hard-rounded
+        check that ranks candidates (the kept one is then scored by the exact decoder)."""
+        return self._forward(y_hat, torch_dtype=self.torch.bfloat16, save=None)
+
+    def synthesize_grad(self, y_hat):
+        """The same in bf16 with a hand-written backward (straight-through rounding, clamps
+        masked): one pass per operation, no autograd graph of the large tensors."""
+        return _synth_fn(self.torch).apply(y_hat, self)
+
+    def _weights(self, dtype):
+        """Convolution weights (8-bit integers, exact in bf16) and folded per-channel terms."""
+        key = str(dtype)
+        if key not in self._wcache:
+            torch = self.torch
+            cl = torch.channels_last
+            convs = [(w.to(dtype).contiguous(memory_format=cl), b.to(dtype),
+                      s.to(dtype)[None, :, None, None]) for w, b, s in self.convs]
+            gdns = []
+            for gamma, beta, kk in self.gdns:  # n * k = conv(u^2, gamma * k) + beta * k
+                g = (gamma * kk[:, None, None, None]).to(dtype).contiguous(memory_format=cl)
+                gdns.append((g, (beta * kk).to(dtype)))
+            self._wcache[key] = (convs, gdns)
+        return self._wcache[key]
+
+    def _forward(self, y_hat, torch_dtype, save):
         torch = self.torch
         F = torch.nn.functional
-
-        def q(x):
-            return _ste(torch, x, x.detach().round()).clamp(-128, 127)
-
-        v = q(y_hat / self.s_in0[None, :, None, None])
-        for k, (w, b, s) in enumerate(self.convs):
-            acc = F.conv2d(v, w, padding=1)
-            t = (acc + b[None, :, None, None]) * s[None, :, None, None]
-            if k == 3:
-                return F.pixel_shuffle(_ste(torch, t, t.detach().round()).clamp(0, 255), 2)
-            u = F.pixel_shuffle(q(t), 2)
-            gamma, beta, kk = self.gdns[k]
-            n = F.conv2d(u * u, gamma) + beta[None, :, None, None]
-            v = q(u * torch.sqrt(n * kk[None, :, None, None]))
+        cl = torch.channels_last
+        convs, gdns = self._weights(torch_dtype)
+        with torch.no_grad():
+            v = (y_hat / self.s_in0[None, :, None, None]).round_()
+            q = v.clamp(-128, 127)
+            if save is not None:
+                save.append(q == v)
+            v = q.to(torch_dtype).contiguous(memory_format=cl)
+            for k, (w, b, s) in enumerate(convs):
+                a = F.conv2d(v, w, b, padding=1).mul_(s).round_()
+                lo, hi = (0, 255) if k == 3 else (-128, 127)
+                q = a.clamp(lo, hi)
+                if save is not None:
+                    save.append(q == a)
+                u = F.pixel_shuffle(q, 2).contiguous(memory_format=cl)
+                if k == 3:
+                    return u.float()
+                gamma, beta = gdns[k]
+                g = F.conv2d(u * u, gamma, beta).sqrt_()
+                p = (u * g).round_()
+                v = p.clamp(-128, 127)
+                if save is not None:
+                    save.extend((u, g, v == p))
         raise AssertionError
+
+    def _backward(self, grad, saved):
+        torch = self.torch
+        F = torch.nn.functional
+        cl = torch.channels_last
+        convs, gdns = self._weights(torch.bfloat16)
+        with torch.no_grad():
+            m_in, *stages, m_out = saved
+            gv = F.pixel_unshuffle(grad.to(torch.bfloat16), 2).mul_(m_out)
+            w, _, s = convs[3]
+            gv = F.conv_transpose2d(gv.mul_(s).contiguous(memory_format=cl), w, padding=1)
+            for k in (2, 1, 0):
+                m_a, u, g, m_p = stages[4 * k: 4 * k + 4]
+                gp = gv.mul_(m_p)
+                gamma, _ = gdns[k]
+                inner = F.conv_transpose2d((gp * u).div_(g), gamma)
+                gu = (gp * g).addcmul_(u, inner)
+                ga = F.pixel_unshuffle(gu, 2).mul_(m_a)
+                w, _, s = convs[k]
+                gv = F.conv_transpose2d(ga.mul_(s).contiguous(memory_format=cl), w, padding=1)
+            return gv.float().mul_(m_in) / self.s_in0[None, :, None, None]
+
+
+_FN: dict = {}
+
+
+def _synth_fn(torch):
+    """The autograd Function over _Twin._forward / _backward (made once torch is imported)."""
+    if "fn" not in _FN:
+        class Synth(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, y_hat, tw):
+                saved = []
+                out = tw._forward(y_hat, torch.bfloat16, saved)
+                ctx.tw, ctx.saved = tw, saved
+                return out
+
+            @staticmethod
+            def backward(ctx, grad):
+                g = ctx.tw._backward(grad, ctx.saved)
+                ctx.saved = None
+                return g, None
+
+        _FN["fn"] = Synth
+    return _FN["fn"]
 
 
 def _twin(model) -> _Twin:
@@ -187,8 +286,8 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
     h, w = image.shape[:2]
     lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
     inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
-    threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
     z0 = model.run(model.hyper_analysis, "z", {"y": y_g[None]})[0]
     zs = codec.latent.z_shape(_grid(codec, h, w))
@@ -201,7 +300,7 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
 
     y_var = torch.tensor(y_g[None], requires_grad=True)
     z_var = torch.tensor(z0[None].astype(np.float32), requires_grad=True)
-    opt = torch.optim.Adam([y_var, z_var], lr=5e-3)
+    opt = torch.optim.Adam([y_var, z_var], lr=LR)
 
     def cost(z_hat, s, soft):
         mu, idx = tw.hyper_decode(z_hat)
@@ -211,10 +310,8 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
         else:
             s = (y_var - mu).detach().round()
         y_hat = ((s + mu) * inv_t).contiguous(memory_format=torch.channels_last)
-        if soft:  # bf16 convolutions for the gradient steps; rate and loss in float32
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                pix = tw.synthesize(y_hat)
-            pix = pix.float()[..., :h, :w]
+        if soft:  # bf16 synthesis with its own backward; rate and loss in float32
+            pix = tw.synthesize_grad(y_hat)[..., :h, :w]
         else:
             pix = tw.synthesize(y_hat)[..., :h, :w]
         mse = F.mse_loss(pix, x)
@@ -235,7 +332,7 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
     try:
         torch.manual_seed(seed)  # same image, quality, effort: same bytes
         torch.use_deterministic_algorithms(True)
-        torch.set_num_threads(min(threads, 2) if threads else 2)
+        torch.utils.deterministic.fill_uninitialized_memory = False  # NaN-filling costs 15 %
         for t in range(steps + 1):
             with torch.no_grad():  # the hard-rounded cost of the current point
                 if t % 10 == 0 or t == steps:
@@ -251,14 +348,14 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
             tau = temperature(t, steps)
             if t == int(0.9 * steps):
                 for g in opt.param_groups:
-                    g["lr"] = 5e-4
+                    g["lr"] = LR / 10
             opt.zero_grad(set_to_none=True)
             loss, _ = cost(sga(z_var, tau), tau, True)
             loss.backward()
             opt.step()
     finally:
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
         rng.__exit__(None, None, None)
     return best
 
@@ -306,6 +403,7 @@ def encode(codec, y, gain, grid, quality, image, gray, effort: int, seed: int = 
     steps = STEPS[effort]
     if not steps or image is None or image.shape[0] * image.shape[1] > MAX_PIXELS:
         return base
+    check_model(codec.model.info, effort)
     if type(codec.latent) is not HyperpriorCodec:
         raise ModelError(f"effort > 0 needs a hyperprior-family model, not {codec.model.name}")
     _torch()

@@ -92,7 +92,8 @@ class AecDecoder(ImageFile.PyDecoder):
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """`quality` (default 75) or `bpp` (the highest quality within that many bits per pixel),
     `model` (name, folder or None for the default), `strip`
-    (leave out ICC and EXIF); `icc_profile` / `exif` override the image's own."""
+    (leave out ICC and EXIF), `effort` (0..4, docs/effort.md); `icc_profile` / `exif`
+    override the image's own."""
     from .codec import DEFAULT_QUALITY, get_codec
 
     info = im.encoderinfo
@@ -108,12 +109,13 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
                 im.info.pop(key, None)
     codec = get_codec(info.get("model"))
     strip = bool(info.get("strip"))
+    effort = info.get("effort", 0)
     if info.get("bpp") is not None:
         if info.get("quality") is not None:
             raise ValueError("give either quality or bpp, not both")
-        fp.write(codec.encode_to_bpp(im, float(info["bpp"]), strip).data)
+        fp.write(codec.encode_to_bpp(im, float(info["bpp"]), strip, effort).data)
         return
-    fp.write(codec.compress(im, info.get("quality", DEFAULT_QUALITY), strip))
+    fp.write(codec.compress(im, info.get("quality", DEFAULT_QUALITY), strip, effort))
 
 
 def register() -> None:

@@ -51,10 +51,13 @@ class Compressor:
     bytes) in, an `aec` column of stream bytes out; other columns pass through."""
 
     def __init__(self, model: str | None = None, quality: float | None = None,
-                 bpp: float | None = None, threads: int | None = 1) -> None:
+                 bpp: float | None = None, threads: int | None = 1, effort: int = 0) -> None:
+        from .effort import check_effort
+
         if quality is not None and bpp is not None:
             raise ValueError("give either quality or bpp, not both")
-        self.coder = Coder(Settings("compress", model, quality, bpp, threads))
+        self.coder = Coder(Settings("compress", model, quality, bpp, threads,
+                                    effort=check_effort(effort)))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {k: v for k, v in batch.items() if k != "image"}

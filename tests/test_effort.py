@@ -46,11 +46,11 @@ def _cost(codec, data, image):
 
 @pytest.fixture(scope="module")
 def streams(codec, crop):
-    E.STEPS[1] = 12
+    old, E.STEPS[1] = E.STEPS[1], 12
     try:
         return codec.compress(crop, Q), codec.compress(crop, Q, effort=1)
     finally:
-        E.STEPS[1] = 50
+        E.STEPS[1] = old
 
 
 def test_effort_never_worse_and_decodes(codec, crop, streams):
@@ -121,3 +121,74 @@ def test_effort_without_torch_is_one_clear_error():
     r = _py(code)
     assert r.returncode == 0, r.stderr
     assert "pip install 'aecodec[effort]'" in r.stdout
+
+
+# ---- every encoding path takes the same knob --------------------------------------------------
+
+def test_cli_pillow_folders_and_ray_give_the_api_bytes(tmp_path, crop, streams, monkeypatch):
+    """`--effort`, `Image.save(effort=)`, batch Settings and ray's Compressor: the API's bytes."""
+    from click.testing import CliRunner
+
+    from aecodec.batch import Coder, Settings
+    from aecodec.cli import main
+
+    Image.fromarray(crop).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-o",
+                                  str(tmp_path / "a.aec"), "-q", "50", "--effort", "1",
+                                  "--model", "hyperprior-fast", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.aec").read_bytes() == streams[1]
+    Image.fromarray(crop).save(tmp_path / "b.aec", quality=Q, effort=1, model="hyperprior-fast")
+    assert (tmp_path / "b.aec").read_bytes() == streams[1]
+    coder = Coder(Settings("compress", "hyperprior-fast", Q, threads=1, effort=1))
+    assert coder.encode(crop).data == streams[1]
+    from aecodec.ray import Compressor
+
+    out = Compressor("hyperprior-fast", quality=Q, effort=1)({"image": [crop]})
+    assert bytes(out["aec"][0]) == streams[1]
+    with pytest.raises(ValueError, match="effort"):
+        Compressor("hyperprior-fast", quality=Q, effort=9)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--effort", "5"], "0<=x<=4"),
+    (["--effort", "1", "--model", "hyperprior-ctx"], "effort > 0 needs"),
+])
+def test_cli_bad_effort_is_one_line_and_writes_nothing(tmp_path, crop, args, message):
+    from click.testing import CliRunner
+
+    from aecodec.cli import main
+
+    Image.fromarray(crop).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "a.png"), "-o",
+                                  str(tmp_path / "a.aec"), *args])
+    assert r.exit_code != 0 and message in r.output, r.output
+    assert not (tmp_path / "a.aec").exists()
+
+
+def test_cli_without_torch_names_the_extra(tmp_path, crop):
+    Image.fromarray(crop).save(tmp_path / "a.png")
+    code = (BLOCK + "from aecodec.cli import main\n"
+            f"main(['compress', {str(tmp_path / 'a.png')!r}, '-o', "
+            f"{str(tmp_path / 'a.aec')!r}, '--effort', '2'])\n")
+    r = _py(code)
+    assert r.returncode == 1 and "pip install 'aecodec[effort]'" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "a.aec").exists()
+
+
+def test_digit_models_effort_is_their_search():
+    """For the fixed-size digit models, effort N runs the greedy search (REFINE_ROUNDS[N]):
+    the same bytes as the old `refine=` rounds, never a higher RD cost than effort 0."""
+    digit = (np.arange(28 * 28).reshape(28, 28) * 7 % 256).astype(np.uint8)
+    c = aecodec.Codec("mnist-rd", profile="compact")
+    old = aecodec.Codec("mnist-rd", profile="compact", refine=E.REFINE_ROUNDS[4])
+    e4 = c.compress(digit, 50, effort=4)
+    assert e4 == old.compress(digit, 50)
+    assert c.decompress(e4).shape == (28, 28)
+    lam = float(rate.at_quality(np.asarray(c.model.info.manifest["rate"]["lambdas"]), 50))
+
+    def cost(d):  # the search's own objective: bits + lambda * SSE on [0, 1]
+        x = c.decompress(d).astype(np.float64) / 255 - digit / 255
+        return 8 * len(d) + lam * float((x**2).sum())
+
+    assert cost(e4) <= cost(c.compress(digit, 50)) + 16  # coder granularity: real bytes
