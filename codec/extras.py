@@ -152,6 +152,54 @@ def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
         return None
 
 
+_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+_SUB_IFDS = (0x8769, 0x8825, 0xA005)  # Exif, GPS and interoperability directories
+_BLOBS = ((0x0201, 0x0202), (0x0111, 0x0117))  # (offsets, byte counts): thumbnail data
+
+
+def exif_extent(tiff: bytes) -> int:
+    """The end of the last byte an EXIF (TIFF) structure uses: its directories, their
+    out-of-line values, sub-directories and thumbnail data. CorruptStreamError for offsets
+    outside the block or a directory loop; what lies past the extent is trailing bytes."""
+    order = "little" if tiff[:2] == b"II" else "big"
+
+    def u(pos: int, n: int) -> int:
+        if pos < 0 or pos + n > len(tiff):
+            raise CorruptStreamError("EXIF section points outside itself")
+        return int.from_bytes(tiff[pos:pos + n], order)
+
+    end, todo, seen = 8, [u(4, 4)], set()
+    while todo:
+        ifd = todo.pop()
+        if ifd == 0:
+            continue
+        if ifd in seen or len(seen) > 64:
+            raise CorruptStreamError("EXIF section's directories loop")
+        seen.add(ifd)
+        n = u(ifd, 2)
+        todo.append(u(ifd + 2 + 12 * n, 4))
+        end = max(end, ifd + 6 + 12 * n)
+        tags: dict[int, list[int]] = {}
+        for k in range(n):
+            e = ifd + 2 + 12 * k
+            tag, typ, count = u(e, 2), u(e + 2, 2), u(e + 4, 4)
+            size = _TYPE_SIZE.get(typ, 1) * count
+            where = u(e + 8, 4) if size > 4 else e + 8
+            if size > 4:
+                u(where, size)  # inside the block
+                end = max(end, where + size)
+            if tag in _SUB_IFDS:
+                todo.append(u(e + 8, 4))
+            if typ in (3, 4) and count <= 4096:
+                step = _TYPE_SIZE[typ]
+                tags[tag] = [u(where + step * i, step) for i in range(count)]
+        for off_tag, len_tag in _BLOBS:
+            for off, length in zip(tags.get(off_tag, []), tags.get(len_tag, [])):
+                u(off, length)
+                end = max(end, off + length)
+    return end
+
+
 def metadata(extra: dict[str, bytes]) -> dict:
     """Pillow-style info (`icc_profile`, `exif`, `xmp`, `dpi`) of a stream's extra sections,
     checked: CorruptStreamError for a section that is not an ICC profile / an EXIF block /
@@ -166,6 +214,10 @@ def metadata(extra: dict[str, bytes]) -> dict:
     if exif is not None:
         if exif[:6] != EXIF_PREFIX or exif[6:10] not in TIFF_HEADERS:
             raise CorruptStreamError("EXIF section is not an EXIF block")
+        end = exif_extent(exif[6:]) + 6
+        if len(exif) > end + 1:  # one byte of word alignment is TIFF's own padding
+            raise CorruptStreamError(f"EXIF section has {len(exif) - end} bytes after its "
+                                     "last directory and value")
         info["exif"] = exif
     xmp = extra.get("xmp")
     if xmp is not None:

@@ -24,8 +24,30 @@ MIME = "image/x-aec"
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[:2] == container.MAGIC and len(prefix) > 2 and prefix[2] >> 4 in (
-        container.VERSION, container.VERSION_TILED, container.VERSION_EXTRAS)
+    """Full-profile streams by their magic bytes. Compact-profile streams have none (their
+    first byte is a model index, and BMP's "B" and GIF's "G" are valid ones), so one is
+    claimed only when no other Pillow format claims the bytes, and `_open` then requires the
+    whole stream to parse (its CRC-8 included) or hands it back with SyntaxError."""
+    if prefix[:2] == container.MAGIC:
+        return len(prefix) > 2 and prefix[2] >> 4 in (
+            container.VERSION, container.VERSION_TILED, container.VERSION_EXTRAS)
+    if not prefix or prefix[0] & 0x80 or (
+            prefix[0] & container.COMPACT_MAX_INDEX) not in container.COMPACT_MODELS:
+        return False
+    return not _claimed_elsewhere(prefix)
+
+
+def _claimed_elsewhere(prefix: bytes) -> bool:
+    """Whether any other registered Pillow format accepts these first bytes."""
+    Image.init()  # every plugin registered, so none is tried after a compact guess
+    for fmt in list(Image.ID):
+        accept = Image.OPEN[fmt][1] if fmt != FORMAT else None
+        try:
+            if accept is not None and accept(prefix):
+                return True
+        except Exception:  # noqa: BLE001 - another plugin's check failing is not a claim
+            continue
+    return False
 
 
 def _one_channel(model_id: str) -> bool:
@@ -54,7 +76,15 @@ class AecImageFile(ImageFile.ImageFile):
 
         # aecodec's own limit applies before Pillow allocates anything, even where a pipeline
         # sets Image.MAX_IMAGE_PIXELS = None (Image.open still runs Pillow's bomb check after)
-        header, sections = container.unpack(data, default_max_pixels())
+        if container.is_compact(data):
+            from .errors import AecodecError
+
+            try:  # no magic bytes: anything that does not parse whole is not ours
+                header, sections = container.unpack(data, default_max_pixels())
+            except AecodecError as e:
+                raise SyntaxError(f"not an aecodec compact-profile stream ({e})") from None
+        else:
+            header, sections = container.unpack(data, default_max_pixels())
         if header.width is None:
             h, w = find_by_id(header.model_id).fixed_size or (0, 0)
         else:

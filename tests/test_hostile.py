@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import aecodec
-from aecodec import container
+from aecodec import container, extras
 from aecodec.errors import AecodecError, CorruptStreamError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -143,6 +143,30 @@ def test_trailing_bytes_after_the_alpha_image_are_refused():
         bad = container.pack(header, sections[:-1] + [sections[-1] + tail])
         with pytest.raises(CorruptStreamError, match="beyond its image"):
             aecodec.decompress(bad)
+
+
+def test_trailing_bytes_after_the_exif_structure_are_refused():
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray(np.full((20, 30, 3), 90, np.uint8))
+    exif = im.getexif()
+    exif[0x010F] = "Maker"
+    exif.get_ifd(0x8769)[0x927C] = b"note" * 10
+    im.info["exif"] = exif.tobytes()
+    data = aecodec.compress(im)
+    header, sections = container.unpack(data)
+    assert extras.stream_metadata(data)["exif"] == im.info["exif"]
+    at = list(header.extras).index("exif") + len(sections) - len(header.extras)
+    for tail in (b"\x00\x00", b"junk!!"):
+        bad = list(sections)
+        bad[at] = bad[at] + tail
+        with pytest.raises(CorruptStreamError, match="after its last directory"):
+            aecodec.decompress(container.pack(header, bad))
+    bad = list(sections)  # a directory pointing past the block
+    bad[at] = bad[at][:10] + b"\xff\xff\xff\x00" + bad[at][14:]
+    with pytest.raises(CorruptStreamError, match="EXIF"):
+        aecodec.decompress(container.pack(header, bad))
 
 
 @pytest.mark.parametrize("tile", [1, 2, 4, 8])

@@ -106,3 +106,36 @@ def test_fixed_size_model_size_from_its_manifest(photo):
     with Image.open(io.BytesIO(data)) as im:
         assert (im.size, im.mode) == ((28, 28), "L")
         assert np.array_equal(np.asarray(im), aecodec.decompress(data))
+
+
+# ---- compact-profile streams (no magic bytes) -------------------------------------------------
+
+def _digit_stream() -> tuple[bytes, np.ndarray]:
+    digit = (np.arange(28 * 28).reshape(28, 28) * 5 % 256).astype(np.uint8)
+    c = aecodec.Codec("mnist-rd", profile="compact")
+    return c.compress(digit, 50), c.decompress(c.compress(digit, 50))
+
+
+def test_compact_stream_opens_through_pillow():
+    data, want = _digit_stream()
+    assert not data.startswith(aecodec.container.MAGIC)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "AEC" and im.size == (28, 28) and im.mode == "L"
+        assert np.array_equal(np.asarray(im), want)
+
+
+def test_compact_guess_never_takes_other_formats():
+    """BMP ('B') and GIF ('G') start with bytes that are valid compact model indices."""
+    img = Image.fromarray(np.full((8, 8), 77, np.uint8))
+    for fmt in ("BMP", "GIF", "TIFF", "PPM"):
+        buf = io.BytesIO()
+        img.save(buf, fmt)
+        with Image.open(io.BytesIO(buf.getvalue())) as im:
+            assert im.format == fmt
+
+
+def test_damaged_compact_stream_is_not_identified():
+    data, _ = _digit_stream()
+    bad = data[:-1] + bytes([data[-1] ^ 0x10])  # CRC-8 no longer matches
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(bad)).load()
