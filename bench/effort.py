@@ -101,9 +101,9 @@ def bench_summary(per_image: dict, curves: dict, anchor: str) -> dict:
             "effort0_bd_rate_vs_anchor": (bd_rate(*cols(sub[anchor]), *cols(sub[base]),
                                                   "pchip") if anchor in sub else None),
             "bytes_vs_effort0": float(np.mean([p["bytes"] / q["bytes"] - 1 for i in images
-                                               for p, q in zip(e[i], b[i])])),
+                                               for p, q in zip(e[i], b[i], strict=True)])),
             "psnr_vs_effort0": float(np.mean([p["psnr"] - q["psnr"] for i in images
-                                              for p, q in zip(e[i], b[i])])),
+                                              for p, q in zip(e[i], b[i], strict=True)])),
             "encode_s": float(np.mean([p["enc_ms"] for i in images for p in e[i]]) / 1e3),
             "effort0_encode_s": float(np.mean([p["enc_ms"] for i in images for p in b[i]])
                                       / 1e3),

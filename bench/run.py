@@ -13,8 +13,8 @@ import numpy as np
 
 from .bdrate import bd_summary
 from .classical import classical_codecs
-from .environment import environment
 from .effort import bench_summary
+from .environment import environment
 from .learned import aecodec_models
 from .report import markdown, plot_curves, visual_mosaic
 from .speed import run_speed

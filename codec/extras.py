@@ -194,7 +194,7 @@ def exif_extent(tiff: bytes) -> int:
                 step = _TYPE_SIZE[typ]
                 tags[tag] = [u(where + step * i, step) for i in range(count)]
         for off_tag, len_tag in _BLOBS:
-            for off, length in zip(tags.get(off_tag, []), tags.get(len_tag, [])):
+            for off, length in zip(tags.get(off_tag, []), tags.get(len_tag, []), strict=False):
                 u(off, length)
                 end = max(end, off + length)
     return end

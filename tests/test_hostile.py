@@ -185,6 +185,31 @@ def test_kilobytes_cannot_declare_minutes_of_decoding(tile):
     assert time.perf_counter() - start < 30  # refused before any section is decoded
 
 
+@pytest.mark.parametrize("name", ["hyperprior-fast", "hyperprior-ctx"])
+def test_hyperprior_sections_are_checked_for_room_per_stream(name):
+    """A valid z and 4-latent tiles whose y sections hold 4 bytes each: every section passes
+    its own check (the coder's slack), all together cannot carry 2048^2 pixels' symbols."""
+    import time
+
+    import numpy as np
+
+    from aecodec.latent.base import channel_index
+
+    codec = aecodec.Codec(name, threads=1)
+    side, tile = 2048, 4
+    hy = side // 16
+    zs = codec.latent.z_shape(aecodec.tiles.TileGrid(hy, hy, tile))
+    z = codec.model.z_tables.encode(np.zeros(zs).ravel(), channel_index(zs))
+    n = (hy // tile) ** 2
+    data = container.pack(container.Header(codec.model.id, side, side, False, 75.0, tile=tile),
+                          [z] + [b"\x00\x00\x00\x00"] * n)
+    assert len(data) < 100 * 1024
+    start = time.perf_counter()
+    with pytest.raises(CorruptStreamError, match="sections are too short"):  # the stream's
+        codec.decompress(data)
+    assert time.perf_counter() - start < 30
+
+
 def test_guided_fuzzer_short_fixed_seed_round(tmp_path):
     pytest.importorskip("atheris")
     import json

@@ -110,6 +110,7 @@ class HyperpriorCodec(LatentCodec):
             pending.clear()
 
         area = 0
+        yt, have, need = self.model.y_tables, 0.0, 0.0
         for group in strips(boxes):
             # one hyper-decoder run per strip of small tiles, and the tiles of several strips
             # decoded together (a context model runs each step network once for all of
@@ -122,6 +123,13 @@ class HyperpriorCodec(LatentCodec):
                 a, b = boxes[i][2] - g0, boxes[i][3] - g0
                 pending.append((i, (secs[i], mu_s[:, :, a:b], idx_s[:, :, a:b], boxes[i][0],
                                     boxes[i][2])))
+                # the sections so far must carry what their symbols need, the coder's slack
+                # counted once for the stream (not once per section): checked before decoding
+                have += 8 * len(secs[i])
+                need += yt.least_bits(np.bincount(idx_s[:, :, a:b].ravel(), minlength=len(yt)))
+            if have + 128 < 0.99 * need:
+                raise CorruptStreamError(
+                    "sections are too short for the image size the header declares")
             area += (r1 - r0) * (g1 - g0)
             if area >= STRIP_AREA:
                 flush()
