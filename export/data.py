@@ -87,6 +87,23 @@ def split(items: list, every: int = 50) -> tuple[list, list]:
     return train, val
 
 
+def random_crops(images: list[torch.Tensor], size: int, batch: int,
+                 gen: torch.Generator) -> torch.Tensor:
+    """`batch` random crops (with flips) of [3, H, W] uint8 images as [B, 3, size, size] floats
+    in [0, 1], every choice drawn from `gen` (so a step's batch is a function of its seed)."""
+    out = []
+    for i in torch.randint(0, len(images), (batch,), generator=gen).tolist():
+        img = images[i]
+        _, h, w = img.shape
+        top = int(torch.randint(0, h - size + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=gen))
+        c = img[:, top: top + size, left: left + size]
+        if float(torch.rand((), generator=gen)) < 0.5:
+            c = c.flip(2)
+        out.append(c)
+    return torch.stack(out).float() / 255
+
+
 class Crops:
     """Endless batches of random crops (with flips) from images kept on `device` as uint8."""
 

@@ -139,8 +139,8 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
         lambdas = _extend_lambdas(cfg.lambdas, extend_low)
         tables = {"gain": gain, "inv_gain": inv_gain}
         if isinstance(model, Hyperprior):
-            _export_graph(model.h_a, "y", "z", y * torch.from_numpy(gain[-1])[None, :, None, None],
-                          tmp / "hyper_analysis.onnx", fp16)
+            export_hyper_analysis(model.h_a, y * torch.from_numpy(gain[-1])[None, :, None, None],
+                                  tmp / "hyper_analysis.onnx", fp16)
             np.savez_compressed(tmp / "hyper_synthesis.npz", **model.h_s.to_numpy())
             tables |= _table_arrays("z", model.bottleneck.tables())
             tables |= _table_arrays("y", gaussian_tables())
@@ -190,13 +190,25 @@ def _export_int_graph(net: IntSynthesis, y_hat: torch.Tensor, path: Path) -> Non
 
 
 def _export_int_analysis(g_a: nn.Module, x: torch.Tensor, calib: Path, tmp: Path) -> None:
-    """The analysis quantized to 8 bits, calibrated on every 20th image of `calib`; checked
-    against torch within quantization error (relative RMS error of the latents under 10 %)."""
-    images = [a for _, a in load_images(calib, 256)][::20]
-    _export_graph(equalize(g_a, images), "x", "y", x, tmp / "analysis_f32.onnx", fp16=False)
-    quantize_analysis(tmp / "analysis_f32.onnx", tmp / "analysis.onnx", images)
-    (tmp / "analysis_f32.onnx").unlink()
-    sess = ort.InferenceSession(str(tmp / "analysis.onnx"), providers=["CPUExecutionProvider"])
+    """The analysis quantized to 8 bits, calibrated on every 20th image of `calib`."""
+    export_analysis(g_a, x, [a for _, a in load_images(calib, 256)][::20], tmp / "analysis.onnx")
+
+
+def export_hyper_analysis(h_a: nn.Module, y: torch.Tensor, path: Path, fp16: bool = True) -> None:
+    """The hyper-analysis graph (`y` gained latents of an example), checked against torch."""
+    _export_graph(h_a, "y", "z", y, path, fp16)
+
+
+def export_analysis(g_a: nn.Module, x: torch.Tensor, images: list[np.ndarray],
+                    path: Path) -> None:
+    """The analysis quantized to 8 bits, calibrated on `images` (training images, never the
+    evaluation set); checked against torch within quantization error (relative RMS error of
+    the latents under 10 %)."""
+    f32 = path.with_name(path.stem + "_f32.onnx")
+    _export_graph(equalize(g_a, images), "x", "y", x, f32, fp16=False)
+    quantize_analysis(f32, path, images)
+    f32.unlink()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"x": x.numpy()})[0]
     with torch.no_grad():
         ref = g_a(x).numpy()

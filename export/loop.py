@@ -1,0 +1,285 @@
+"""One training loop for every task: `fit(task, recipe, out)`.
+
+A task says what is trained (build), on what (batch), towards what (losses), how it is judged
+(validate) and what it leaves behind (export); `fit` owns the rest, once: optimisers and the
+learning-rate schedule, bf16 autocast, gradient clipping, compiled forward passes on CUDA,
+data parallelism under `torchrun` (the global batch split over the processes), progress,
+a log of validation points, a time or step budget, and one checkpoint format.
+
+The checkpoint (`OUT/checkpoint.pt`, written atomically every `checkpoint_minutes` and at the
+end) holds the model, every optimiser, the step, the recipe, the task and its configuration,
+the record of runs and validations, and the code version. The batch of step s is drawn from a
+generator seeded by (seed, s) and the step's noise likewise, so the data position is the step
+and a killed run resumed from its last checkpoint continues exactly as it would have run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+FORMAT = 1  # of checkpoint.pt
+
+
+@dataclass
+class Recipe:
+    """How long and how fast; the same fields for every task (a task ignores what it lacks)."""
+
+    steps: int = 10_000  # the schedule's length (the lr decays at decay_at of it)
+    batch: int = 8  # the global batch (split over torchrun's processes)
+    crop: int = 256
+    lr: float = 1e-4
+    decay_at: float = 0.85  # lr x 0.1 after this fraction of the steps (or of the minutes)
+    bf16: bool = True  # autocast; tasks keep rates and losses in float32
+    clip: float | None = 1.0  # gradient norm of the main optimiser's parameters
+    validate_every: int = 0  # steps between validation points (0: at the end only)
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    compile: bool | None = None  # torch.compile the forward pass; None: on CUDA only
+
+
+class Task:
+    """The parts of one training. Subclasses override what they need."""
+
+    name = "task"
+    record: dict | None = None  # fit's record (runs, validation), set before export
+
+    def config(self) -> dict[str, Any]:
+        """What the task was built with: a resumed run must be the same task."""
+        return {}
+
+    def build(self, device: str) -> nn.Module:
+        raise NotImplementedError
+
+    def param_groups(self, model: nn.Module) -> dict[str, tuple[list[nn.Parameter], float]]:
+        """{optimiser name: (parameters, lr scale)}; default: every trainable parameter."""
+        return {"main": ([p for p in model.parameters() if p.requires_grad], 1.0)}
+
+    def batch(self, step: int, gen: torch.Generator, recipe: Recipe, device: str) -> Any:
+        """The global batch of `step`, drawn from `gen` only (seeded by the loop)."""
+        raise NotImplementedError
+
+    def losses(self, model: nn.Module, batch: Any, frac: float
+               ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """({optimiser name: loss}, metrics for the progress bar)."""
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module, device: str) -> dict[str, float]:
+        return {}
+
+    def export(self, model: nn.Module, out: Path) -> Path | None:
+        """What the run leaves (a model folder, weights); None: the checkpoint only."""
+        return None
+
+
+def distributed(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) of this process; starts the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def code_version() -> str:
+    """aecodec's version, and the git commit when run from a checkout."""
+    import subprocess
+
+    from aecodec import __version__
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return f"{__version__}+{rev}" if rev else __version__
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def shard(batch: Any, rank: int, world: int) -> Any:
+    """This process's share of a global batch (tensors split along dim 0)."""
+    if world == 1:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        n = batch.shape[0] // world
+        return batch[rank * n:(rank + 1) * n]
+    if isinstance(batch, tuple | list):
+        return type(batch)(shard(b, rank, world) for b in batch)
+    if isinstance(batch, dict):
+        return {k: shard(v, rank, world) for k, v in batch.items()}
+    return batch
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> dict:
+    state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a checkpoint of this training loop")
+    return state
+
+
+def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool = True,
+        minutes: float | None = None, budget_steps: int | None = None,
+        log: Callable[[str], None] = print) -> dict:
+    """Train `task` into `out` (resuming `out/checkpoint.pt` when there is one); stops at the
+    schedule's end, after `minutes` or after `budget_steps` steps of this run. Returns the
+    record (runs, validation points, export)."""
+    rank, world, device = distributed(device)
+    if recipe.batch % world:
+        raise ValueError(f"batch {recipe.batch} does not split over {world} processes")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    torch.manual_seed(recipe.seed)  # the same initial model in every process
+    model = task.build(device)
+    groups = task.param_groups(model)
+    opts = {k: torch.optim.Adam(ps, lr=recipe.lr * s) for k, (ps, s) in groups.items()}
+    step, record = 0, {"runs": [], "validation": []}
+    if resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, device)
+        if state["task"] != task.name or state["task_config"] != _plain(task.config()):
+            raise ValueError(f"{ckpt} is a checkpoint of another task or configuration "
+                             f"({state['task']}); use another --out")
+        model.load_state_dict(state["model"])
+        for k, opt in opts.items():
+            opt.load_state_dict(state["optimisers"][k])
+        step, record = int(state["step"]), state["record"]
+        log(f"resumed {task.name} at step {step} from {ckpt}")
+    forward: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        forward = DDP(model)
+    if recipe.compile if recipe.compile is not None else device.startswith("cuda"):
+        forward = torch.compile(forward)
+    run = {"hardware": hardware(device), "device": device, "processes": world,
+           "start_step": step, "recipe": dataclasses.asdict(recipe), "torch": torch.__version__,
+           "code": code_version(), "seconds": 0.0}
+    record["runs"].append(run)
+
+    def save() -> None:
+        if rank == 0:
+            save_atomic({"format": FORMAT, "task": task.name, "task_config": _plain(task.config()),
+                         "recipe": dataclasses.asdict(recipe), "step": step,
+                         "model": model.state_dict(),
+                         "optimisers": {k: o.state_dict() for k, o in opts.items()},
+                         "record": record, "code": run["code"]}, ckpt)
+
+    def validate() -> None:
+        if rank == 0:
+            model.eval()
+            with torch.no_grad():
+                point = {"step": step, **task.validate(model, device)}
+            model.train()
+            record["validation"].append(point)
+            with (out / "log.jsonl").open("a") as f:
+                f.write(json.dumps(point) + "\n")
+
+    if step == 0 and recipe.validate_every:
+        validate()  # where a fresh run starts from: the baseline of its learning curve
+    t0 = last = time.time()
+    first = step
+    bar = tqdm(total=recipe.steps, initial=step, dynamic_ncols=True, mininterval=5,
+               disable=rank > 0)
+    autocast_device = device.split(":")[0]
+    while step < recipe.steps:
+        if budget_steps is not None and step - first >= budget_steps:
+            break
+        elapsed = _agreed(time.time(), device, world) - t0
+        if minutes is not None and elapsed > minutes * 60:
+            break
+        frac = step / recipe.steps  # with a time budget the schedule follows the clock
+        if minutes is not None:
+            frac = max(frac, elapsed / (minutes * 60))
+        for k, opt in opts.items():
+            for g in opt.param_groups:
+                g["lr"] = recipe.lr * groups[k][1] * (0.1 if frac >= recipe.decay_at else 1.0)
+        gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+        batch = shard(task.batch(step, gen, recipe, device), rank, world)
+        torch.manual_seed(recipe.seed * 7_919 + 1_000 * rank + step)  # the step's own noise
+        with torch.autocast(device_type=autocast_device, dtype=torch.bfloat16,
+                            enabled=recipe.bf16):
+            losses, metrics = task.losses(forward, batch, frac)
+        for k, opt in opts.items():  # each optimiser steps on its own loss, in order
+            for o in opts.values():
+                o.zero_grad(set_to_none=True)
+            losses[k].backward()
+            if recipe.clip and k == "main":
+                torch.nn.utils.clip_grad_norm_(groups[k][0], recipe.clip)
+            opt.step()
+        step += 1
+        bar.update(1)
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
+        if recipe.validate_every and step % recipe.validate_every == 0:
+            validate()
+        now = time.time()
+        if now - last >= recipe.checkpoint_minutes * 60:
+            run["seconds"], run["end_step"] = now - t0, step
+            save()
+            last = now
+    bar.close()
+    run["seconds"], run["end_step"] = time.time() - t0, step
+    if not record["validation"] or record["validation"][-1]["step"] != step:
+        validate()
+    save()
+    task.record = record  # the runs and validation points, for what the export writes
+    exported = task.export(model, out) if rank == 0 else None
+    if exported is not None:
+        record["export"] = str(exported)
+        save()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return record
+
+
+def _agreed(now: float, device: str, world: int) -> float:
+    """Rank 0's clock in every process, so time-boxed runs decay and stop together."""
+    if world == 1:
+        return now
+    import torch.distributed as dist
+
+    t = torch.tensor([now], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def _plain(obj: Any) -> Any:
+    """A configuration as plain JSON values (paths as strings), comparable after a reload."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR of [0, 1] pixels rounded to 8 bits, as decoding makes them."""
+    p = torch.round(x_hat.float().clamp(0, 1) * 255)
+    mse = torch.mean((p - torch.round(x.float() * 255)) ** 2).item()
+    return 10 * math.log10(255**2 / max(mse, 1e-10))

@@ -1,0 +1,1 @@
+"""Training tasks for `aecodec.export.loop.fit`: one module per kind of training."""
