@@ -22,7 +22,7 @@ from .errors import AecodecError, ModelError
 
 STEPS = {0: 0, 1: 25, 2: 50, 3: 100, 4: 200}  # optimisation steps per effort level
 MAX_EFFORT = max(STEPS)
-MAX_PIXELS = 4 << 20  # whole-image optimisation up to this; larger images code as effort 0
+MAX_PIXELS = 4 << 20  # whole-image optimisation up to this; larger images go block by block
 SEED = 0
 # Adam's step on the latents (x0.1 for the last 10 % of steps): on kodim04 at 25, 40 and 200
 # steps, 0.02 beat NOTES.md's 5e-3 (RD cost -4.9 / -6.6 / -9.8 % against -4.5 (40) / -9.1 %)
@@ -108,6 +108,7 @@ class _Twin:
             i += 1
         self._wcache: dict = {}
         self.mean_bits = model.mean_bits
+        self.stride = model.stride  # pixels per latent
         self.y_logp = self._table(model.y_tables)
         self.z_logp = self._table(model.z_tables)
 
@@ -280,46 +281,113 @@ def temperature(t: int, k: int) -> float:
 
 def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality, steps: int,
              seed: int = SEED, trace: list | None = None):
-    """SGA over (y, z) for `steps` steps: the best hard-rounded (z_sym, y_sym) [float64]."""
+    """SGA over (y, z) for `steps` steps: the best hard-rounded (z_sym, y_sym) [float64].
+    Images over MAX_PIXELS go block by block (`optimise_blocks`)."""
     torch = _torch()
-    F = torch.nn.functional
     model = codec.model
-    tw = _twin(model)
     h, w = image.shape[:2]
+    if h * w > MAX_PIXELS:
+        return optimise_blocks(codec, image, y, gain, quality, steps, seed)
+    tw = _twin(model)
     lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
     inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
     y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
     z0 = model.run(model.hyper_analysis, "z", {"y": y_g[None]})[0]
     zs = codec.latent.z_shape(_grid(codec, h, w))
     z0 = z0[:, : zs[1], : zs[2]]
     x = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))[None]
+    with _settings(torch, seed):
+        return _anneal(torch, tw, x, y_g, lam, inv, steps, z0=z0, trace=trace)
+
+
+BLOCK = 48  # latents a side of the blocks large images are optimised in (768 pixels)
+HALO = 4  # latents around a block whose symbols its pixels depend on (the synthesis needs 2)
+
+
+def optimise_blocks(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
+                    steps: int, seed: int = SEED):
+    """Large images: z as the analysis gives it (rounded, exact), y optimised block by block,
+    each block with a halo of HALO latents around it (optimised with it, then dropped) so its
+    pixels see the symbols they are decoded from; the rate and distortion of a block are its
+    own symbols and pixels. Memory and time per block are those of a 768 x 768 image."""
+    from . import tiles
+
+    torch = _torch()
+    model = codec.model
+    tw = _twin(model)
+    h, w = image.shape[:2]
+    st = codec.stride
+    grid = _grid(codec, h, w)
+    lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
+    inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
+    z_sym = codec.latent.hyper_latents(y, gain, grid)
+    y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
+    with torch.no_grad():
+        mu, idx = tw.hyper_decode(torch.as_tensor(z_sym[None].astype(np.float32)))
+    mu, idx = mu[..., : grid.hy, : grid.wy], idx[..., : grid.hy, : grid.wy]
+    y_sym = np.empty(y.shape, np.float64)
+    with _settings(torch, seed):
+        for box in tiles.tiles(grid.hy, grid.wy, BLOCK):
+            r0, r1, c0, c1 = box
+            R0, R1, C0, C1 = tiles.with_halo(box, HALO, grid.hy, grid.wy)
+            px = image[R0 * st: min(R1 * st, h), C0 * st: min(C1 * st, w)]
+            x = torch.as_tensor(np.ascontiguousarray(px.transpose(2, 0, 1), np.float32))[None]
+            inner = (r0 - R0, r1 - R0, c0 - C0, c1 - C0)
+            _, s = _anneal(torch, tw, x, y_g[:, R0:R1, C0:C1], lam, inv, steps,
+                           fixed=(mu[..., R0:R1, C0:C1], idx[..., R0:R1, C0:C1]), inner=inner)
+            a, b, c, d = inner
+            y_sym[:, r0:r1, c0:c1] = s[:, a:b, c:d]
+    return z_sym, y_sym
+
+
+class _settings:
+    """torch's RNG forked and seeded, deterministic algorithms, no NaN-filling of fresh
+    tensors (15 % of a step), for the optimisation only; the caller's state is restored."""
+
+    def __init__(self, torch, seed: int) -> None:
+        self.torch, self.seed = torch, seed
+
+    def __enter__(self):
+        torch = self.torch
+        self.state = (torch.are_deterministic_algorithms_enabled(),
+                      torch.utils.deterministic.fill_uninitialized_memory)
+        self.rng = torch.random.fork_rng(devices=[])
+        self.rng.__enter__()
+        torch.manual_seed(self.seed)  # same image, quality, effort: same bytes
+        torch.use_deterministic_algorithms(True)
+        torch.utils.deterministic.fill_uninitialized_memory = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch = self.torch
+        torch.use_deterministic_algorithms(self.state[0])
+        torch.utils.deterministic.fill_uninitialized_memory = self.state[1]
+        self.rng.__exit__(None, None, None)
+
+
+def _anneal(torch, tw, x, y_g: np.ndarray, lam: float, inv: np.ndarray, steps: int,
+            z0: np.ndarray | None = None, fixed=None, inner=None, trace: list | None = None):
+    """The annealing itself on pixels x [1, 3, H, W] and gained latents y_g [M, h, w]: with
+    `z0`, z is optimised too (the hyper mean and scales follow it); with `fixed` = (mu, idx),
+    they are given. `inner` = latent box (r0, r1, c0, c1) whose symbols and pixels count (the
+    rest is halo). Returns the best hard-rounded (z_sym or None, y_sym) as float64 arrays."""
+    F = torch.nn.functional
+    h, w = x.shape[2:]
+    st = tw.stride
     inv_t = torch.as_tensor(inv.astype(np.float32))[None, :, None, None]
     ny = y_g.shape
-    zc = torch.arange(zs[0])[None, :, None, None].float()
-    npix = float(h * w)
-
+    if inner is None:
+        inner = (0, ny[1], 0, ny[2])
+    a, b, c, d = inner
+    pa, pb, pc, pd = a * st, min(b * st, h), c * st, min(d * st, w)
+    npix = float((pb - pa) * (pd - pc))
     y_var = torch.tensor(y_g[None], requires_grad=True)
-    z_var = torch.tensor(z0[None].astype(np.float32), requires_grad=True)
-    opt = torch.optim.Adam([y_var, z_var], lr=LR)
-
-    def cost(z_hat, s, soft):
-        mu, idx = tw.hyper_decode(z_hat)
-        mu, idx = mu[..., : ny[1], : ny[2]], idx[..., : ny[1], : ny[2]]
-        if soft:
-            s = sga(y_var - mu, s)
-        else:
-            s = (y_var - mu).detach().round()
-        y_hat = ((s + mu) * inv_t).contiguous(memory_format=torch.channels_last)
-        if soft:  # bf16 synthesis with its own backward; rate and loss in float32
-            pix = tw.synthesize_grad(y_hat)[..., :h, :w]
-        else:
-            pix = tw.synthesize(y_hat)[..., :h, :w]
-        mse = F.mse_loss(pix, x)
-        bits = tw.bits(tw.y_logp, s, idx.clamp(0, tw.y_logp[0].shape[0] - 1))
-        bits = bits + tw.bits(tw.z_logp, z_hat, zc.expand_as(z_hat))
-        return lam * mse + bits / npix, s
+    params = [y_var]
+    if z0 is not None:
+        z_var = torch.tensor(z0[None].astype(np.float32), requires_grad=True)
+        zc = torch.arange(z0.shape[0])[None, :, None, None].float()
+        params.append(z_var)
+    opt = torch.optim.Adam(params, lr=LR)
 
     def sga(v, tau):
         fl = v.detach().floor()
@@ -328,37 +396,46 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
         wgt = F.gumbel_softmax(logits, tau=1.0, hard=False)
         return fl + wgt[..., 1]
 
+    def cost(z_hat, tau, soft):
+        if z_hat is None:
+            mu, idx = fixed
+        else:
+            mu, idx = tw.hyper_decode(z_hat)
+            mu, idx = mu[..., : ny[1], : ny[2]], idx[..., : ny[1], : ny[2]]
+        s = sga(y_var - mu, tau) if soft else (y_var - mu).detach().round()
+        y_hat = ((s + mu) * inv_t).contiguous(memory_format=torch.channels_last)
+        # bf16 synthesis, with its own backward for the gradient steps; loss in float32
+        pix = (tw.synthesize_grad(y_hat) if soft else tw.synthesize(y_hat))[..., :h, :w]
+        mse = F.mse_loss(pix[..., pa:pb, pc:pd], x[..., pa:pb, pc:pd])
+        idx = idx.clamp(0, tw.y_logp[0].shape[0] - 1)
+        bits = tw.bits(tw.y_logp, s[..., a:b, c:d], idx[..., a:b, c:d])
+        if z_hat is not None:
+            bits = bits + tw.bits(tw.z_logp, z_hat, zc.expand_as(z_hat))
+        return lam * mse + bits / npix, s
+
     best, best_cost = None, float("inf")
-    rng = torch.random.fork_rng(devices=[])  # the caller's torch RNG is left as it was
-    rng.__enter__()
-    try:
-        torch.manual_seed(seed)  # same image, quality, effort: same bytes
-        torch.use_deterministic_algorithms(True)
-        torch.utils.deterministic.fill_uninitialized_memory = False  # NaN-filling costs 15 %
-        for t in range(steps + 1):
-            with torch.no_grad():  # the hard-rounded cost of the current point
-                if t % 10 == 0 or t == steps:
-                    zh = z_var.round()
-                    c, s = cost(zh, None, False)
-                    if float(c) < best_cost:
-                        best_cost = float(c)
-                        best = (zh[0].double().numpy(), s[0].double().numpy())
-                    if trace is not None:
-                        trace.append((t, float(c)))
-            if t == steps:
-                break
-            tau = temperature(t, steps)
-            if t == int(0.9 * steps):
-                for g in opt.param_groups:
-                    g["lr"] = LR / 10
-            opt.zero_grad(set_to_none=True)
-            loss, _ = cost(sga(z_var, tau), tau, True)
-            loss.backward()
-            opt.step()
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
-        rng.__exit__(None, None, None)
+    for t in range(steps + 1):
+        with torch.no_grad():  # the hard-rounded cost of the current point
+            if t % 10 == 0 or t == steps:
+                zh = z_var.round() if z0 is not None else None
+                cst, s = cost(zh, None, False)
+                if float(cst) < best_cost:
+                    best_cost = float(cst)
+                    best = (None if zh is None else zh[0].double().numpy(),
+                            s[0].double().numpy())
+                if trace is not None:
+                    trace.append((t, float(cst)))
+        if t == steps:
+            break
+        tau = temperature(t, steps)
+        if t == int(0.9 * steps):
+            for g in opt.param_groups:
+                g["lr"] = LR / 10
+        opt.zero_grad(set_to_none=True)
+        zs = sga(z_var, tau) if z0 is not None else None
+        loss, _ = cost(zs, tau, True)
+        loss.backward()
+        opt.step()
     return best
 
 
@@ -403,7 +480,7 @@ def encode(codec, y, gain, grid, quality, image, gray, effort: int, seed: int = 
 
     base = codec.latent.encode(y, gain, grid)
     steps = STEPS[effort]
-    if not steps or image is None or image.shape[0] * image.shape[1] > MAX_PIXELS:
+    if not steps or image is None:
         return base
     check_model(codec.model.info, effort)
     if type(codec.latent) is not HyperpriorCodec:

@@ -192,3 +192,24 @@ def test_digit_models_effort_is_their_search():
         return 8 * len(d) + lam * float((x**2).sum())
 
     assert cost(e4) <= cost(c.compress(digit, 50)) + 16  # coder granularity: real bytes
+
+
+def test_large_images_are_optimised_block_by_block(codec, kodak, monkeypatch):
+    """Over MAX_PIXELS, y is optimised in blocks with a halo (z as analysed): the same bytes
+    twice, never worse than effort 0, and the blocks do move the symbols."""
+    img = np.asarray(Image.open(kodak[22]).convert("RGB"))[64:192, 128:256]  # 128 x 128
+    monkeypatch.setattr(E, "MAX_PIXELS", 64 * 64)
+    monkeypatch.setattr(E, "BLOCK", 4)  # 2 x 2 blocks of 4 latents
+    monkeypatch.setattr(E, "HALO", 2)
+    calls = []
+    real = E.optimise_blocks
+    monkeypatch.setattr(E, "optimise_blocks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    e0 = codec.compress(img, Q)
+    e1 = codec.compress(img, Q, effort=1)
+    assert calls and codec.compress(img, Q, effort=1) == e1
+    assert _cost(codec, e1, img) <= _cost(codec, e0, img)
+    a, _ = codec.prepare(img)
+    y = codec.analyse(a)
+    gain, _ = codec.model.gains(Q)
+    z_sym, y_sym = real(codec, a, y, gain, Q, 12)
+    assert z_sym.shape == codec.latent.z_shape(E._grid(codec, 128, 128)) and y_sym.shape == y.shape

@@ -8,10 +8,12 @@ the model folder's own files), the rate from the model's own tables. Decoder, ta
 and stream format are frozen: streams of the fine-tuned encoder decode with today's decoder.
 
 Loss per step, at one rate level drawn per step: lambda_k * MSE(0..255) + bits / pixel, with
-y rounded about the integer hyper-decoder's mean and z rounded, both straight-through (the
-decoder sees exactly the symbols a stream would carry). Export: the new analysis (8-bit,
-calibrated on training images) and hyper-analysis in a model folder that shares the shipped
-model's synthesis, hyper-decoder and tables (`shares_files_with`).
+y rounded about the integer hyper-decoder's mean and z rounded, both straight-through, for the
+distortion (the decoder sees exactly the symbols a stream would carry) and the rate of the
+symbols plus uniform noise (mixed quantisation, Minnen & Singh 2020: the code length of a
+rounded symbol has only one-sided slopes, which dragged every latent one way in a first run).
+Export: the new analysis (8-bit, calibrated on training images) and hyper-analysis in a model
+folder holding copies of the shipped model's synthesis, hyper-decoder and tables.
 """
 
 from __future__ import annotations
@@ -108,8 +110,13 @@ class EncoderTask(Task):
             pix = tw.synthesize(y_hat) if hard_synthesis else tw.synthesize_grad(y_hat)
             mse = F.mse_loss(pix.float(), x * 255)
             nz = torch.arange(z.shape[1], device=z.device)[None, :, None, None].float()
-            bits = tw.bits(tw.y_logp, s, idx.clamp(0, tw.y_logp[0].shape[0] - 1))
-            bits = bits + tw.bits(tw.z_logp, z_hat, nz.expand_as(z_hat))
+            if hard_synthesis:  # validation: the code lengths of the real symbols
+                sy, sz = s, z_hat
+            else:  # training: the rate of noisy symbols (a rounded symbol's code length has
+                # no useful slope: the tables' one-sided differences drag every y one way)
+                sy, sz = v + torch.rand_like(v) - 0.5, z + torch.rand_like(z) - 0.5
+            bits = tw.bits(tw.y_logp, sy, idx.clamp(0, tw.y_logp[0].shape[0] - 1))
+            bits = bits + tw.bits(tw.z_logp, sz, nz.expand_as(z_hat))
             bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
             return self.lambdas[k] * mse + bpp, mse, bpp
 
