@@ -125,3 +125,28 @@ def test_reference_variant_of_a_shipped_model() -> None:
     data = fast.encode(img, 40)
     assert ref.encode(img, 40) == data
     assert np.array_equal(ref.decode(data), fast.decode(data))
+
+
+def test_effort_curves_on_their_own_images(tiny_folder, tmp_path, monkeypatch) -> None:
+    """`--effort 1 --effort-every 1=2`: a `+e1` curve on every other image, its BD figures
+    against effort 0 and the anchor on exactly those images, kept out of the main BD table."""
+    pytest.importorskip("torch")
+    from aecodec import effort
+
+    monkeypatch.setitem(effort.STEPS, 1, 3)  # a 3-step effort 1: the bench's wiring, quickly
+    folder, _ = tiny_folder
+    r = CliRunner().invoke(bench, [str(folder), "--codecs", "aecodec-hyperprior-fast,jpeg",
+                                   "--out", str(tmp_path), "--points", "3", "--repeats", "0",
+                                   "--threads", "1", "--no-plots", "--effort", "1",
+                                   "--effort-every", "1=2"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    res = json.loads((tmp_path / "results.json").read_text())
+    name = "aecodec-hyperprior-fast+e1"
+    assert list(res["per_image"][name]) == [sorted(p.stem for p in folder.glob("*.png"))[0]]
+    assert name not in res["bd"]["codecs"] and name in res["curves"]
+    e = res["effort"][name]
+    assert e["effort"] == 1 and e["images"] == list(res["per_image"][name])
+    assert e["bd_rate_vs_effort0"] is not None and e["encode_s"] > e["effort0_encode_s"]
+    assert "Encoder effort" in (tmp_path / "report.md").read_text()
+    bad = CliRunner().invoke(bench, [str(folder), "--effort", "1", "--effort-every", "2=3"])
+    assert bad.exit_code == 2 and "--effort-every" in bad.output
