@@ -101,3 +101,25 @@ def test_kodak_decodes_identically_across_runtimes(kodak, codecs, torch_referenc
         else:
             alt = codecs[other].synthesize(ref["y_hat"], h, w)
         assert np.array_equal(alt, pixels), (other, quality)
+
+
+@pytest.mark.parametrize("index", [2, 14, 22])
+def test_effort_streams_decode_identically_across_runtimes(kodak, codecs, torch_reference,
+                                                           index, monkeypatch):
+    """A stream whose latents the encoder optimised (effort 1, docs/effort.md) is a stream
+    like any other: the same pixels under every configuration and the torch reference."""
+    pytest.importorskip("torch")
+    from aecodec import effort
+
+    monkeypatch.setitem(effort.STEPS, 1, 6)  # a few steps: the symbols move all the same
+    image = read_image(kodak[index])[:256, :256]
+    enc = codecs["encoder"]
+    data = enc.compress(image, 50, effort=1)
+    assert data != enc.compress(image, 50)  # the optimisation was kept
+    ref = codecs["2 threads"].decode_latents(data)
+    pixels = codecs["2 threads"].synthesize(ref["y_hat"], 256, 256)
+    for name, c in codecs.items():
+        assert np.array_equal(c.decompress(data), pixels), name
+    if torch_reference is not None:
+        alt = torch_reference(ref["y_hat"][None])[0].transpose(1, 2, 0)[:256, :256]
+        assert np.array_equal(alt, pixels)
