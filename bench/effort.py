@@ -125,10 +125,8 @@ def step_time(steps: int = 20) -> dict:
     t = time.perf_counter()
     E.optimise(c, a, y, gain, 58.0, steps)
     dt = time.perf_counter() - t
-    import torch
-
     return {"steps": steps, "seconds_per_step": dt / steps, "image": "kodim23 768x512",
-            "threads": torch.get_num_threads(),
+            "threads": E.threads(),
             "note": "includes one hard-rounded evaluation per 10 steps"}
 
 

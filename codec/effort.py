@@ -58,6 +58,12 @@ def has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def threads() -> int:
+    """The CPU threads the optimisation runs on (torch's; set by torch.set_num_threads or
+    OMP_NUM_THREADS)."""
+    return int(_torch().get_num_threads())
+
+
 def _torch():
     try:
         import torch
