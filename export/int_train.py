@@ -19,18 +19,15 @@ from tqdm import tqdm
 
 from .data import Crops, load_images, split
 from .int_synthesis import IntSynthesis, activation_ranges
-from .models import Hyperprior
+from .models import Hyperprior, at_positions
 from .train import hardware, image_tensor, load_weights, psnr, save_atomic
 
 
 @torch.no_grad()
 def synthesis_input(model: Hyperprior, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """y_hat as decoding makes it, at continuous rate positions t in [0, levels - 1]."""
-    lo = t.floor().long().clamp(max=len(model.cfg.lambdas) - 2)
-    f = (t - lo)[:, None]
-    lg, lig = model.gains.log_gain, model.gains.log_inv_gain
-    g = torch.exp(lg[lo] * (1 - f) + lg[lo + 1] * f)[:, :, None, None]
-    ig = torch.exp(lig[lo] * (1 - f) + lig[lo + 1] * f)[:, :, None, None]
+    g = at_positions(model.gains.log_gain, t)[:, :, None, None]
+    ig = at_positions(model.gains.log_inv_gain, t)[:, :, None, None]
     y = model.g_a(x).float() * g
     z_hat = torch.round(model.h_a(y).float())
     mean, _ = model.h_s(z_hat)

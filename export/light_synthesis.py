@@ -45,7 +45,7 @@ from .data import _fit
 from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
-from .models import Hyperprior, synthesis
+from .models import Hyperprior, at_positions, synthesis
 from .train import load_weights, save_atomic
 
 # -- the network ----------------------------------------------------------------------------
@@ -123,12 +123,8 @@ def decoded_latents(model: Hyperprior, y: torch.Tensor, t: torch.Tensor) -> torc
     """y_hat as decoding makes it from y (before the gain) at rate positions t [B], where
     t = 0 .. L-1 are the trained levels and t < 0 continues the two lowest log-linearly, as
     the exported extra low levels do."""
-    top = len(model.cfg.lambdas) - 2
-    lo = t.floor().long().clamp(0, top)
-    f = (t - lo)[:, None]
-    lg, lig = model.gains.log_gain, model.gains.log_inv_gain
-    g = torch.exp(lg[lo] * (1 - f) + lg[lo + 1] * f)[:, :, None, None]
-    ig = torch.exp(lig[lo] * (1 - f) + lig[lo + 1] * f)[:, :, None, None]
+    g = at_positions(model.gains.log_gain, t)[:, :, None, None]
+    ig = at_positions(model.gains.log_inv_gain, t)[:, :, None, None]
     y = y * g
     mean, _ = model.h_s(torch.round(model.h_a(y)))
     return torch.round(y - mean) * ig + mean * ig

@@ -71,6 +71,21 @@ class Gains(nn.Module):
         return g, ig
 
 
+def at_positions(log_table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A per-level table of logs [K, M] at continuous level positions t [B] -> [B, M]:
+    geometric interpolation between levels floor(t) and floor(t) + 1, and below level 0 the
+    two lowest continued (the exported extra low levels). The torch twin of
+    `aecodec.rate.at_quality`, which `quality_position` maps qualities onto (tested)."""
+    lo = t.floor().long().clamp(0, log_table.shape[0] - 2)
+    f = (t - lo)[:, None]
+    return torch.exp(log_table[lo] * (1 - f) + log_table[lo + 1] * f)
+
+
+def quality_position(quality: torch.Tensor, levels: int) -> torch.Tensor:
+    """The level position of a quality 1..100 among `levels` (docs/format.md)."""
+    return (quality.float() - 1) / 99 * (levels - 1)
+
+
 class Codec(nn.Module):
     """Shared pieces: transforms, gains, and the rate-distortion forward pass."""
 

@@ -23,6 +23,7 @@ import torch
 
 from .context import ContextConfig, ContextModel
 from .latents import load_latents
+from .models import at_positions, quality_position
 from .train import load_weights, save_atomic
 
 EVAL_QUALITIES = (1, 15, 30, 45, 60, 75, 90, 100)
@@ -44,12 +45,7 @@ class FrozenHyper:
         self.gain = torch.from_numpy(aecodec.Codec(model).model.gain).float()
 
     def gains(self, quality: torch.Tensor) -> torch.Tensor:
-        k = self.gain.shape[0]
-        t = (quality.float() - 1) / 99 * (k - 1)
-        i = torch.clamp(torch.floor(t).long(), max=k - 2)
-        a = (t - i)[:, None]
-        lg = torch.log(self.gain)
-        return torch.exp(lg[i] * (1 - a) + lg[i + 1] * a)
+        return at_positions(torch.log(self.gain), quality_position(quality, len(self.gain)))
 
     @torch.no_grad()
     def __call__(self, y: torch.Tensor, quality: torch.Tensor):

@@ -99,3 +99,17 @@ def test_encoder_task_through_the_command(photos, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
     r = CliRunner().invoke(train, [*args[:5], "4", *args[6:]])  # a longer schedule resumes
     assert r.exit_code == 0 and "resumed encoder at step 2" in r.output, r.output
+
+
+def test_torch_gain_interpolation_mirrors_the_runtime():
+    """`models.at_positions(quality_position(q))` is `aecodec.rate.at_quality(q)`: the torch
+    side trains at the gains the runtime will use, at every quality."""
+    import aecodec
+    from aecodec import rate
+    from aecodec.export.models import at_positions, quality_position
+
+    gain = aecodec.Codec("hyperprior-fast").model.gain.astype(np.float64)
+    qs = torch.tensor([1.0, 1.1, 12.3, 50.0, 77.7, 99.9, 100.0])
+    got = at_positions(torch.log(torch.from_numpy(gain)), quality_position(qs, len(gain)))
+    want = np.stack([rate.at_quality(gain, float(q)) for q in qs])
+    assert np.allclose(got.numpy(), want, rtol=1e-6, atol=0)  # positions in float32
