@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .data import Crops, load_images, split
 from .int_synthesis import IntSynthesis, activation_ranges
-from .models import Hyperprior, at_positions
+from .models import Hyperprior, at_positions, frozen
 from .train import hardware, image_tensor, load_weights, psnr, save_atomic
 
 
@@ -38,10 +38,7 @@ def build(weights: Path, images: list[np.ndarray], device: str) -> tuple[Hyperpr
     """The trained model and its 8-bit synthesis, activation ranges calibrated on `images`."""
     model, _ = load_weights(weights, device)
     assert isinstance(model, Hyperprior) and model.cfg.upsample == "subpel"
-    model.eval()
-    model.h_s.quantize = True
-    for p in model.parameters():
-        p.requires_grad_(False)
+    frozen(model)
     levels = len(model.cfg.lambdas)
     ys = []
     for a in images:

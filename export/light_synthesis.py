@@ -45,7 +45,7 @@ from .data import _fit
 from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
-from .models import Hyperprior, at_positions, synthesis
+from .models import Hyperprior, at_positions, frozen, synthesis
 from .train import load_weights, save_atomic
 
 # -- the network ----------------------------------------------------------------------------
@@ -55,10 +55,7 @@ def shipped_int_synthesis(weights: Path) -> tuple[Hyperprior, IntSynthesis]:
     """The trained model (frozen, hyper-decoder quantized as shipped) and its 8-bit synthesis."""
     model, state = load_weights(weights)
     assert isinstance(model, Hyperprior) and "int_synthesis" in state
-    model.eval()
-    model.h_s.quantize = True
-    for p in model.parameters():
-        p.requires_grad_(False)
+    frozen(model)
     net = empty_int_synthesis(model.cfg.m, (model.cfg.n,) * 3)
     net.load_state_dict({k: v.float() for k, v in state["int_synthesis"]["net"].items()})
     return model, net

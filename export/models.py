@@ -143,5 +143,16 @@ class Hyperprior(Codec):
         return {"x_hat": x_hat, "bits": bits}
 
 
+def frozen(model: Codec) -> Codec:
+    """A trained base as the shipped runtime runs it, for trainings of other parts: eval mode,
+    the integer hyper-decoder quantised, no parameter learning."""
+    model.eval()
+    if hasattr(model, "h_s"):
+        model.h_s.quantize = True
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def build(cfg: Config) -> Codec:
     return {"factorized": Factorized, "hyperprior": Hyperprior}[cfg.family](cfg)

@@ -23,7 +23,7 @@ import torch
 
 from .context import ContextConfig, ContextModel
 from .latents import load_latents
-from .models import at_positions, quality_position
+from .models import at_positions, frozen, quality_position
 from .train import load_weights, save_atomic
 
 EVAL_QUALITIES = (1, 15, 30, 45, 60, 75, 90, 100)
@@ -37,10 +37,7 @@ class FrozenHyper:
         import aecodec
 
         hp, _ = load_weights(checkpoint)
-        hp.eval()
-        hp.h_s.quantize = True
-        for p in hp.parameters():
-            p.requires_grad_(False)
+        frozen(hp)
         self.hp = hp
         self.gain = torch.from_numpy(aecodec.Codec(model).model.gain).float()
 
