@@ -55,6 +55,7 @@ class Task:
 
     name = "task"
     record: dict | None = None  # fit's record (runs, validation), set before export
+    recipe: Recipe | None = None  # the run's recipe, set before build
 
     def config(self) -> dict[str, Any]:
         """What the task was built with: a resumed run must be the same task."""
@@ -158,6 +159,7 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     torch.manual_seed(recipe.seed)  # the same initial model in every process
+    task.recipe = recipe
     model = task.build(device)
     groups = task.param_groups(model)
     opts = {k: torch.optim.Adam(ps, lr=recipe.lr * s) for k, (ps, s) in groups.items()}

@@ -216,11 +216,13 @@ def test_guided_fuzzer_short_fixed_seed_round(tmp_path):
 
     # limits off here (libFuzzer's RSS reading inherits this test runner's peak over exec: a
     # 4 GB runner "used" 4 GB before the first input); the long run keeps them
-    r = subprocess.run([sys.executable, "-m", "aecodec.bench.guided_fuzz", "--runs", "400",
-                        "--seed", "1", "--out", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "aecodec.bench.guided_fuzz", "--runs", "300",
+                        "--sessions", "2", "--seed", "1", "--out", str(tmp_path),
                         "--timeout", "120", "--rss-mb", "0"], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    counts = json.loads((tmp_path / "counts.json").read_text())
-    assert counts["runs"] >= 399 and counts["outcomes"].get("ok", 0) > 0  # seeds decode
+    counts = json.loads((tmp_path / "campaign.json").read_text())  # two sessions, one corpus
+    assert [s["seed"] for s in counts["sessions"]] == [1, 2]
+    assert counts["runs"] >= 598 and counts["outcomes"].get("ok", 0) > 0  # seeds decode
+    assert counts["slowest_input_cpu_s"] < 120
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("timeout-*"))

@@ -49,7 +49,6 @@ class EncoderTask(Task):
         self.data, self.weights, self.model_name = Path(data), Path(weights), model
         self.levels, self.val_images = levels, val_images
         self._images: list[torch.Tensor] | None = None
-        self._crop = 256
         self._val: list[np.ndarray] | None = None
 
     def config(self) -> dict[str, Any]:
@@ -82,16 +81,16 @@ class EncoderTask(Task):
     def param_groups(self, model: nn.Module) -> dict:
         return {"main": ([p for p in model.parameters() if p.requires_grad], 1.0)}
 
-    def _load(self, crop: int) -> None:
+    def _load(self) -> None:
+        """The images at least a crop a side (the run's recipe), once; every 50th held out."""
         if self._images is None:
-            self._crop = crop
-            items = load_images(self.data, crop)
+            items = load_images(self.data, self.recipe.crop if self.recipe else 256)
             train, val = split(items)
             self._images = [torch.from_numpy(a.copy()).permute(2, 0, 1) for _, a in train]
             self._val = [a for _, a in val][: self.val_images]
 
     def batch(self, step: int, gen: torch.Generator, recipe: Recipe, device: str) -> Any:
-        self._load(recipe.crop)
+        self._load()
         x = random_crops(self._images, recipe.crop, recipe.batch, gen).to(device)
         k = self.level_set[int(torch.randint(0, len(self.level_set), (1,), generator=gen))]
         return x, k
@@ -134,7 +133,7 @@ class EncoderTask(Task):
     def validate(self, model: nn.Module, device: str) -> dict[str, float]:
         """Mean RD cost over the held-out training images (cropped to /64) at four levels,
         hard rounding through the twin: the number the fine-tune lowers."""
-        self._load(self._crop)
+        self._load()
         levels = self.level_set[:: max(1, len(self.level_set) // 4)]
         costs, out = [], {}
         for k in levels:

@@ -51,13 +51,14 @@ class PhotoTask(Task):
         return {"main": ([p for n, p in named if not n.endswith("quantiles")], 1.0),
                 "aux": ([p for n, p in named if n.endswith("quantiles")], self.aux_lr_scale)}
 
-    def _load(self, crop: int) -> None:
+    def _load(self) -> None:
         if self._train is None:
+            crop = self.recipe.crop if self.recipe else 256
             train, self._val = split(load_images(self.data, crop))
             self._train = [torch.from_numpy(a.copy()).permute(2, 0, 1) for _, a in train]
 
     def batch(self, step: int, gen: torch.Generator, recipe: Recipe, device: str) -> Any:
-        self._load(recipe.crop)
+        self._load()
         x = random_crops(self._train, recipe.crop, recipe.batch, gen).to(device)
         level = torch.randint(0, len(self.cfg.lambdas), (recipe.batch,), generator=gen)
         return x, level.to(device)
@@ -82,7 +83,7 @@ class PhotoTask(Task):
         """Mean estimated bpp and PSNR (real rounding) over the held-out images, per level."""
         from ..train import evaluate
 
-        self._load(256)
+        self._load()
         rows = evaluate(model, [a for _, a in self._val], device)
         return {f"{k}_level{r['level']}": r[k] for r in rows for k in ("bpp", "psnr")}
 
