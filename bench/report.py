@@ -181,8 +181,8 @@ def visual_mosaic(
     shown: dict[str, Any] = {"image": image_name, "crop": [y, x, crop], "target_bpp": target_bpp,
                              "codecs": {}}
     for name, codec in codecs.items():
-        if hasattr(codec, "lo") and hasattr(codec, "hi"):
-            setting = setting_for_bpp(codec, img, target_bpp)
+        if hasattr(codec, "lo") and hasattr(codec, "hi") and not getattr(codec, "effort", 0):
+            setting = setting_for_bpp(codec, img, target_bpp)  # (slow efforts: a sweep point)
         else:
             setting = min(points[name], key=lambda p: abs(np.log(p["bpp"] / target_bpp)))[
                 "setting"]
