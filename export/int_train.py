@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from .data import Crops, load_images, split
 from .int_synthesis import IntSynthesis, activation_ranges
+from .loop import hardware, save_atomic
 from .models import Hyperprior, at_positions, frozen
-from .train import hardware, image_tensor, load_weights, psnr, save_atomic
+from .train import image_tensor, load_weights, psnr
 
 
 @torch.no_grad()

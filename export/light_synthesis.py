@@ -45,8 +45,9 @@ from .data import _fit
 from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
+from .loop import save_atomic
 from .models import Hyperprior, at_positions, frozen, synthesis
-from .train import load_weights, save_atomic
+from .train import load_weights
 
 # -- the network ----------------------------------------------------------------------------
 

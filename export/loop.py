@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import platform
 import time
@@ -214,7 +213,7 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     while step < recipe.steps:
         if budget_steps is not None and step - first >= budget_steps:
             break
-        elapsed = _agreed(time.time(), device, world) - t0
+        elapsed = agreed_time(time.time(), device, world) - t0
         if minutes is not None and elapsed > minutes * 60:
             break
         frac = step / recipe.steps  # with a time budget the schedule follows the clock
@@ -264,7 +263,7 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     return record
 
 
-def _agreed(now: float, device: str, world: int) -> float:
+def agreed_time(now: float, device: str, world: int) -> float:
     """Rank 0's clock in every process, so time-boxed runs decay and stop together."""
     if world == 1:
         return now
@@ -278,10 +277,3 @@ def _agreed(now: float, device: str, world: int) -> float:
 def _plain(obj: Any) -> Any:
     """A configuration as plain JSON values (paths as strings), comparable after a reload."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
-    """PSNR of [0, 1] pixels rounded to 8 bits, as decoding makes them."""
-    p = torch.round(x_hat.float().clamp(0, 1) * 255)
-    mse = torch.mean((p - torch.round(x.float() * 255)) ** 2).item()
-    return 10 * math.log10(255**2 / max(mse, 1e-10))

@@ -13,8 +13,6 @@ hardware to the record inside the weights, so the manifest can tell the whole hi
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .data import Crops, load_images, split
+from .loop import agreed_time, distributed, hardware, save_atomic
 from .models import Codec, Config, build
 
 
@@ -39,33 +38,6 @@ class Recipe:
     bf16: bool = True
     clip: float = 1.0
     compile: bool | None = None  # torch.compile the forward pass; None: on CUDA only
-
-
-def distributed(device: str) -> tuple[int, int, str]:
-    """(rank, world size, device) of this process; starts the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    if device.startswith("cuda"):
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def hardware(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def load_weights(path: Path, device: str = "cpu") -> tuple[Codec, dict]:
@@ -196,7 +168,7 @@ def train(
             s |= {"optimizer": opt.state_dict(), "aux_optimizer": aux_opt.state_dict()}
         return s
 
-    t0 = _agreed_time(time.time(), device) if world > 1 else time.time()
+    t0 = agreed_time(time.time(), device, world)
     last_ckpt = clock = t0
     done = start_it
     bar = tqdm(range(start_it, recipe.iterations), initial=start_it, total=recipe.iterations,
@@ -232,7 +204,7 @@ def train(
                             psnr=f"{psnr:.2f}", aux=f"{aux.item():.1f}")
         now = time.time()
         if world > 1:  # every process decays, checkpoints and stops at the same step
-            now = _agreed_time(now, device)
+            now = agreed_time(now, device, world)
         clock = now
         if now - last_ckpt > checkpoint_minutes * 60:
             if rank == 0:
@@ -254,12 +226,3 @@ def train(
 
         dist.barrier()
     return out / "weights.pt"
-
-
-def _agreed_time(now: float, device: str) -> float:
-    """Rank 0's clock in every process, so time-boxed runs stop and decay together."""
-    import torch.distributed as dist
-
-    t = torch.tensor([now], dtype=torch.float64, device=device)
-    dist.broadcast(t, 0)
-    return float(t.item())

@@ -23,8 +23,9 @@ import torch
 
 from .context import ContextConfig, ContextModel
 from .latents import load_latents
+from .loop import save_atomic
 from .models import at_positions, frozen, quality_position
-from .train import load_weights, save_atomic
+from .train import load_weights
 
 EVAL_QUALITIES = (1, 15, 30, 45, 60, 75, 90, 100)
 

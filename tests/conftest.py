@@ -163,3 +163,28 @@ def photo() -> np.ndarray:
     img = np.stack([x * 3, y * 5, (x + y) * 2 % 256], axis=2)
     img[10:20, 30:50] = [250, 10, 10]
     return img.clip(0, 255).astype(np.uint8)
+
+
+def _photo_like(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(xx / (7 + 3 * c) + yy / 11) for c in range(3)], -1) * 80 + 128
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def photo_like():
+    """Smooth photo-like RGB images with noise: photo_like(seed, h=96, w=128)."""
+    return _photo_like
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """A folder of three 96x128 photo-like PNGs, for tiny trainings."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("imgs")
+    for i in range(3):
+        Image.fromarray(_photo_like(i)).save(d / f"img{i}.png")
+    return d
+

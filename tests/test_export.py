@@ -12,7 +12,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from PIL import Image  # noqa: E402
 
 import aecodec  # noqa: E402
 from aecodec import intnet  # noqa: E402
@@ -26,23 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "checkpoints" / "hyperprior.pt"
 
 
-def _photo_like(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([np.sin(xx / (7 + 3 * c) + yy / 11) for c in range(3)], -1) * 80 + 128
-    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("imgs")
-    for i in range(3):
-        Image.fromarray(_photo_like(i)).save(d / f"img{i}.png")
-    return d
-
-
-def test_archive_round_trip(image_folder, tmp_path):
-    size = build_archive([image_folder], tmp_path / "train.tar", max_side=64)
+def test_archive_round_trip(photo_folder, tmp_path):
+    size = build_archive([photo_folder], tmp_path / "train.tar", max_side=64)
     assert 0 < size == (tmp_path / "train.tar").stat().st_size
     items = load_images(tmp_path / "train.tar", min_side=32)
     assert len(items) == 3
@@ -51,26 +35,26 @@ def test_archive_round_trip(image_folder, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["hyperprior", "factorized"])
-def test_train_resume_export_decode(family, image_folder, tmp_path):
+def test_train_resume_export_decode(family, photo_folder, photo_like, tmp_path):
     cfg = Config(family=family, n=8, m=8, nz=8, lambdas=(0.01, 0.1))
     recipe = Recipe(iterations=3, batch=2, crop=64, bf16=False, qat_from=0.5)
     torch.set_num_threads(2)
-    weights = train(image_folder, tmp_path / "run", cfg, recipe)
+    weights = train(photo_folder, tmp_path / "run", cfg, recipe)
     first = torch.load(weights, weights_only=False)
     assert first["record"]["iterations"] == 3 and "optimizer" not in first
     recipe.iterations = 5
     ckpt = tmp_path / "run" / "checkpoint.pt"
-    weights = train(image_folder, tmp_path / "run", cfg, recipe, resume=ckpt)
+    weights = train(photo_folder, tmp_path / "run", cfg, recipe, resume=ckpt)
     record = torch.load(weights, weights_only=False)["record"]
     assert record["iterations"] == 5 and len(record["runs"]) == 2
     assert record["runs"][1]["start_iteration"] == 3
-    weights = train(image_folder, tmp_path / "run", cfg, recipe, resume=weights)  # nothing to do
+    weights = train(photo_folder, tmp_path / "run", cfg, recipe, resume=weights)  # nothing to do
     assert len(torch.load(weights, weights_only=False)["record"]["runs"]) == 2
 
     folder = export_model(weights, tmp_path / "model", name=f"tiny-{family}")
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["training"]["iterations"] == 5 and manifest["family"] == family
-    img = _photo_like(7, 80, 100)
+    img = photo_like(7, 80, 100)
     codec = aecodec.Codec(str(folder), threads=1)
     out = codec.decompress(codec.compress(img, quality=90))
     assert out.shape == img.shape and out.dtype == np.uint8

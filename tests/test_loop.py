@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
@@ -20,21 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "checkpoints" / "hyperprior.pt"
 
 
-def _photo_like(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 2, yy * 2, (xx + yy)], -1) % 256
-    return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("photos")
-    for i in range(4):
-        Image.fromarray(_photo_like(i)).save(d / f"p{i}.png")
-    return d
-
-
 TINY = Config(family="hyperprior", n=8, m=8, nz=8, lambdas=(0.01, 0.1))
 
 
@@ -42,15 +26,16 @@ def _states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_killed_run_resumes_exactly(photos, tmp_path):
+def test_a_killed_run_resumes_exactly(photo_folder, tmp_path):
     """Four steps in one run, or two, a stop, and the rest: the same weights, bit for bit
     (the batch and the noise of a step come from its number; the optimisers are saved)."""
     torch.set_num_threads(1)
     recipe = Recipe(steps=4, batch=2, crop=64, lr=1e-3, bf16=False, checkpoint_minutes=0)
-    whole = fit(PhotoTask(photos, TINY), recipe, tmp_path / "whole", log=lambda s: None)
-    fit(PhotoTask(photos, TINY), recipe, tmp_path / "split", budget_steps=2, log=lambda s: None)
+    whole = fit(PhotoTask(photo_folder, TINY), recipe, tmp_path / "whole", log=lambda s: None)
+    fit(PhotoTask(photo_folder, TINY), recipe, tmp_path / "split", budget_steps=2,
+        log=lambda s: None)
     assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 2
-    split = fit(PhotoTask(photos, TINY), recipe, tmp_path / "split", log=lambda s: None)
+    split = fit(PhotoTask(photo_folder, TINY), recipe, tmp_path / "split", log=lambda s: None)
     a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     assert a["step"] == b["step"] == 4 and _states_equal(a["model"], b["model"])
@@ -65,16 +50,16 @@ def test_a_killed_run_resumes_exactly(photos, tmp_path):
     assert weights["record"]["iterations"] == 4 and weights["config"]["n"] == 8
 
 
-def test_a_checkpoint_of_another_task_is_refused(photos, tmp_path):
+def test_a_checkpoint_of_another_task_is_refused(photo_folder, tmp_path):
     recipe = Recipe(steps=1, batch=2, crop=64, bf16=False)
-    fit(PhotoTask(photos, TINY), recipe, tmp_path, log=lambda s: None)
+    fit(PhotoTask(photo_folder, TINY), recipe, tmp_path, log=lambda s: None)
     other = Config(family="factorized", n=8, m=8, lambdas=(0.01, 0.1))
     with pytest.raises(ValueError, match="another task or configuration"):
-        fit(PhotoTask(photos, other), recipe, tmp_path, log=lambda s: None)
+        fit(PhotoTask(photo_folder, other), recipe, tmp_path, log=lambda s: None)
 
 
 @pytest.mark.slow
-def test_encoder_task_through_the_command(photos, tmp_path):
+def test_encoder_task_through_the_command(photo_folder, photo_like, tmp_path):
     """`aecodec train encoder` with a tiny budget: a model folder whose streams decode with
     the shipped decoder's files, and a run folder that resumes."""
     if not CHECKPOINT.is_file():
@@ -84,7 +69,7 @@ def test_encoder_task_through_the_command(photos, tmp_path):
     import aecodec
     from aecodec.export.cli import train
 
-    args = ["encoder", str(photos), "--out", str(tmp_path / "run"), "--steps", "2",
+    args = ["encoder", str(photo_folder), "--out", str(tmp_path / "run"), "--steps", "2",
             "--batch", "1", "--crop", "64", "--threads", "1", "--validate-every", "1"]
     r = CliRunner().invoke(train, args)
     assert r.exit_code == 0, r.output
@@ -93,7 +78,7 @@ def test_encoder_task_through_the_command(photos, tmp_path):
     tuned = aecodec.Codec(str(folder), threads=1)
     for name in ("synthesis.onnx", "tables.npz", "hyper_synthesis.npz"):
         assert (folder / name).read_bytes() == shipped.model.file(name).read_bytes()
-    img = _photo_like(9, 64, 96)
+    img = photo_like(9, 64, 96)
     out = tuned.decompress(tuned.compress(img, 50))
     assert out.shape == img.shape
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2

@@ -89,7 +89,7 @@ class PhotoTask(Task):
 
     def export(self, model: nn.Module, out: Path) -> Path:
         """OUT/weights.pt: the model with its config and training record."""
-        from ..train import save_atomic
+        from ..loop import save_atomic
 
         path = out / "weights.pt"
         loop = self.record or {"runs": [], "validation": []}
