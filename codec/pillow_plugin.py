@@ -76,15 +76,14 @@ class AecImageFile(ImageFile.ImageFile):
 
         # aecodec's own limit applies before Pillow allocates anything, even where a pipeline
         # sets Image.MAX_IMAGE_PIXELS = None (Image.open still runs Pillow's bomb check after)
-        if container.is_compact(data):
-            from .errors import AecodecError
+        from .errors import AecodecError
 
-            try:  # no magic bytes: anything that does not parse whole is not ours
-                header, sections = container.unpack(data, default_max_pixels())
-            except AecodecError as e:
-                raise SyntaxError(f"not an aecodec compact-profile stream ({e})") from None
-        else:
+        try:
             header, sections = container.unpack(data, default_max_pixels())
+        except AecodecError as e:  # no magic bytes: a compact guess that does not parse whole
+            if container.is_compact(data):  # is not ours
+                raise SyntaxError(f"not an aecodec compact-profile stream ({e})") from None
+            raise
         if header.width is None:
             h, w = find_by_id(header.model_id).fixed_size or (0, 0)
         else:
