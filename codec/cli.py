@@ -10,10 +10,14 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .errors import AecodecError
+
+if TYPE_CHECKING:
+    from .batch import Runner
 
 LAZY = {  # name: (module:attribute, one-line help, extra that provides it)
     "bench": ("aecodec.bench.cli:bench", "Compare aecodec with other codecs on Kodak.", "bench"),
@@ -112,11 +116,11 @@ def _fail(message: str) -> None:
 def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[str],
          jobs: int | None, skip_existing: bool, ray: bool, ray_address: str | None,
          verbose: bool = False, quiet: bool = False) -> None:
-    """The shared body of compress and decompress: plan, run (aecodec.batch), report.
-    Exit status: 0, 1 if any file failed, 130 after Ctrl-C (with what was done)."""
-    from tqdm import tqdm
-
+    """The shared body of compress and decompress: plan, pick the runner, run (aecodec.batch),
+    report (cli_report). Exit status: 0, 1 if any file failed, 130 after Ctrl-C (with what
+    was done)."""
     from . import batch
+    from .cli_report import Report, summary_line
 
     if skip_existing and settings.force:
         raise click.UsageError("give either --skip-existing or --force, not both")
@@ -139,31 +143,38 @@ def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[st
         raise click.ClickException("refusing to write binary data to a terminal: redirect "
                                    "stdout (> file) or give -o FILE")
 
-    def report(o: batch.Outcome) -> None:
-        if o.notes:  # what the image lost (LossWarning), one line
-            tqdm.write(f"Warning: {o.src}: {'; '.join(o.notes)}", file=sys.stderr)
-        if o.status == "failed":
-            tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
-        elif (len(pairs) == 1 or verbose) and not quiet:
-            line = o.line or f"{o.src}: skipped, {o.dst} exists"
-            if len(pairs) == 1:
-                click.echo(line, err=to_stdout)
-            else:
-                tqdm.write(line, file=sys.stderr if to_stdout else sys.stdout)
-
+    report = Report(len(pairs), verbose, quiet, to_stdout)
     batch.exit_on_sigterm()
     try:
-        summary = batch.run(pairs, settings, jobs, skip_existing, ray or bool(ray_address),
-                            ray_address, report, progress=not quiet)
+        summary = batch.run(pairs, settings, choose_runner(jobs, ray, ray_address),
+                            skip_existing, report=report, started=report.started)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
+    finally:
+        report.close()
     if summary.interrupted:
-        click.echo(summary.line(), err=True)
+        click.echo(summary_line(summary), err=True)
         sys.exit(130)
     if len(pairs) > 1 and not quiet:
-        click.echo(summary.line(), err=to_stdout)
+        click.echo(summary_line(summary), err=to_stdout)
     if summary.failed:
         sys.exit(1)
+
+
+def choose_runner(jobs: int | None, ray: bool = False,
+                  ray_address: str | None = None) -> Runner:
+    """The runner a folder job gets: Ray actors with --ray or --ray-address, this process
+    with -j 1, else worker processes (-j N, default one per CPU; a single file or
+    stdin/stdout still runs in this process)."""
+    from . import batch
+
+    if ray or ray_address:
+        from .ray import RayRunner
+
+        return RayRunner(jobs, ray_address)
+    if jobs == 1:
+        return batch.InProcess()
+    return batch.ProcessPool(jobs)
 
 
 OUTPUT_FORMATS = ["png", "jpeg", "webp", "avif", "jxl", "tiff", "bmp"]

@@ -9,9 +9,11 @@
 
 Each actor opens its model once. `Compressor` and `Decompressor` run the same `batch.Coder`
 as `aecodec compress`, so their streams are byte-identical to the CLI's. `aecodec compress DIR
--o OUT --ray` runs the CLI's job on Ray actors (`outcomes_on_ray`): this process reads the
-inputs and writes the outputs (atomically, as without Ray), so the cluster's machines need no
-shared filesystem. Ray is imported only when a job runs: `import aecodec.ray` works without it.
+-o OUT --ray` runs the CLI's job on Ray actors (`RayRunner`, a `batch.Runner` like the process
+pool; the CLI picks it): this process reads the inputs and writes the outputs (atomically, as
+without Ray), so the cluster's machines need no shared filesystem. Ray is imported only when a
+job runs: `import aecodec.ray` works without it. This module uses `aecodec.batch`; nothing
+there imports it back.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .batch import Coder, Outcome, Settings, error_text, finish, output_format, read
+from .batch.coder import Coder, Settings, error_text
+from .batch.fileio import read
+from .batch.outcome import Outcome, finish, output_format
+from .batch.planning import Pair
 from .errors import AecodecError
 
 
@@ -109,8 +114,20 @@ def connect(address: str | None = None, cpus: int | None = None) -> bool:
     return True
 
 
+class RayRunner:
+    """`batch.Runner` on Ray actors: `jobs` caps the actors (default: the cluster's CPUs);
+    `address` joins a cluster (default: RAY_ADDRESS, else a local Ray)."""
+
+    def __init__(self, jobs: int | None = None, address: str | None = None) -> None:
+        self.jobs = jobs
+        self.address = address
+
+    def outcomes(self, todo: list[Pair], settings: Settings) -> Iterator[Outcome]:
+        return outcomes_on_ray(todo, settings, self.jobs, self.address)
+
+
 def outcomes_on_ray(
-    todo: list[tuple[str, str]], settings: Settings, jobs: int | None, address: str | None
+    todo: list[Pair], settings: Settings, jobs: int | None, address: str | None
 ) -> Iterator[Outcome]:
     """The CLI's job on Ray actors, one model open per actor (one CPU, one thread each, as
     many as `jobs` or the cluster's CPUs); this process reads inputs and writes outputs."""

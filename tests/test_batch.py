@@ -1,4 +1,5 @@
-"""Folders as one job: the mirrored tree, worker processes, a bad file, resume, the summary."""
+"""Folders as one job: the mirrored tree, worker processes, a bad file, resume, the summary;
+the job's contract with its runners (resume, Ctrl-C) with a stand-in runner."""
 
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def test_a_killed_worker_fails_its_files_and_the_rest_go_on(tree, tmp_path):
     assert pairs[0][0].endswith("0big.png")  # submitted first
     outcomes: list[batch.Outcome] = []
     job = threading.Thread(target=batch.run, args=(pairs, batch.Settings("compress")),
-                           kwargs={"jobs": 2, "report": outcomes.append, "progress": False})
+                           kwargs={"runner": batch.ProcessPool(2), "report": outcomes.append})
     job.start()
     deadline = time.monotonic() + 120
     while not outcomes and time.monotonic() < deadline:  # the small files are being coded
@@ -165,3 +166,69 @@ def test_workers_that_cannot_open_the_model_fail_each_file_clearly(tree, synth, 
     assert len(errors) == 4 and all("checksum" in e or "sha256" in e for e in errors), errors
     assert "compressed 0 files (4 failed, 0 skipped)" in r.stdout.decode()
     assert not (tmp_path / "o").exists()
+
+
+class Scripted:
+    """A stand-in runner that, like the pool, answers Ctrl-C by finishing the file it has in
+    flight (the next one), reporting it, and stopping."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[str, str]] = []
+
+    def outcomes(self, todo, settings):
+        self.given = list(todo)
+        for i, (src, dst) in enumerate(todo):
+            try:
+                yield batch.Outcome(src, dst, "done", 10, 2, 8, f"{src} -> {dst}")
+            except KeyboardInterrupt:
+                src, dst = todo[i + 1]
+                yield batch.Outcome(src, dst, "done", 10, 2, 8, f"{src} -> {dst}")
+                raise
+
+
+def test_run_skips_what_exists_and_counts_it_before_coding(tmp_path):
+    (tmp_path / "b.aec").write_bytes(b"whole")
+    pairs = [(f"{n}.png", str(tmp_path / f"{n}.aec")) for n in "abc"]
+    runner, seen, started = Scripted(), [], []
+    summary = batch.run(pairs, batch.Settings("compress"), runner, skip_existing=True,
+                        report=seen.append, started=started.append)
+    assert started == [1] and [src for src, _ in runner.given] == ["a.png", "c.png"]
+    assert [o.src for o in seen] == ["a.png", "c.png"]
+    assert (summary.done, summary.skipped, summary.failed, summary.bytes_out) == (2, 1, 0, 4)
+    assert summary.bpp == 4 * 8 / 16 and not summary.interrupted
+    assert batch.resume(pairs, False) == (pairs, [])
+
+
+def test_ctrl_c_keeps_the_outcomes_of_files_written_in_flight(tmp_path):
+    """Ctrl-C midway: the summary says so and counts the file the runner still finished."""
+    pairs = [(f"{n}.png", str(tmp_path / f"{n}.aec")) for n in "abcd"]
+    seen: list[batch.Outcome] = []
+
+    def report(o: batch.Outcome) -> None:
+        seen.append(o)
+        if len(seen) == 1:
+            raise KeyboardInterrupt  # Ctrl-C while the first file is being reported
+
+    summary = batch.run(pairs, batch.Settings("compress"), Scripted(), report=report)
+    assert summary.interrupted and summary.done == 2  # the first and the one in flight
+    assert [o.src for o in seen] == ["a.png", "b.png"]
+
+
+def test_the_summary_line_and_the_per_file_report(capsys):
+    from aecodec.cli_report import Report, summary_line
+
+    s = batch.Summary("compress", done=3, failed=1, skipped=2, bytes_in=12345, bytes_out=678,
+                      pixels=1000, seconds=2.04)
+    assert summary_line(s) == ("compressed 3 files (1 failed, 2 skipped): 12,345 bytes in, "
+                               "678 bytes out, mean 5.4240 bpp, 2.0 s")
+    s.interrupted, s.mode = True, "decompress"
+    assert summary_line(s).startswith("interrupted: decompressed 3 files")
+    report = Report(2, verbose=True, quiet=False, to_stdout=False)
+    report.started(0)
+    report(batch.Outcome("a.png", "a.aec", "done", line="a.png -> a.aec: 9 bytes"))
+    report(batch.Outcome("b.png", "b.aec", "failed", error="cannot read image",
+                         notes=("16-bit samples",)))
+    report.close()
+    out, err = capsys.readouterr()
+    assert out == "a.png -> a.aec: 9 bytes\n"
+    assert "Warning: b.png: 16-bit samples\n" in err and "Error: b.png: cannot read image\n" in err

@@ -144,3 +144,17 @@ def test_demo_with_the_default_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["aecodec-demo"]  # a folder it names
     assert (tmp_path / "aecodec-demo" / "kodim23.aec").is_file()
+
+
+def test_the_cli_chooses_the_runner():
+    """--ray / --ray-address: Ray actors; -j 1: this process; else a pool of -j workers."""
+    from aecodec import batch
+    from aecodec.ray import RayRunner
+
+    assert isinstance(cli.choose_runner(1), batch.InProcess)
+    pool = cli.choose_runner(None)
+    assert isinstance(pool, batch.ProcessPool) and pool.jobs is None
+    assert cli.choose_runner(3).jobs == 3
+    on_ray = cli.choose_runner(2, ray=True)
+    assert isinstance(on_ray, RayRunner) and (on_ray.jobs, on_ray.address) == (2, None)
+    assert cli.choose_runner(None, ray_address="h:6379").address == "h:6379"

@@ -1,0 +1,61 @@
+"""How the CLI shows a folder job: the progress bar, a line per file, the summary line.
+
+Kept out of `aecodec.batch`, which only reports outcomes, so a job run from Python or on
+Ray draws nothing on the terminal; click and tqdm are the CLI's.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .batch import Outcome, Summary
+
+
+class Report:
+    """The `report` and `started` of `batch.run` for one CLI job: errors and loss warnings
+    always (stderr), a line per file for one input or `verbose`, a progress bar on stderr for
+    more than one input unless `quiet`. With stdout taken by the data (`to_stdout`), the
+    lines go to stderr."""
+
+    def __init__(self, total: int, verbose: bool, quiet: bool, to_stdout: bool) -> None:
+        self.total, self.verbose, self.quiet, self.to_stdout = total, verbose, quiet, to_stdout
+        self.bar = None
+
+    def started(self, skipped: int) -> None:
+        """Show the bar, with the inputs left out by --skip-existing already counted."""
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, initial=skipped, unit="img", file=sys.stderr,
+                        disable=self.quiet or self.total < 2 or None)
+
+    def __call__(self, o: Outcome) -> None:
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.update()
+        if o.notes:  # what the image lost (LossWarning), one line
+            tqdm.write(f"Warning: {o.src}: {'; '.join(o.notes)}", file=sys.stderr)
+        if o.status == "failed":
+            tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
+        elif (self.total == 1 or self.verbose) and not self.quiet:
+            line = o.line or f"{o.src}: skipped, {o.dst} exists"
+            if self.total == 1:
+                click.echo(line, err=self.to_stdout)
+            else:
+                tqdm.write(line, file=sys.stderr if self.to_stdout else sys.stdout)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def summary_line(summary: Summary) -> str:
+    """The line a job of several files ends with (and an interrupted one, on stderr)."""
+    verb = "compressed" if summary.mode == "compress" else "decompressed"
+    if summary.interrupted:
+        verb = f"interrupted: {verb}"
+    return (f"{verb} {summary.done} files ({summary.failed} failed, {summary.skipped} "
+            f"skipped): {summary.bytes_in:,} bytes in, {summary.bytes_out:,} bytes out, "
+            f"mean {summary.bpp:.4f} bpp, {summary.seconds:.1f} s")
