@@ -261,23 +261,26 @@ class Codec:
 
     # ---- decoding ---------------------------------------------------------------------------
 
-    def decompress(self, data: bytes) -> np.ndarray:
-        """Decode a stream of this codec's model to H x W x 3 (or H x W) uint8 pixels; with
-        an alpha section, H x W x 4 (or H x W x 2)."""
-        header, h, w, y_hat, _ = self._decode_latents(data)
+    def decompress(self, data: bytes | container.Stream) -> np.ndarray:
+        """Decode a stream of this codec's model (its bytes, or a `container.Stream` already
+        read) to H x W x 3 (or H x W) uint8 pixels; with an alpha section, H x W x 4 (or
+        H x W x 2). The stream is parsed and its CRC checked once for every step."""
+        stream = container.parse(data, self.max_pixels)
+        header, h, w, y_hat, _ = self._decode_latents(stream)
         pixels = self._synthesize(y_hat, h, w, header.gray)
-        return extras.attach_alpha(pixels, data, self.max_pixels) if header.extras else pixels
+        return extras.attach_alpha(pixels, stream) if header.extras else pixels
 
-    def decode_latents(self, data: bytes) -> dict[str, np.ndarray]:
+    def decode_latents(self, data: bytes | container.Stream) -> dict[str, np.ndarray]:
         """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
         (the synthesis input, float32), `y_sym`, and for hyperprior models `z_sym`, `mean`
         and `index` (the integer hyper-decoder's outputs), all whole-image arrays."""
-        _, _, _, y_hat, extra = self._decode_latents(data, keep=True)
+        stream = container.parse(data, self.max_pixels)
+        _, _, _, y_hat, extra = self._decode_latents(stream, keep=True)
         return {"y_hat": y_hat, **extra}
 
-    def _decode_latents(self, data: bytes, keep: bool = False):
-        header, sections = container.unpack(data, self.max_pixels)
-        sections = container.split_extras(header, sections)[0]
+    def _decode_latents(self, stream: container.Stream, keep: bool = False):
+        """The header checked against the model, then the latent codec's decode."""
+        header, sections = stream.header, stream.latent
         model = self.model
         if header.model_id != model.id:
             raise ModelMismatchError(
@@ -391,26 +394,29 @@ def compress(
     return codec.encode_to_bpp(image, bpp, strip, effort).data
 
 
-def decompress(data: bytes | str | os.PathLike, model: ModelLike = None,
+def decompress(data: bytes | str | os.PathLike | container.Stream, model: ModelLike = None,
                threads: int | None = None, max_pixels: int | None = None) -> np.ndarray:
-    """Decode a stream (its bytes, or the path of a .aec file); its model is found among the
-    shipped ones by id unless given. `max_pixels` caps the declared size (default 100 MP, or
-    AECODEC_MAX_PIXELS) before anything is allocated.
+    """Decode a stream (its bytes, the path of a .aec file, or a `container.Stream`); its
+    model is found among the shipped ones by id unless given. `max_pixels` caps the declared
+    size (default 100 MP, or AECODEC_MAX_PIXELS) before anything is allocated.
 
-    The model lookup reads the header fields only; the codec then checks the whole stream."""
+    The stream is read once (`container.read`): the model lookup takes its header fields, then
+    the codec checks the same object (CRC, sizes, sections) and decodes it."""
     if isinstance(data, str | os.PathLike):
         try:
             data = Path(data).read_bytes()
         except OSError as e:
             raise UnreadableImageError(f"{data}: cannot read ({e.strerror or e})") from None
+    stream = container.read(data)
     if model is None:
-        model = find_by_id(container.read_header(data).model_id)
-    return get_codec(model, threads, max_pixels=max_pixels).decompress(data)
+        model = find_by_id(stream.header.model_id)
+    return get_codec(model, threads, max_pixels=max_pixels).decompress(stream)
 
 
-def stream_info(data: bytes) -> dict:
+def stream_info(data: bytes | container.Stream) -> dict:
     """Header fields of a stream, its model if installed, and its bits per pixel."""
-    header, sections = container.unpack(data)
+    stream = container.parse(data)
+    header, sections = stream.header, stream.sections
     info = {
         "profile": header.profile,
         "format_version": header.version,
@@ -420,10 +426,10 @@ def stream_info(data: bytes) -> dict:
         "height": header.height,
         "gray": header.gray,
         "quality": header.quality,
-        "extras": {k: len(v) for k, v in container.split_extras(header, sections)[1].items()},
+        "extras": {k: len(v) for k, v in stream.extra.items()},
         "sections": [len(s) for s in sections],
-        "header_bytes": len(data) - sum(len(s) for s in sections),
-        "bytes": len(data),
+        "header_bytes": stream.header_bytes,
+        "bytes": len(stream.data),
     }
     try:
         m = find_by_id(header.model_id)
@@ -436,5 +442,5 @@ def stream_info(data: bytes) -> dict:
     if info["channels"] and "alpha" in header.extras:
         info["channels"] += 1
     if info["width"]:
-        info["bpp"] = len(data) * 8 / (info["width"] * info["height"])
+        info["bpp"] = len(stream.data) * 8 / (info["width"] * info["height"])
     return info

@@ -217,24 +217,84 @@ def is_compact(data: bytes) -> bool:
     return len(data) > 0 and data[0] < 0x80
 
 
-def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
-    """Parse and check a stream (either profile); raises CorruptStreamError,
-    ImageTooLargeError, or UnknownModelError (a compact index no model has)."""
-    data = bytes(data)
-    if is_compact(data):
-        return _unpack_compact(data)
-    (header, lengths), pos = _fields(data)
-    width, height = header.width, header.height
-    crc = int.from_bytes(data[pos : pos + CRC_BYTES], "little")
-    payload = data[pos + CRC_BYTES :]
-    if zlib.crc32(payload, zlib.crc32(data[:pos])) != crc:
+def verify_crc(data: bytes, at: int, compact: bool) -> None:
+    """The one CRC check of a stream (CRC-32 at `at`, or the compact profile's CRC-8): every
+    byte before it and the whole payload. A `Stream` calls it once, however many readers."""
+    if compact:
+        ok = crc8(data[at + 1 :], crc8(data[:at]) ^ 0xFF) == data[at]
+    else:
+        crc = int.from_bytes(data[at : at + CRC_BYTES], "little")
+        ok = zlib.crc32(data[at + CRC_BYTES :], zlib.crc32(data[:at])) == crc
+    if not ok:
         raise CorruptStreamError("checksum mismatch: the stream is truncated or damaged")
-    if width is not None and not (0 < width < MAX_SIDE and 0 < height < MAX_SIDE):
-        raise CorruptStreamError(f"invalid image size {width}x{height} in header")
-    if width is not None and max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"stream declares a {width}x{height} image, over the limit of {max_pixels} pixels"
-        )
+
+
+class Stream:
+    """One stream's bytes read once: header fields, section framing, the CRC checked once.
+
+    `read` gives the header fields (enough to pick a model; a compact stream is checked whole,
+    so damage is never an unknown model); `check` then verifies the CRC (once per object), the
+    size limits and the section lengths. Every reader (the codec's decode, `decompress`, the
+    extras' metadata and alpha, the Pillow plugin) takes a Stream or builds one, so a decode
+    parses the bytes once however many readers look at them."""
+
+    __slots__ = ("data", "header", "_lengths", "_crc_at", "_sections")
+
+    def __init__(self, data: bytes, header: Header, lengths: list[int], crc_at: int,
+                 sections: tuple[bytes, ...] | None = None):
+        self.data = data
+        self.header = header
+        self._lengths = lengths
+        self._crc_at = crc_at  # the CRC-32 (compact: CRC-8) offset
+        self._sections = sections  # set once the CRC has been checked
+
+    @property
+    def checked(self) -> bool:
+        return self._sections is not None
+
+    def check(self, max_pixels: int | None = None) -> Stream:
+        """Verify the CRC (the first time only), the declared size against MAX_SIDE and
+        `max_pixels`, and the section lengths; returns self. CorruptStreamError or
+        ImageTooLargeError, as `unpack`."""
+        header = self.header
+        if self._sections is None and not header.compact:
+            verify_crc(self.data, self._crc_at, False)
+        width, height = header.width, header.height
+        if width is not None and not (0 < width < MAX_SIDE and 0 < height < MAX_SIDE):
+            raise CorruptStreamError(f"invalid image size {width}x{height} in header")
+        if width is not None and max_pixels is not None and width * height > max_pixels:
+            raise ImageTooLargeError(
+                f"stream declares a {width}x{height} image, over the limit of {max_pixels} "
+                "pixels")
+        if self._sections is None:
+            self._sections = _split(self.data[self._crc_at + CRC_BYTES :], self._lengths)
+        return self
+
+    @property
+    def sections(self) -> list[bytes]:
+        """Every section, latent then extra (the stream must be checked)."""
+        if self._sections is None:
+            raise RuntimeError("Stream.check() first: the sections are unchecked")
+        return list(self._sections)
+
+    @property
+    def latent(self) -> list[bytes]:
+        """The latent sections (those the latent codec reads)."""
+        return split_extras(self.header, self.sections)[0]
+
+    @property
+    def extra(self) -> dict[str, bytes]:
+        """The extra sections by kind (ICC, EXIF, alpha, XMP, DPI)."""
+        return split_extras(self.header, self.sections)[1]
+
+    @property
+    def header_bytes(self) -> int:
+        """Bytes before the first section (header fields, section lengths and CRC)."""
+        return len(self.data) - sum(len(s) for s in self.sections)
+
+
+def _split(payload: bytes, lengths: list[int]) -> tuple[bytes, ...]:
+    """The payload cut at the section lengths; the last section takes the rest."""
     sections = []
     start = 0
     for n in lengths:
@@ -243,7 +303,32 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[byt
         sections.append(payload[start : start + n])
         start += n
     sections.append(payload[start:])
-    return header, sections
+    return tuple(sections)
+
+
+def read(data: bytes | Stream) -> Stream:
+    """The header fields of a stream, unchecked (the compact profile: checked whole, CRC-8
+    first, then the index resolved); a Stream is returned as it is."""
+    if isinstance(data, Stream):
+        return data
+    data = bytes(data)
+    if is_compact(data):
+        return _read_compact(data)
+    (header, lengths), pos = _fields(data)
+    return Stream(data, header, lengths, pos)
+
+
+def parse(data: bytes | Stream, max_pixels: int | None = None) -> Stream:
+    """A stream read and checked (`read`, then `Stream.check`): a Stream given is checked
+    without its CRC being verified again."""
+    return read(data).check(max_pixels)
+
+
+def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, list[bytes]]:
+    """Parse and check a stream (either profile); raises CorruptStreamError,
+    ImageTooLargeError, or UnknownModelError (a compact index no model has)."""
+    stream = parse(data, max_pixels)
+    return stream.header, stream.sections
 
 
 def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
@@ -314,16 +399,12 @@ def _fields(data: bytes) -> tuple[tuple[Header, list[int]], int]:
 
 def read_header(data: bytes) -> Header:
     """The header fields alone, without the CRC check or sections: enough to pick a model."""
-    data = bytes(data)
-    if is_compact(data):  # a few bytes: checked whole, so damage is never an unknown model
-        return _unpack_compact(data)[0]
-    return _fields(data)[0][0]
+    return read(data).header
 
 
 def header_size(data: bytes) -> int:
     """Bytes before the first section (header fields, section lengths and CRC)."""
-    header, sections = unpack(data)
-    return len(data) - sum(len(s) for s in sections)
+    return parse(data).header_bytes
 
 
 # ---- compact profile ------------------------------------------------------------------------
@@ -398,16 +479,16 @@ def _compact_fields(data: bytes) -> tuple[tuple[int, float | None], int]:
     return (b0 & COMPACT_MAX_INDEX, quality), pos
 
 
-def _unpack_compact(data: bytes) -> tuple[Header, list[bytes]]:
+def _read_compact(data: bytes) -> Stream:
     """The CRC is checked before the index: a damaged stream is corrupt, and only an intact
-    one naming an index this version lacks (a newer model) is an unknown model."""
+    one naming an index this version lacks (a newer model) is an unknown model. A compact
+    stream is a few bytes: it is checked whole here, its one section included."""
     (index, quality), pos = _compact_fields(data)
-    payload = data[pos + 1 :]
-    if crc8(payload, crc8(data[:pos]) ^ 0xFF) != data[pos]:
-        raise CorruptStreamError("checksum mismatch: the stream is truncated or damaged")
+    verify_crc(data, pos, True)
     model_id = COMPACT_MODELS.get(index)
     if model_id is None:
         raise UnknownModelError(
             f"compact stream names model index {index}, which no model of this version has"
         )
-    return Header(model_id, None, None, True, quality, VERSION, profile="compact"), [payload]
+    header = Header(model_id, None, None, True, quality, VERSION, profile="compact")
+    return Stream(data, header, [], pos, (data[pos + 1 :],))

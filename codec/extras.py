@@ -239,17 +239,18 @@ def metadata(extra: dict[str, bytes]) -> dict:
     return info
 
 
-def stream_metadata(data: bytes) -> dict[str, bytes]:
-    """`icc_profile`, `exif`, `xmp` and `dpi` of a stream (no decoding)."""
-    header, sections = container.unpack(data)
-    return metadata(container.split_extras(header, sections)[1])
+def stream_metadata(data: bytes | container.Stream) -> dict[str, bytes]:
+    """`icc_profile`, `exif`, `xmp` and `dpi` of a stream (its bytes or a `container.Stream`,
+    whose CRC is not checked again; no decoding)."""
+    return metadata(container.parse(data).extra)
 
 
-def attach_alpha(pixels: np.ndarray, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+def attach_alpha(pixels: np.ndarray, data: bytes | container.Stream,
+                 max_pixels: int | None = None) -> np.ndarray:
     """Decoded pixels with the stream's alpha plane appended (H x W x 4 or H x W x 2), its
-    metadata checked; the pixels unchanged for a stream without alpha."""
-    header, sections = container.unpack(data, max_pixels)
-    extra = container.split_extras(header, sections)[1]
+    metadata checked; the pixels unchanged for a stream without alpha. `data`: the stream's
+    bytes or the `container.Stream` the decode read (not parsed again)."""
+    extra = container.parse(data, max_pixels).extra
     metadata(extra)
     if "alpha" not in extra:
         return pixels

@@ -78,12 +78,13 @@ class AecImageFile(ImageFile.ImageFile):
         # sets Image.MAX_IMAGE_PIXELS = None (Image.open still runs Pillow's bomb check after)
         from .errors import AecodecError
 
-        try:
-            header, sections = container.unpack(data, default_max_pixels())
+        try:  # the one parse of the stream: the decoder gets this object (the tile's args)
+            stream = container.parse(data, default_max_pixels())
         except AecodecError as e:  # no magic bytes: a compact guess that does not parse whole
             if container.is_compact(data):  # is not ours
                 raise SyntaxError(f"not an aecodec compact-profile stream ({e})") from None
             raise
+        header = stream.header
         if header.width is None:
             h, w = find_by_id(header.model_id).fixed_size or (0, 0)
         else:
@@ -91,14 +92,15 @@ class AecImageFile(ImageFile.ImageFile):
         self._size = (w, h)
         base = "L" if header.gray or _one_channel(header.model_id) else "RGB"
         self._mode = base + "A" if "alpha" in header.extras else base
-        self.info.update(extras.metadata(container.split_extras(header, sections)[1]))
+        self.info.update(extras.metadata(stream.extra))
         self.info["aecodec"] = {"model_id": header.model_id, "quality": header.quality,
                                 "version": header.version}
-        self.tile = [ImageFile._Tile(FORMAT, (0, 0, w, h), 0, None)]
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0, w, h), 0, (stream,))]
 
 
 class AecDecoder(ImageFile.PyDecoder):
-    """Decodes a whole stream at once (the codec is not incremental)."""
+    """Decodes a whole stream at once (the codec is not incremental): the `container.Stream`
+    that `_open` parsed (the tile's args), so the bytes are not parsed again."""
 
     _pulls_fd = True
 
@@ -108,7 +110,8 @@ class AecDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         from .errors import CorruptStreamError
 
-        pixels = decompress(self.fd.read())
+        stream = self.args[0] if self.args else self.fd.read()
+        pixels = decompress(stream)
         bands = len(self.mode)
         if pixels.shape[:2] != (self.state.ysize, self.state.xsize) or (
                 pixels.shape[2] if pixels.ndim == 3 else 1) != bands:
