@@ -1,7 +1,12 @@
 """Measure an exported model on a folder of images and record the result in its manifest.
 
 The numbers come from the real runtime (file sizes with headers, decoded pixels), side by side
-with Pillow's JPEG on the same images, through the benchmark's own sweep and BD-rate code.
+with Pillow's JPEG on the same images, through the benchmark's own sweep and BD-rate code: a
+bench module (runtime only), reached from `aecodec train evaluate` and `aecodec train photo
+--eval` by name, so the torch side imports no bench code.
+
+    python -m aecodec.bench.evaluate RESULTS.json [KEY]      # bench results into manifests
+    python -m aecodec.bench.evaluate --folder MODEL IMAGES   # measure one folder, record it
 """
 
 from __future__ import annotations
@@ -10,17 +15,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .folder import update_manifest
+from aecodec.manifest import update_manifest
 
 
 def evaluate_folder(model_folder: Path, eval_dir: Path, points: int = 8,
                     threads: int = 2) -> dict[str, Any]:
     """RD curve of the model and of JPEG on `eval_dir`, BD-rate against JPEG (cubic fit)."""
-    from aecodec.bench.bdrate import bd_psnr, bd_rate
-    from aecodec.bench.classical import classical_codecs
-    from aecodec.bench.images import load_folder
-    from aecodec.bench.learned import AecodecModel
-    from aecodec.bench.sweep import mean_curves, run_sweep
+    from .bdrate import bd_psnr, bd_rate
+    from .classical import classical_codecs
+    from .images import load_folder
+    from .learned import AecodecModel
+    from .sweep import mean_curves, run_sweep
 
     images = load_folder(eval_dir)
     codecs = {
@@ -79,13 +84,20 @@ def results_from_bench(results: dict[str, Any], model: str) -> dict[str, Any] | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m aecodec.export.evaluate RESULTS.json [KEY]`: copy bench results into the
-    manifests of the shipped models it measured (under `results[KEY]`, default 'kodak')."""
+    """`RESULTS.json [KEY]`: copy bench results into the manifests of the shipped models it
+    measured (under `results[KEY]`, default 'kodak'). `--folder MODEL IMAGES`: measure one
+    model folder on a folder of images and record it under `results[IMAGES' name]`."""
     import sys
 
     from aecodec.model import shipped
 
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--folder":
+        folder, images = Path(args[1]), Path(args[2])
+        res = evaluate_folder(folder, images)
+        record_results(folder, images.name, res)
+        print(f"{images.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
+        return
     results = json.loads(Path(args[0]).read_text())
     key = args[1] if len(args) > 1 else "kodak"
     for info in shipped():

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 LAZY = {  # name: (module:attribute, one-line help, extra that provides it)
     "bench": ("aecodec.bench.cli:bench", "Compare aecodec with other codecs on Kodak.", "bench"),
     "train": ("aecodec.export.cli:train", "Train a model and export it (needs torch).", "train"),
-    "mnist": ("aecodec.export.mnist.cli:mnist", "Train and evaluate the MNIST models.", "train"),
+    "mnist": ("aecodec.mnist_cli:mnist", "Train and evaluate the MNIST models.", "train"),
 }
 
 

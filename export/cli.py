@@ -7,6 +7,11 @@ from pathlib import Path
 
 import click
 
+from aecodec.mnist_cli import DATA_HELP as MNIST_DATA_HELP
+from aecodec.mnist_cli import data_guard as mnist_data_guard
+
+from .mnist.recipes import MODELS as MNIST_MODELS
+
 
 class DefaultGroup(click.Group):
     """A group whose first argument, when it names no subcommand, goes to `default`."""
@@ -107,12 +112,12 @@ def photo(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsamp
         folder = export_model(weights, export_to, name=name or family, eval_dir=eval_dir,
                               extend_low=extend_low, calib=data[0] if int8_analysis else None)
         click.echo(f"model: {folder}")
-        if eval_dir is not None:
-            from .evaluate import evaluate_folder, record_results
+        if eval_dir is not None:  # the bench's measurement, run as its command
+            import subprocess
+            import sys
 
-            res = evaluate_folder(folder, eval_dir)
-            record_results(folder, eval_dir.name, res)
-            click.echo(f"{eval_dir.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
+            subprocess.run([sys.executable, "-m", "aecodec.bench.evaluate", "--folder",
+                            str(folder), str(eval_dir)], check=True)
 
 
 @train.command("encoder")
@@ -162,7 +167,7 @@ PASSTHROUGH = {
     "light-synthesis": ("aecodec.export.light_synthesis:main",
                         "Prune and fine-tune a lighter 8-bit synthesis."),
     "latents": ("aecodec.export.latents:main", "Compute a shipped model's training latents."),
-    "evaluate": ("aecodec.export.evaluate:main", "Evaluate a model folder on an image folder."),
+    "evaluate": ("aecodec.bench.evaluate:main", "Evaluate a model folder on an image folder."),
     "eval-context": ("aecodec.export.eval_context:main", "Measure a context model's saving."),
 }
 
@@ -183,14 +188,53 @@ for _name, (_target, _text) in PASSTHROUGH.items():
     _passthrough(_name, _target, _text)
 
 
-@train.command("mnist", add_help_option=False,
-               context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-               short_help="The MNIST models (the same as `aecodec mnist`).")
-@click.pass_context
-def mnist(ctx: click.Context) -> None:
-    from .mnist.cli import mnist as group
+@train.command("mnist")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Run folder: checkpoint.pt, log.jsonl and the export (resumed when it "
+                   "holds a checkpoint).")
+@click.option("--model", "model_key", type=click.Choice(list(MNIST_MODELS)), default="rd",
+              show_default=True, help="Which recipe (docs/mnist.md), named mnist-<model>.")
+@click.option("--data", default=None, help=MNIST_DATA_HELP)
+@click.option("--steps", type=int, default=20_000, show_default=True,
+              help="Length of the schedule, in steps.")
+@click.option("--minutes", type=float, default=None,
+              help="Stop after this long (the schedule follows the clock).")
+@click.option("--batch", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help="torch.compile the forward pass (default: on CUDA only).")
+@click.option("--validate-every", type=int, default=0, show_default=True,
+              help="Steps between validation points (0: at the end only).")
+@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
+              help="Model folder to write (default: OUT/model).")
+@click.option("--val-digits", type=int, default=2000, show_default=True,
+              help="Test digits the validation points are measured on.")
+@mnist_data_guard
+def mnist(out: Path, model_key: str, data: str | None, steps: int, minutes: float | None,
+          batch: int, lr: float, device: str, threads: int | None, compile_: bool | None,
+          validate_every: int, checkpoint_minutes: float, seed: int, export_to: Path | None,
+          val_digits: int) -> None:
+    """Train one of the MNIST codecs (docs/mnist.md; `aecodec mnist` has the rest)."""
+    import torch
 
-    group.main(list(ctx.args), prog_name="aecodec train mnist")
+    from .loop import Recipe, fit
+    from .tasks.mnist import MnistTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    task = MnistTask.shipped(model_key, data, val_digits=val_digits, folder=export_to)
+    recipe = Recipe(steps=steps, batch=batch, lr=lr, schedule="cosine", bf16=False, clip=None,
+                    compile=compile_, validate_every=validate_every,
+                    checkpoint_minutes=checkpoint_minutes, seed=seed)
+    record = fit(task, recipe, out, device=device, minutes=minutes, log=click.echo)
+    last = record["validation"][-1] if record["validation"] else {}
+    top = len(task.lambdas) - 1
+    click.echo(f"step {last.get('step')}: top level {last.get(f'bits_level{top}', 0):.1f} "
+               f"bits, {last.get(f'psnr_level{top}', 0):.2f} dB; model: {record.get('export')}")
 
 
 if __name__ == "__main__":

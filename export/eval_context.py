@@ -6,12 +6,18 @@ what the range coder would write for y and z, so the saving is the real one at e
 (y, and so the decoded image, is unchanged).
 
 python -m aecodec.export.eval_context runs/ctx-cb/ckpt.pt runs/kodak_latents.npz
+
+With `--bench results.json` the BD-rate it implies follows, from the bench's own projection
+(`aecodec.bench.context_projection`, run as its command).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -104,45 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         print(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
               f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
-    out: dict = {"qualities": rows}
-    if a.out:
-        a.out.write_text(json.dumps(out, indent=1))
-    if a.bench:
-        out["projected"] = projected_bd(rows, a.bench)
-        pr = out["projected"]
-        print(f"BD-rate vs the base model {pr['bd_vs_base']:+.2%}; vs JPEG: base "
-              f"{pr['bd_base_vs_jpeg']:+.2%}, with the context {pr['bd_ctx_vs_jpeg']:+.2%}")
-    if a.out:
-        a.out.write_text(json.dumps(out, indent=1))
-
-
-
-def projected_bd(rows: list[dict], results: Path, codec: str = "aecodec-hyperprior") -> dict:
-    """BD-rates from a bench run of the base model with every stream shortened by the y bits
-    the context saves on that image and setting (pixels are unchanged, so PSNR is too)."""
-    from aecodec.bench.bdrate import bd_rate
-
-    res = json.loads(results.read_text())
-    per = res["per_image"][codec]
-    saved = {(r["quality"], Path(i["image"]).stem): (i["y_bits_base"] - i["y_bits_ctx"]) / 8
-             for r in rows for i in r["images"]}
-    base_curve, new_curve = [], []
-    for k, pt in enumerate(res["curves"][codec]):
-        q = pt["setting"]
-        olds = [img[k]["bytes"] * 8 / img[k]["bpp"] for img in per.values()]  # pixels
-        new_bpp = [(img[k]["bytes"] - saved[(q, name)]) * 8 / px
-                   for (name, img), px in zip(per.items(), olds, strict=True)]
-        base_curve.append((pt["bpp"], pt["psnr"]))
-        new_curve.append((float(np.mean(new_bpp)), pt["psnr"]))
-    jpeg = [(p["bpp"], p["psnr"]) for p in res["curves"]["jpeg"]]
-
-    def bd(a, b):
-        return bd_rate([p[0] for p in a], [p[1] for p in a], [p[0] for p in b], [p[1] for p in b])
-
-    return {"bd_vs_base": bd(base_curve, new_curve), "bd_base_vs_jpeg": bd(jpeg, base_curve),
-            "bd_ctx_vs_jpeg": bd(jpeg, new_curve),
-            "curve": [{"quality": r["quality"], "bpp_base": b[0], "bpp_ctx": n[0], "psnr": b[1]}
-                      for r, b, n in zip(rows, base_curve, new_curve, strict=True)]}
+    if a.out is None and a.bench is None:
+        return
+    out = a.out or Path(tempfile.mkdtemp()) / "saving.json"
+    out.write_text(json.dumps({"qualities": rows}, indent=1))
+    if a.bench:  # the projection is the bench's: run as its command, export imports no bench
+        sys.stdout.flush()
+        subprocess.run([sys.executable, "-m", "aecodec.bench.context_projection", str(out),
+                        str(a.bench)], check=True)
 
 
 def curve_markdown(runs: list[Path]) -> str:

@@ -3,25 +3,22 @@
 A folder is built in a temporary sibling and renamed into place, so a reader never sees half a
 model; its files are hashed with the runtime's own helpers, so export and loading cannot
 disagree about a model's id. Results live in the manifest outside the hash and are updated
-atomically.
+atomically (`aecodec.manifest`, which the benches use too).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aecodec.manifest import dump as _dump
+from aecodec.manifest import update_manifest  # noqa: F401  (the exporters' name for it)
 from aecodec.model import file_sha256, folder_sha256
 
 FORMAT = 1  # model folder format
-
-
-def _dump(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=1) + "\n"
 
 
 def write_model_folder(folder: Path, build: Callable[[Path], dict[str, Any]],
@@ -48,19 +45,4 @@ def write_model_folder(folder: Path, build: Callable[[Path], dict[str, Any]],
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return manifest
-
-
-def update_manifest(folder: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Apply `change` to a folder's manifest.json atomically (fields outside the hash only:
-    results, measured bpp range)."""
-    path = Path(folder) / "manifest.json"
-    manifest = json.loads(path.read_text())
-    before = {k: manifest.get(k) for k in ("files", "sha256", "id")}
-    change(manifest)
-    if {k: manifest.get(k) for k in before} != before:
-        raise ValueError("update_manifest may not change the files, sha256 or id")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(_dump(manifest))
-    tmp.replace(path)
     return manifest

@@ -167,7 +167,7 @@ def test_shipped_fast_model_writes_the_base_models_payload():
 def test_bench_results_without_speed_go_into_a_manifest():
     """An RD-only bench (`--repeats 0`, as results/kodak-fast) has no speed section: its
     curve and BD-rates still make a manifest entry, with the speed left empty."""
-    from aecodec.export.evaluate import results_from_bench
+    from aecodec.bench.evaluate import results_from_bench
 
     point = {"setting": 1.0, "bpp": 0.1, "psnr": 25.0, "ms_ssim": 0.9}
     results = {"images": {"count": 24}, "curves": {"aecodec-m": [point]}, "speed": None,

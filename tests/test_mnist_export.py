@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 import aecodec  # noqa: E402
-from aecodec.bench.mnist_data import MnistNotFoundError, load_mnist  # noqa: E402
 from aecodec.export.mnist.exporter import export_model, integer_tables  # noqa: E402
 from aecodec.export.mnist.models import (  # noqa: E402
     DESCRIPTIONS,
@@ -81,25 +80,10 @@ def test_export_folder_roundtrip(tmp_path):
         assert np.abs(out.astype(int) - np.rint(ref[0, 0] * 255)).max() <= 1
 
 
-@pytest.mark.slow
-def test_short_training_run(tmp_path):
-    try:
-        load_mnist("test", limit=1)
-    except MnistNotFoundError:
-        pytest.skip("MNIST IDX files not found")
-    from aecodec.export.mnist.train import load_checkpoint, train
-
-    ckpt = train("dense", out=tmp_path / "d.pt", minutes=0.05, log=lambda *_: None)
-    rec = ckpt["record"]
-    assert rec["steps"] > 10 and len(rec["eval_test2000"]) == rec["levels"]
-    m = load_checkpoint(tmp_path / "d.pt")
-    assert m.kind == "dense" and not m.training
-
-
 def test_rd_capacity_is_a_parameter(tmp_path):
     """One rd architecture serves mnist-rd and mnist-rd-hq: the widths change the layers and
     the description, the default keeps mnist-rd's, and a checkpoint brings its widths back."""
-    from aecodec.export.mnist.train import load_checkpoint
+    from aecodec.export.tasks.mnist import load_model
 
     assert describe(MnistCodec("rd", latent=64, levels=9)) == DESCRIPTIONS["rd"]
     torch.manual_seed(0)
@@ -109,41 +93,26 @@ def test_rd_capacity_is_a_parameter(tmp_path):
     assert "8 latents" in describe(m)
     rec = {"kind": "rd", "latent": 8, "levels": 3, "width": [8, 12]}
     torch.save({"state_dict": m.state_dict(), "record": rec}, tmp_path / "r.pt")
-    back = load_checkpoint(tmp_path / "r.pt")
+    back = load_model(tmp_path / "r.pt")  # the trainer's format before the loop
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(back.decode(back.encode(x)), m.eval().decode(m.encode(x)))
 
 
-def test_rd_models_match_their_shipped_folders():
-    """Each RD_MODELS entry is the recipe of a shipped mnist-<key>: same latents and lambdas,
-    and its widths are the ones in the manifest's training record."""
-    from aecodec.export.mnist.cli import CHOICES, RD_MODELS
+def test_recipes_match_their_shipped_folders():
+    """Each recipe is that of a shipped mnist-<key>: same latents and lambdas, and its widths
+    are the ones in the manifest's training record."""
+    from aecodec.export.mnist.recipes import MODELS
     from aecodec.model import find
 
-    assert "rd-hq" in CHOICES and RD_MODELS["rd"]["latent"] == 64
-    for key, spec in RD_MODELS.items():
+    assert MODELS["rd"]["latent"] == 64
+    for key, spec in MODELS.items():
         try:
             info = find(f"mnist-{key}")
         except aecodec.UnknownModelError:
             pytest.skip(f"mnist-{key} not shipped")
         man = info.manifest
-        assert man["latent"]["channels"] == spec["latent"]
-        assert man["rate"]["lambdas"] == list(spec["lambdas"])
+        assert man["latent"]["channels"] == spec.get("latent", 32)
+        assert man["rate"]["lambdas"] == list(spec.get("lambdas", (2.0, 4.0, 8.0, 16.0, 32.0)))
+        assert man["training"]["kind"] == spec["kind"]
         assert man["training"].get("width", [32, 48]) == list(spec.get("width", (32, 48)))
-
-
-@pytest.mark.slow
-def test_short_rd_training_run_with_widths_and_warmup(tmp_path):
-    try:
-        load_mnist("test", limit=1)
-    except MnistNotFoundError:
-        pytest.skip("MNIST IDX files not found")
-    from aecodec.export.mnist.train import load_checkpoint, train
-
-    ckpt = train("rd", out=tmp_path / "r.pt", minutes=0.05, latent=8, lambdas=(1.0, 4.0),
-                 width=(8, 12), warmup=50, log=lambda *_: None)
-    rec = ckpt["record"]
-    assert rec["width"] == [8, 12] and "warm-up over 50 steps" in rec["optimizer"]
-    m = load_checkpoint(tmp_path / "r.pt")
-    assert m.width == (8, 12) and m.K == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -83,3 +84,53 @@ def test_bench_sources_never_import_the_torch_side():
     pattern = re.compile(r"^\s*(import|from)\s+(torch|onnx|aecodec\.export)\b", re.MULTILINE)
     for f in bench.rglob("*.py"):
         assert not pattern.search(f.read_text()), f
+
+
+REPO = Path(__file__).resolve().parents[1]
+ROOTS = {"codec": "aecodec", "export": "aecodec.export", "bench": "aecodec.bench"}
+
+
+def imports_of(file: Path, package: str) -> set[str]:
+    """Every module a source file imports, at the top or inside a function (ast), relative
+    imports made absolute against `package` (the file's own package)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([module] if module else [])])
+            names.add(module)
+            names.update(f"{module}.{a.name}" for a in node.names)
+    return names
+
+
+def sources(root: str) -> dict[Path, str]:
+    """The .py files under a top folder, each with the package it sits in."""
+    top = REPO / root
+    return {f: ".".join([ROOTS[root], *f.parent.relative_to(top).parts])
+            for f in top.rglob("*.py")}
+
+
+def test_dependencies_go_one_way():
+    """export -> runtime <- bench: export imports no bench code, bench and the runtime no
+    export code, the runtime no bench code; function-level imports count (commands of the
+    other side are reached by name: `aecodec.cli`, `aecodec.mnist_cli`, PASSTHROUGH)."""
+    forbidden = {"export": ("aecodec.bench",), "bench": ("aecodec.export",),
+                 "codec": ("aecodec.export", "aecodec.bench")}
+    bad = []
+    for root, prefixes in forbidden.items():
+        for f, package in sources(root).items():
+            for name in imports_of(f, package):
+                if any(name == p or name.startswith(p + ".") for p in prefixes):
+                    bad.append(f"{f.relative_to(REPO)}: {name}")
+    assert not bad, bad
+
+
+def test_the_import_walk_sees_relative_and_function_level_imports(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def g():\n    from ..bench import sweep\n    import aecodec.export.loop\n")
+    names = imports_of(f, "aecodec.export")
+    assert {"aecodec.bench", "aecodec.bench.sweep", "aecodec.export.loop"} <= names

@@ -1,2 +1,3 @@
-"""The seed autoencoders on MNIST: models, training, export (torch). The torch-free data reader,
-figures and bench are in `aecodec.bench` (mnist_data, mnist_figures, mnist)."""
+"""The seed autoencoders on MNIST: models, recipes, export (torch); trained by the one loop's
+task (aecodec.export.tasks.mnist). The IDX reader is the runtime's (aecodec.idx), the figures
+and bench are in `aecodec.bench` (mnist_cli, mnist_figures, mnist)."""
