@@ -33,78 +33,139 @@ def train() -> None:
     itself, stops after --minutes, and runs on --device."""
 
 
+def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True,
+                 validate_every: int = 0, schedule: str = "step"):
+    """The options every subcommand on the one loop shares, with the task's own defaults:
+    the same name for the same thing everywhere."""
+    opts = [
+        click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+                     help="Run folder: checkpoint.pt, log.jsonl and the export (resumed when "
+                          "it holds a checkpoint)."),
+        click.option("--steps", "--iterations", "steps", type=int, default=steps,
+                     show_default=True, help="Length of the schedule, in steps."),
+        click.option("--minutes", type=float, default=None,
+                     help="Stop after this long (the schedule follows the clock)."),
+        click.option("--batch", type=int, default=batch, show_default=True,
+                     help="Global batch (split over torchrun's processes)."),
+        click.option("--crop", type=int, default=crop, show_default=True,
+                     help="Crop side in pixels."),
+        click.option("--lr", type=float, default=lr, show_default=True),
+        click.option("--schedule", type=click.Choice(["step", "cosine"]), default=schedule,
+                     show_default=True, help="step: lr x0.1 after 85 %; cosine: to zero."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
+        click.option("--threads", type=int, default=None, help="CPU threads for torch."),
+        click.option("--bf16/--no-bf16", default=bf16, show_default=True,
+                     help="bfloat16 autocast (rates and losses stay float32)."),
+        click.option("--compile/--no-compile", "compile_", default=None,
+                     help="torch.compile the forward pass (default: on CUDA only)."),
+        click.option("--validate-every", type=int, default=validate_every, show_default=True,
+                     help="Steps between validation points (0: at the start and end only)."),
+        click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--resume", type=click.Path(exists=True, path_type=Path), default=None,
+                     help="A checkpoint.pt of this loop to start from when OUT holds none "
+                          "(e.g. one kept outside the checkout)."),
+    ]
+
+    def decorate(fn):
+        for o in reversed(opts):
+            fn = o(fn)
+        return fn
+
+    return decorate
+
+
+def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None) -> dict:
+    """`fit` with the shared options `o` (the keyword arguments of a loop subcommand)."""
+    import torch
+
+    from .loop import Recipe, fit
+
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    recipe = Recipe(steps=o["steps"], batch=o["batch"], crop=o["crop"], lr=o["lr"],
+                    schedule=o["schedule"], bf16=o["bf16"], compile=o["compile_"],
+                    validate_every=o["validate_every"],
+                    checkpoint_minutes=o["checkpoint_minutes"], seed=o["seed"])
+    return fit(task, recipe, out, device=o["device"], minutes=o["minutes"], log=log,
+               start=start if start is not None else o["resume"])
+
+
+def _is_loop_checkpoint(path: Path) -> bool:
+    import torch
+
+    from .loop import FORMAT
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return isinstance(state, dict) and state.get("format") == FORMAT and "task" in state
+
+
 @train.command("photo")
 @click.argument("data", type=click.Path(exists=True, path_type=Path), nargs=-1, required=True)
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Run folder: checkpoint.pt, weights.pt (and the archive with --pack).")
+@loop_options(steps=200_000, batch=16, crop=256, lr=1e-4)
 @click.option("--family", type=click.Choice(["hyperprior", "factorized"]), default="hyperprior")
 @click.option("--n", type=int, default=128, help="Transform channels.")
 @click.option("--m", type=int, default=192, help="Latent channels.")
+@click.option("--nz", type=int, default=128, help="Hyper-latent channels.")
 @click.option("--upsample", type=click.Choice(["subpel", "deconv"]), default="subpel")
-@click.option("--iterations", type=int, default=200_000)
-@click.option("--batch", type=int, default=16)
-@click.option("--crop", type=int, default=256)
-@click.option("--lr", type=float, default=1e-4)
 @click.option("--qat-from", type=float, default=0.5,
               help="Fraction of the run after which the hyper-decoder trains quantized.")
-@click.option("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-@click.option("--bf16/--no-bf16", default=True, help="bfloat16 autocast for the transforms.")
-@click.option("--compile/--no-compile", "compile_", default=None,
-              help="torch.compile the forward pass (default: on CUDA only).")
-@click.option("--minutes", type=float, default=None,
-              help="Stop after this long (schedule follows).")
-@click.option("--checkpoint-minutes", type=float, default=5.0)
-@click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="checkpoint.pt or weights.pt to continue from.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--init", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Weights to fine-tune (a shipped checkpoint, a run's weights.pt); "
+                   "--resume takes them too.")
 @click.option("--pack", is_flag=True,
-              help="Only pack DATA folders into OUT/train.tar (downscaled, < 64 MiB) and exit.")
+              help="Only pack DATA folders into OUT/train.tar and exit: 320-pixel crops of "
+                   "the photos (downscaled to 1024) up to --pack-mib.")
+@click.option("--pack-mib", type=float, default=20.0, show_default=True,
+              help="Size of the archive --pack writes; 0: every whole photo instead.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
               help="After training, export the model folder here (ONNX + tables + manifest).")
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of images to measure the exported model on (written to its manifest).")
 @click.option("--name", default=None, help="Model name in the manifest (default: family).")
 @click.option("--int-minutes", type=float, default=0.0,
-              help="After training, fine-tune the exact 8-bit synthesis for this long.")
+              help="After training, fine-tune the exact 8-bit synthesis for this long "
+                   "(the int8 task, in OUT/int8/<digest of the float model>).")
 @click.option("--int8-analysis", is_flag=True,
               help="Export the analysis in 8 bits, calibrated on DATA (faster encoding).")
 @click.option("--extend-low", type=int, default=0,
               help="Rate levels to add below the lowest trained one (log-linear gains).")
-def photo(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsample: str,
-          iterations: int, batch: int, crop: int, lr: float, qat_from: float, device: str,
-          bf16: bool, compile_: bool | None, minutes: float | None, checkpoint_minutes: float,
-          resume: Path | None, threads: int | None, pack: bool, export_to: Path | None,
-          eval_dir: Path | None, name: str | None, extend_low: int, int_minutes: float,
-          int8_analysis: bool) -> None:
+def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample: str,
+          qat_from: float, init: Path | None, pack: bool, pack_mib: float,
+          export_to: Path | None, eval_dir: Path | None, name: str | None, int_minutes: float,
+          int8_analysis: bool, extend_low: int, **o) -> None:
     """Train a learned codec on DATA (folders of images, or one .tar made by --pack).
 
     Runs data-parallel under `torchrun --nproc-per-node N -m aecodec.export.cli ...`
     (--batch is the global batch)."""
     from .data import build_archive
 
+    out = o["out"]
     if pack:
-        size = build_archive(list(data), out / "train.tar")
+        size = build_archive(list(data), out / "train.tar",
+                             max_bytes=int(pack_mib * 2**20) if pack_mib else None)
         click.echo(f"{out / 'train.tar'}: {size / 2**20:.1f} MiB")
         return
-    import torch
-
     from .models import Config
-    from .train import Recipe
-    from .train import train as run_training
+    from .tasks.photo import PhotoTask
 
-    if threads:
-        torch.set_num_threads(threads)
     if len(data) != 1:
         raise click.UsageError("train takes one DATA folder or archive")
-    cfg = Config(family=family, n=n, m=m, upsample=upsample)
-    recipe = Recipe(iterations=iterations, batch=batch, crop=crop, lr=lr, qat_from=qat_from,
-                    bf16=bf16, compile=compile_)
-    weights = run_training(data[0], out, cfg, recipe, device=device, resume=resume,
-                           minutes=minutes, checkpoint_minutes=checkpoint_minutes)
-    if int_minutes > 0:
-        from .int_train import finetune
+    start = None
+    if o["resume"] is not None and not _is_loop_checkpoint(o["resume"]):
+        init, o["resume"] = init or o["resume"], None  # weights (or an old run's checkpoint)
+    task = PhotoTask(data[0], Config(family=family, n=n, m=m, nz=nz, upsample=upsample),
+                     init=init, qat_from=qat_from)
+    record = run_loop(task, out, o, start=start)
+    weights = out / "weights.pt"
+    if int_minutes > 0:  # in every process, as the photo task ran
+        from .tasks.int8 import Int8Task, model_digest
 
-        finetune(weights, data[0], int_minutes, device=device, batch=batch, crop=crop)
+        run_loop(Int8Task(weights, data[0], target=weights), out / "int8" / model_digest(weights),
+                 o | {"minutes": int_minutes, "steps": 10**9, "lr": 3e-5, "bf16": False,
+                      "schedule": "cosine", "resume": None})
+    if "export" not in record:
+        return  # not the first of torchrun's processes: rank 0 exports
     click.echo(f"weights: {weights}")
     if export_to is not None:
         from .onnx_export import export_model
@@ -120,53 +181,171 @@ def photo(data: tuple[Path, ...], out: Path, family: str, n: int, m: int, upsamp
                             str(folder), str(eval_dir)], check=True)
 
 
+@train.command("int8")
+@click.argument("weights", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@loop_options(steps=10_000, batch=16, crop=256, lr=3e-5, bf16=False, schedule="cosine")
+@click.option("--scale-lr", type=float, default=33.3, show_default=True,
+              help="The log-scales' learning rate, as a multiple of --lr.")
+@click.option("--in-place", is_flag=True,
+              help="Store the 8-bit synthesis in WEIGHTS itself, not in OUT/weights.pt.")
+def int8(weights: Path, data: Path, scale_lr: float, in_place: bool, **o) -> None:
+    """Fine-tune the exact 8-bit synthesis of WEIGHTS (decoder only: streams and rates stay
+    as they are); export then ships it in place of the float one."""
+    from .tasks.int8 import Int8Task
+
+    task = Int8Task(weights, data, target=weights if in_place else None, scale_lr=scale_lr)
+    record = run_loop(task, o["out"], o)
+    click.echo(f"weights: {record.get('export')}")
+
+
 @train.command("encoder")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Run folder (resumed when it holds a checkpoint); the model lands in OUT/model.")
+@loop_options(steps=20_000, batch=8, crop=256, lr=2e-5, validate_every=50)
 @click.option("--weights", type=click.Path(exists=True, path_type=Path),
               default=Path(__file__).resolve().parents[1] / "checkpoints" / "hyperprior.pt",
               show_default=True, help="Float weights whose analysis and hyper-analysis train.")
 @click.option("--model", "model_name", default="hyperprior-fast", show_default=True,
               help="The shipped model whose decoder (8-bit synthesis, tables) stays fixed.")
-@click.option("--minutes", type=float, default=None, help="Time budget of this run.")
-@click.option("--steps", type=int, default=20_000, show_default=True, help="Schedule length.")
-@click.option("--batch", type=int, default=8, show_default=True)
-@click.option("--crop", type=int, default=256, show_default=True)
-@click.option("--lr", type=float, default=2e-5, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="Only cpu for this task.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
-@click.option("--validate-every", type=int, default=50, show_default=True)
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True)
-def encoder(data: Path, out: Path, weights: Path, model_name: str, minutes: float | None,
-            steps: int, batch: int, crop: int, lr: float, device: str, threads: int | None,
-            validate_every: int, checkpoint_minutes: float) -> None:
-    """Fine-tune the encoder alone against a shipped decoder (docs/effort.md)."""
-    import torch
-
-    from .loop import Recipe, fit
+@click.option("--val-images", type=int, default=4, show_default=True,
+              help="Held-out training photos the validation cost is measured on.")
+@click.option("--rate", "rate_proxy", type=click.Choice(["noisy", "rounded"]), default="noisy",
+              show_default=True, help="Rate trained on: densities of noisy or of rounded symbols.")
+@click.option("--parts", type=click.Choice(["all", "hyper"]), default="all", show_default=True,
+              help="What trains: analysis and hyper-analysis, or the hyper-analysis alone.")
+def encoder(data: Path, weights: Path, model_name: str, val_images: int, rate_proxy: str,
+            parts: str, **o) -> None:
+    """Fine-tune the encoder alone against a shipped decoder (docs/effort.md); CPU only."""
     from .tasks.encoder import EncoderTask
 
-    if threads:
-        torch.set_num_threads(threads)
-    task = EncoderTask(data, weights, model_name)
-    recipe = Recipe(steps=steps, batch=batch, crop=crop, lr=lr, validate_every=validate_every,
-                    checkpoint_minutes=checkpoint_minutes)
-    record = fit(task, recipe, out, device=device, minutes=minutes, log=click.echo)
+    task = EncoderTask(data, weights, model_name, val_images=val_images, rate=rate_proxy,
+                       parts=parts)
+    record = run_loop(task, o["out"], o)
     last = record["validation"][-1] if record["validation"] else {}
     click.echo(f"step {last.get('step')}: validation cost {last.get('cost', float('nan')):.4f}; "
                f"model: {record.get('export')}")
 
 
+@train.command("context")
+@click.argument("latents", type=click.Path(exists=True, path_type=Path))
+@loop_options(steps=12_500, batch=16, crop=16, lr=5e-4, schedule="cosine", validate_every=1250)
+@click.option("--checkpoint", type=click.Path(exists=True, path_type=Path),
+              default=Path(__file__).resolve().parents[1] / "checkpoints" / "hyperprior.pt",
+              show_default=True, help="The frozen hyperprior's weights.")
+@click.option("--model", "model_name", default="hyperprior", show_default=True,
+              help="The shipped model of --checkpoint (its gains).")
+@click.option("--slices", type=int, default=1, show_default=True)
+@click.option("--phases", type=int, default=2, show_default=True)
+@click.option("--hidden", type=int, default=128, show_default=True)
+@click.option("--kernel", type=int, default=5, show_default=True)
+@click.option("--qat-from", type=float, default=0.7, show_default=True,
+              help="Fraction of the run after which the step networks train quantized.")
+@click.option("--eval-latents", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Latents of an evaluation set, measured at each validation (never trained on).")
+@click.option("--init", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A context.pt to start from.")
+def context(latents: Path, checkpoint: Path, model_name: str, slices: int, phases: int,
+            hidden: int, kernel: int, qat_from: float, eval_latents: Path | None,
+            init: Path | None, **o) -> None:
+    """Train a context model on LATENTS (from `aecodec train latents`; --crop in latents);
+    exports OUT/context.pt."""
+    import numpy as np
+
+    from .context import ContextConfig
+    from .tasks.context import ContextTask
+
+    with np.load(latents) as f:  # the latents' channels
+        m = int(f[f.files[0]].shape[0])
+    cfg = ContextConfig(m=m, slices=slices, phases=phases, hidden=hidden, kernel=kernel)
+    task = ContextTask(latents, cfg, checkpoint, model_name, qat_from, eval_latents, init)
+    record = run_loop(task, o["out"], o)
+    click.echo(f"context: {record.get('export')}")
+
+
+@train.command("context-export")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--base", type=click.Path(exists=True, path_type=Path), required=True,
+              help="The base hyperprior's model folder.")
+@click.option("--name", required=True)
+@click.option("--version", default="1.0.0", show_default=True)
+@click.option("--record", type=click.Path(exists=True, path_type=Path), default=None,
+              help="JSON merged into the training record.")
+@click.option("--scale-only", is_flag=True, help="Ship the scale refinements only.")
+def context_export(checkpoint: Path, folder: Path, base: Path, name: str, version: str,
+                   record: Path | None, scale_only: bool) -> None:
+    """Export a trained context model (CHECKPOINT: OUT/context.pt) as the model FOLDER."""
+    import json
+
+    from .context_export import export_context_model
+
+    rec = json.loads(record.read_text()) if record else None
+    click.echo(export_context_model(checkpoint, folder, base, name, version, rec, scale_only))
+
+
+@train.command("light-synthesis")
+@click.argument("latents", type=click.Path(exists=True, path_type=Path))
+@click.argument("folders", type=click.Path(exists=True, path_type=Path), nargs=-1,
+                required=True)
+@loop_options(steps=1000, batch=8, crop=16, lr=3e-5, bf16=False, schedule="cosine")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path),
+              default=Path(__file__).resolve().parents[1] / "checkpoints" / "hyperprior.pt",
+              show_default=True, help="Weights holding the 8-bit synthesis to prune.")
+@click.option("--base", default="hyperprior", show_default=True,
+              help="The exported model of --weights (its runtime makes the y_hat).")
+@click.option("--stage", type=int, default=2, show_default=True)
+@click.option("--width", type=int, default=80, show_default=True)
+@click.option("--train-from", type=int, default=None, help="First stage that trains.")
+@click.option("--scale-lr", type=float, default=10.0, show_default=True,
+              help="The log-scales' learning rate, as a multiple of --lr.")
+def light_synthesis(latents: Path, folders: tuple[Path, ...], weights: Path, base: str,
+                    stage: int, width: int, train_from: int | None, scale_lr: float,
+                    **o) -> None:
+    """Prune and fine-tune a lighter 8-bit synthesis on LATENTS of the photos in FOLDERS
+    (--crop in latents); exports OUT/light.pt."""
+    from .tasks.light import LightSynthesisTask
+
+    task = LightSynthesisTask(latents, list(folders), weights, base, stage, width, train_from,
+                              scale_lr)
+    record = run_loop(task, o["out"], o)
+    click.echo(f"light synthesis: {record.get('export')}")
+
+
+@train.command("light-synthesis-export")
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--base", type=click.Path(exists=True, path_type=Path), required=True,
+              help="The model folder whose other files the new one shares.")
+@click.option("--name", required=True)
+@click.option("--version", default="1.0.0", show_default=True)
+def light_synthesis_export(checkpoint: Path, folder: Path, base: Path, name: str,
+                           version: str) -> None:
+    """Write the model FOLDER of a light synthesis (CHECKPOINT: OUT/light.pt)."""
+    from .light_synthesis import export_folder
+
+    click.echo(export_folder(checkpoint, folder, base, name, version)["id"])
+
+
+@train.command("latents")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("folders", type=click.Path(exists=True, path_type=Path), nargs=-1,
+                required=True)
+@click.option("--model", default="hyperprior", show_default=True)
+@click.option("--max-side", type=int, default=1024, show_default=True, help="0: the full size.")
+@click.option("--exact", is_flag=True, help="float32 instead of float16.")
+@click.option("--threads", type=int, default=2, show_default=True)
+def latents(out: Path, folders: tuple[Path, ...], model: str, max_side: int, exact: bool,
+            threads: int) -> None:
+    """Compute a shipped model's latents of the photos in FOLDERS into OUT (.npz), once: the
+    entropy-model and decoder-only tasks train on them."""
+    from .latents import write_latents
+
+    click.echo(write_latents(out, list(folders), model, max_side or None, exact, threads))
+
+
 # The trainings not yet moved onto the one loop keep their own options for now (their --help
 # is their own); listed here so that `aecodec train --help` shows every training there is.
 PASSTHROUGH = {
-    "context": ("aecodec.export.train_context:main", "Train the context model (latents in)."),
-    "context-export": ("aecodec.export.context_export:main",
-                       "Export a trained context model as a model folder."),
-    "light-synthesis": ("aecodec.export.light_synthesis:main",
-                        "Prune and fine-tune a lighter 8-bit synthesis."),
-    "latents": ("aecodec.export.latents:main", "Compute a shipped model's training latents."),
     "evaluate": ("aecodec.bench.evaluate:main", "Evaluate a model folder on an image folder."),
     "eval-context": ("aecodec.export.eval_context:main", "Measure a context model's saving."),
 }

@@ -4,13 +4,12 @@ The folder is the base hyperprior's files unchanged (the same transforms, hyper 
 tables and gains) plus `context.npz`, the exact integer context networks. Its id differs from
 the base model's, so streams of the two never mix: the base model keeps decoding its own.
 
-python -m aecodec.export.context_export runs/ctx-cb/ckpt.pt codec/models/hyperprior-ctx \
+aecodec train context-export runs/ctx/context.pt codec/models/hyperprior-ctx \
     --base codec/models/hyperprior --name hyperprior-ctx
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import shutil
@@ -43,7 +42,7 @@ def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
                     if k not in ("format", "results", "default", "files", "sha256", "id")}
         training = dict(base_manifest.get("training", {}))
         training["context"] = {
-            "crops": int(st["seen"]),
+            "crops": int(st.get("seen", 0)),
             "hardware": f"{platform.processor() or platform.machine()} (CPU)",
             "data": "latents of ../shared/data/train (bsds500 + photos, 1024 px), frozen "
                     "transforms",
@@ -63,22 +62,3 @@ def export_context_model(ckpt: Path, folder: Path, base: Path, name: str,
 
     write_model_folder(folder, build)
     return folder
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("folder", type=Path)
-    p.add_argument("--base", type=Path, required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--version", default="1.0.0")
-    p.add_argument("--record", type=Path, default=None, help="JSON merged into the record")
-    p.add_argument("--scale-only", action="store_true")
-    a = p.parse_args(argv)
-    rec = json.loads(a.record.read_text()) if a.record else None
-    print(export_context_model(a.checkpoint, a.folder, a.base, a.name, a.version, rec,
-                               a.scale_only))
-
-
-if __name__ == "__main__":
-    main()

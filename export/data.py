@@ -31,31 +31,64 @@ def _fit(img: Image.Image, max_side: int) -> Image.Image:
     return img
 
 
-def build_archive(folders: list[Path], out: Path, max_side: int = 1024, quality: int = 95) -> int:
-    """Write every image of `folders` into one tar; large ones are downscaled to `max_side`.
+def build_archive(folders: list[Path], out: Path, max_side: int = 1024, quality: int = 95,
+                  max_bytes: int | None = None, crop: int = 320, seed: int = 0) -> int:
+    """Write the images of `folders` into one tar; large ones are downscaled to `max_side`.
 
-    JPEGs that already fit keep their original bytes (no second generation of artefacts);
-    the others are re-encoded as JPEG at `quality` (4:4:4). Returns the archive's size in bytes.
-    """
+    Without `max_bytes`: every image, JPEGs that already fit with their original bytes (no
+    second generation of artefacts), the others re-encoded as JPEG at `quality` (4:4:4).
+    With it: `crop`-pixel squares cut from every downscaled image (a grid of them), drawn in
+    a seeded random order until the archive would pass `max_bytes`: a training set of a
+    given size, spread over all the photos. Returns the archive's size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
+    members = _whole_images(folders, max_side, quality) if max_bytes is None else \
+        _crops(folders, max_side, quality, max_bytes, crop, seed)
     with tarfile.open(tmp, "w") as tar:
-        for folder in folders:
-            for path in image_files(folder):
-                with Image.open(path) as img:
-                    keep = path.suffix.lower() in {".jpg", ".jpeg"} and max(img.size) <= max_side
-                    if keep:
-                        data = path.read_bytes()
-                    else:
-                        buf = io.BytesIO()
-                        _fit(img, max_side).save(buf, "JPEG", quality=quality, subsampling=0)
-                        data = buf.getvalue()
-                rel = path.relative_to(folder).with_suffix(".jpg")
-                info = tarfile.TarInfo(f"{folder.name}/{rel.as_posix()}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     tmp.replace(out)
     return out.stat().st_size
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+def _whole_images(folders: list[Path], max_side: int, quality: int
+                  ) -> Iterator[tuple[str, bytes]]:
+    for folder in folders:
+        for path in image_files(folder):
+            with Image.open(path) as img:
+                keep = path.suffix.lower() in {".jpg", ".jpeg"} and max(img.size) <= max_side
+                data = path.read_bytes() if keep else _jpeg(_fit(img, max_side), quality)
+            rel = path.relative_to(folder).with_suffix(".jpg")
+            yield f"{folder.name}/{rel.as_posix()}", data
+
+
+def _crops(folders: list[Path], max_side: int, quality: int, max_bytes: int, crop: int,
+           seed: int) -> Iterator[tuple[str, bytes]]:
+    tiles = []  # every tile encoded (each photo decoded once), then a seeded draw of them
+    for folder in folders:
+        for path in image_files(folder):
+            with Image.open(path) as img:
+                im = _fit(img, max_side)
+            rel = path.relative_to(folder).with_suffix("")
+            for top in range(0, im.height - crop + 1, crop):
+                for left in range(0, im.width - crop + 1, crop):
+                    tiles.append((f"{folder.name}/{rel.as_posix()}-{top}-{left}.jpg",
+                                  _jpeg(im.crop((left, top, left + crop, top + crop)), quality)))
+    total = 1024 + tarfile.RECORDSIZE  # the end blocks, and the last record's padding
+    for i in np.random.default_rng(seed).permutation(len(tiles)):
+        name, data = tiles[i]
+        total += 512 + -(-len(data) // 512) * 512  # header and padded body
+        if total > max_bytes:
+            return
+        yield name, data
 
 
 def load_images(source: Path, min_side: int) -> list[tuple[str, np.ndarray]]:

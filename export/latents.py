@@ -4,14 +4,13 @@ Why: an entropy model on frozen transforms trains at latent resolution (1/256 of
 which is what makes it trainable on a CPU. The analysis is the runtime's own (ONNX, with its
 8-bit convolution), so the latents are exactly the ones the codec codes.
 
-`python -m aecodec.export.latents OUT.npz FOLDER... [--model hyperprior] [--max-side 1024]`
+`aecodec train latents OUT.npz FOLDER... [--model hyperprior] [--max-side 1024]`
 writes one array per image, y before the gain, [M, h, w] (float16 for training sets, float32
 with --exact), keyed by the image's path relative to its folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -49,26 +48,15 @@ def load_latents(path: Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("out", type=Path)
-    p.add_argument("folders", type=Path, nargs="+")
-    p.add_argument("--model", default="hyperprior")
-    p.add_argument("--max-side", type=int, default=1024, help="0: keep the full size")
-    p.add_argument("--exact", action="store_true", help="float32 instead of float16")
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args(argv)
+def write_latents(out: Path, folders: list[Path], model: str = "hyperprior",
+                  max_side: int | None = 1024, exact: bool = False, threads: int = 2) -> str:
+    """Compute and write OUT.npz atomically; returns a one-line summary."""
     t0 = time.time()
-    lat = compute_latents(a.folders, a.model, a.max_side or None,
-                          np.float32 if a.exact else np.float16, a.threads)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.out.with_name(a.out.name + ".tmp.npz")
+    lat = compute_latents(folders, model, max_side, np.float32 if exact else np.float16, threads)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, **lat)
-    tmp.replace(a.out)
+    tmp.replace(out)
     n = sum(v.shape[1] * v.shape[2] for v in lat.values())
-    print(f"{len(lat)} images, {n} latent positions, {a.out.stat().st_size / 2**20:.1f} MiB "
-          f"in {time.time() - t0:.0f} s")
-
-
-if __name__ == "__main__":
-    main()
+    return (f"{len(lat)} images, {n} latent positions, {out.stat().st_size / 2**20:.1f} MiB "
+            f"in {time.time() - t0:.0f} s")

@@ -10,30 +10,28 @@ How:
 1. `prune`: start from the shipped 8-bit synthesis (`IntSynthesis`, already quantization-aware)
    and keep the `width` most useful channels of one stage (mean |activation| after its IGDN
    times the norm of the next convolution's weights on it): a warm start, not a new network.
-2. `train`: quantization-aware fine-tune of the stages from the pruned one on, the earlier
+2. `aecodec train light-synthesis` (the task in export/tasks/light.py): quantization-aware
+   fine-tune of the stages from the pruned one on, the earlier
    stages frozen (they are exactly the shipped ones). Inputs are y_hat exactly as the runtime
    decodes it (its hyper path), at each of the model's 10 rate levels, computed once from
    latents that `aecodec.export.latents` wrote (no analysis in the loop); target the photo's
    pixels, in each crop's interior only (its edges are zero-padded where decoding has
-   neighbours). Loss: mean log-MSE (each rate counts the same). Resumable: the same command
-   continues from `OUT/ckpt.pt` (written every few minutes).
+   neighbours). Loss: mean log-MSE (each rate counts the same). On the one training loop:
+   the same command on the same --out resumes.
 3. `export_folder`: a model folder holding the new `synthesis.onnx` and sharing every other
    file with the base model (`shares_files_with`).
 
-    python -m aecodec.export.light_synthesis train runs/latents.npz \\
-        ../shared/data/train/bsds500 ../shared/data/train/photos --out runs/light \\
-        --weights checkpoints/hyperprior.pt --stage 2 --width 80 --iterations 1000
-    python -m aecodec.export.light_synthesis export runs/light/ckpt.pt \\
-        codec/models/hyperprior-fast --base codec/models/hyperprior --name hyperprior-fast
+    aecodec train light-synthesis runs/latents.npz ../shared/data/train/bsds500 \\
+        ../shared/data/train/photos --out runs/light --weights checkpoints/hyperprior.pt \\
+        --stage 2 --width 80 --steps 1000
+    aecodec train light-synthesis-export runs/light/light.pt codec/models/hyperprior-fast \\
+        --base codec/models/hyperprior --name hyperprior-fast
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +43,7 @@ from .data import _fit
 from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
-from .loop import save_atomic
-from .models import Hyperprior, at_positions, frozen, synthesis
-from .train import load_weights
+from .models import Hyperprior, at_positions, frozen, load_weights, synthesis
 
 # -- the network ----------------------------------------------------------------------------
 
@@ -170,7 +166,7 @@ _CODECS: dict = {}
 
 
 class LatentCrops:
-    """Endless batches of random crops, `size` latents a side, of (y, photo) pairs.
+    """Random crops, `size` latents a side, of (y_hat at each quality, photo) pairs.
 
     Why a halo: the synthesis of a crop is wrong near its edges (zero padding where real
     decoding has neighbours; `synthesis_halo` latents deep), and training on those pixels
@@ -178,34 +174,38 @@ class LatentCrops:
     only the crop's interior, `halo` latents in from each edge, as tiles are decoded, and the
     hyper-decoder's mean comes from the whole photo's latents, as in decoding."""
 
-    def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], size: int, batch: int,
-                 halo: int = 2, seed: int = 0, qualities: int = 10, model: str = "hyperprior"
-                 ) -> None:
+    def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], size: int,
+                 halo: int = 2, qualities: int = 10, model: str = "hyperprior") -> None:
         qs = [float(q) for q in np.linspace(1, 100, qualities)]
         self.pairs = [([torch.from_numpy(v) for v in runtime_latents(y.astype(np.float32), qs,
                                                                         model)],
                        torch.from_numpy(a).permute(2, 0, 1))
                       for _, y, a in tqdm(pairs, desc="y_hat per quality", mininterval=10)
                       if min(y.shape[1:]) >= size]
-        self.size, self.batch, self.halo = size, batch, halo
-        self.gen = np.random.default_rng(seed)
+        if not self.pairs:
+            raise ValueError(f"no latents of at least {size} a side to train on")
+        self.size, self.halo = size, halo
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y_hat crops at a random quality each, the crops' interior pixels)."""
+    def draw(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y_hat crops at a random quality each, the crops' interior pixels), every choice
+        from `gen`."""
         ys, xs = [], []
         s, h = self.size, self.halo
-        for i in self.gen.integers(0, len(self.pairs), self.batch):
-            levels, a = self.pairs[i]
-            y = levels[int(self.gen.integers(0, len(levels)))]
-            top = int(self.gen.integers(0, y.shape[1] - s + 1))
-            left = int(self.gen.integers(0, y.shape[2] - s + 1))
+
+        def pick(n: int) -> int:
+            return int(torch.randint(0, n, (1,), generator=gen))
+
+        for _ in range(batch):
+            levels, a = self.pairs[pick(len(self.pairs))]
+            y = levels[pick(len(levels))]
+            top, left = pick(y.shape[1] - s + 1), pick(y.shape[2] - s + 1)
             ys.append(y[:, top : top + s, left : left + s])
             xs.append(a[:, 16 * (top + h) : 16 * (top + s - h),
                         16 * (left + h) : 16 * (left + s - h)])
         return torch.stack(ys).float(), torch.stack(xs).float() / 255
 
 
-# -- training -------------------------------------------------------------------------------
+# -- validation -----------------------------------------------------------------------------
 
 
 def levels_span(model: Hyperprior, extended_low: int = 2) -> tuple[float, float]:
@@ -232,95 +232,6 @@ def validate(model: Hyperprior, nets: dict[str, IntSynthesis],
             row[name] = float(np.mean(ps))
         rows.append(row)
     return rows
-
-
-def train(latents: Path, folders: list[Path], out: Path, weights: Path, stage: int = 2,
-          width: int = 80, train_from: int | None = None, iterations: int = 1000,
-          batch: int = 8, size: int = 16, lr: float = 3e-5, scale_lr: float = 3e-4,
-          checkpoint_minutes: float = 3.0, minutes: float | None = None,
-          base: str = "hyperprior") -> Path:
-    """Prune stage `stage` of the 8-bit synthesis in `weights` to `width` channels and
-    fine-tune stages `train_from` (default: `stage`) and later for `iterations` steps (cosine
-    decay over them); resumes from `out/ckpt.pt`. `minutes` stops this call early (the run
-    resumes). `base` is the exported model (name or folder) of `weights`, whose runtime makes
-    the y_hat the synthesis learns from."""
-    torch.manual_seed(0)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "ckpt.pt"
-    model, teacher = shipped_int_synthesis(weights)
-    span = levels_span(model)
-    pairs = load_pairs(latents, folders)
-    val, tr = pairs[::50], [p for i, p in enumerate(pairs) if i % 50]
-    first = stage if train_from is None else train_from
-    if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
-        net = empty_int_synthesis(model.cfg.m, tuple(st["widths"]))
-        net.load_state_dict(st["net"])
-        first, record = st["train_from"], st["record"]
-    else:
-        ys = [decoded_latents(model, torch.from_numpy(y)[None, :, :16, :16].float(),
-                              torch.tensor([t])) for _, y, _ in tr[::20] for t in span]
-        net = prune(teacher, stage, width, ys)
-        record = {"iterations": 0, "total": iterations, "stage": stage, "width": width,
-                  "batch": batch, "crop": 16 * size, "loss_halo": 32, "lr": lr,
-                  "scale_lr": scale_lr,
-                  "seconds": 0.0, "runs": [], "weights": str(weights),
-                  "data": f"{latents.name}: {len(tr)} training photos, {len(val)} held out",
-                  "before": validate(model, {"pruned": net, "shipped": teacher}, val[:4], span)}
-        print("before", record["before"], flush=True)
-    params = [p for n, p in net.named_parameters() if int(n.split(".")[1]) >= first]
-    trainable = {id(p) for p in params}
-    for p in net.parameters():
-        p.requires_grad_(id(p) in trainable)
-    scales = [p for n, p in net.named_parameters() if id(p) in trainable and n.startswith("log_s")]
-    others = [p for n, p in net.named_parameters()
-              if id(p) in trainable and not n.startswith("log_s")]
-    opt = torch.optim.Adam([{"params": others, "lr": record["lr"]},
-                            {"params": scales, "lr": record["scale_lr"]}])
-    if ckpt.exists():
-        opt.load_state_dict(st["opt"])
-    peak = [record["lr"], record["scale_lr"]]  # a resumed run keeps its own schedule
-    crops = LatentCrops(tr, size, batch, seed=record["iterations"], model=base)
-    cpu = platform.processor() or platform.machine()
-    run = {"start": record["iterations"], "hardware": f"{cpu} ({torch.get_num_threads()} threads)"}
-    record["runs"].append(run)
-
-    def save() -> None:
-        run["end"] = record["iterations"]
-        save_atomic({"net": net.state_dict(), "opt": opt.state_dict(), "widths": net.widths,
-                     "train_from": first, "record": record}, ckpt)
-
-    t0 = last = time.time()
-    while record["iterations"] < record["total"]:
-        frac = record["iterations"] / record["total"]
-        for grp, b in zip(opt.param_groups, peak, strict=True):
-            grp["lr"] = b * 0.5 * (1 + math.cos(math.pi * frac))
-        y_hat, x = crops.next()
-        out = run_frozen(net, y_hat, first)
-        e = 16 * crops.halo
-        mse = torch.mean((out[:, :, e:-e, e:-e].clamp(0, 1) - x) ** 2, dim=(1, 2, 3))
-        loss = torch.log(mse.clamp_min(1e-10)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        record["iterations"] += 1
-        now = time.time()
-        if record["iterations"] % 50 == 0:
-            print(f"it {record['iterations']} psnr {-10 * loss.item() / math.log(10):.2f} "
-                  f"{(now - t0) / (record['iterations'] - run['start']):.2f} s/it", flush=True)
-        if now - last > checkpoint_minutes * 60:
-            record["seconds"] = record.get("seconds", 0.0) + now - last
-            last = now
-            save()
-        if minutes is not None and now - t0 > minutes * 60:
-            break
-    record["seconds"] = record.get("seconds", 0.0) + time.time() - last
-    if record["iterations"] >= record["total"] and "after" not in record:
-        record["after"] = validate(model, {"light": net, "shipped": teacher}, val[:6], span)
-        print("after", record["after"], flush=True)
-    save()
-    return ckpt
 
 
 # -- export ---------------------------------------------------------------------------------
@@ -358,42 +269,3 @@ def export_folder(ckpt: Path, folder: Path, base: Path, name: str, version: str 
 
     shared = {k: v for k, v in base_manifest["files"].items() if k != "synthesis.onnx"}
     return write_model_folder(folder, build, shared)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="prune and fine-tune (resumes from OUT/ckpt.pt)")
-    t.add_argument("latents", type=Path)
-    t.add_argument("folders", type=Path, nargs="+")
-    t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--weights", type=Path, default=Path("checkpoints/hyperprior.pt"))
-    t.add_argument("--base", default="hyperprior", help="the exported model of --weights")
-    t.add_argument("--stage", type=int, default=2)
-    t.add_argument("--width", type=int, default=80)
-    t.add_argument("--train-from", type=int, default=None)
-    t.add_argument("--iterations", type=int, default=1000)
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--size", type=int, default=16, help="crop side in latents (x16 pixels)")
-    t.add_argument("--lr", type=float, default=3e-5)
-    t.add_argument("--scale-lr", type=float, default=3e-4)
-    t.add_argument("--minutes", type=float, default=None)
-    t.add_argument("--threads", type=int, default=None)
-    e = sub.add_parser("export", help="write the model folder")
-    e.add_argument("checkpoint", type=Path)
-    e.add_argument("folder", type=Path)
-    e.add_argument("--base", type=Path, required=True)
-    e.add_argument("--name", required=True)
-    e.add_argument("--version", default="1.0.0")
-    a = p.parse_args(argv)
-    if a.cmd == "train":
-        if a.threads:
-            torch.set_num_threads(a.threads)
-        train(a.latents, a.folders, a.out, a.weights, a.stage, a.width, a.train_from,
-              a.iterations, a.batch, a.size, a.lr, a.scale_lr, minutes=a.minutes, base=a.base)
-    else:
-        print(json.dumps(export_folder(a.checkpoint, a.folder, a.base, a.name, a.version)["id"]))
-
-
-if __name__ == "__main__":
-    main()

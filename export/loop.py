@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import time
@@ -30,6 +31,8 @@ from torch import nn
 from tqdm import tqdm
 
 FORMAT = 1  # of checkpoint.pt
+Group = tuple[list[nn.Parameter], float]
+Groups = Group | list[Group]
 
 
 @dataclass
@@ -40,7 +43,8 @@ class Recipe:
     batch: int = 8  # the global batch (split over torchrun's processes)
     crop: int = 256
     lr: float = 1e-4
-    decay_at: float = 0.85  # lr x 0.1 after this fraction of the steps (or of the minutes)
+    decay_at: float = 0.85  # "step": lr x 0.1 after this fraction of the steps (or minutes)
+    schedule: str = "step"  # or "cosine": lr x (1 + cos(pi * fraction)) / 2
     bf16: bool = True  # autocast; tasks keep rates and losses in float32
     clip: float | None = 1.0  # gradient norm of the main optimiser's parameters
     validate_every: int = 0  # steps between validation points (0: at the end only)
@@ -63,9 +67,22 @@ class Task:
     def build(self, device: str) -> nn.Module:
         raise NotImplementedError
 
-    def param_groups(self, model: nn.Module) -> dict[str, tuple[list[nn.Parameter], float]]:
-        """{optimiser name: (parameters, lr scale)}; default: every trainable parameter."""
+    def param_groups(self, model: nn.Module) -> dict[str, Groups]:
+        """{optimiser name: (parameters, lr scale), or a list of them (one optimiser, several
+        rates)}; default: every trainable parameter in one optimiser."""
         return {"main": ([p for p in model.parameters() if p.requires_grad], 1.0)}
+
+    def extra_state(self) -> dict:
+        """What the task itself must carry across a resume (saved in the checkpoint)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def ddp_ignore(self, model: nn.Module) -> list[str]:
+        """Parameters DDP must not average (trained by a loss of their own, the same in every
+        process, such as the entropy bottleneck's quantiles)."""
+        return []
 
     def batch(self, step: int, gen: torch.Generator, recipe: Recipe, device: str) -> Any:
         """The global batch of `step`, drawn from `gen` only (seeded by the loop)."""
@@ -146,12 +163,26 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict:
     return state
 
 
+def _groups(value: Groups) -> list[Group]:
+    return value if isinstance(value, list) else [value]
+
+
+def lr_factor(recipe: Recipe, frac: float) -> float:
+    """The schedule at a fraction of the run."""
+    if recipe.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    if recipe.schedule != "step":
+        raise ValueError(f"schedule {recipe.schedule!r}: expected step or cosine")
+    return 0.1 if frac >= recipe.decay_at else 1.0
+
+
 def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool = True,
         minutes: float | None = None, budget_steps: int | None = None,
-        log: Callable[[str], None] = print) -> dict:
-    """Train `task` into `out` (resuming `out/checkpoint.pt` when there is one); stops at the
-    schedule's end, after `minutes` or after `budget_steps` steps of this run. Returns the
-    record (runs, validation points, export)."""
+        log: Callable[[str], None] = print, start: Path | None = None) -> dict:
+    """Train `task` into `out` (resuming `out/checkpoint.pt` when there is one, else `start`,
+    a checkpoint of this loop kept elsewhere); stops at the schedule's end, after `minutes`
+    or after `budget_steps` steps of this run. Returns the record (runs, validation points,
+    export)."""
     rank, world, device = distributed(device)
     if recipe.batch % world:
         raise ValueError(f"batch {recipe.batch} does not split over {world} processes")
@@ -160,23 +191,27 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     torch.manual_seed(recipe.seed)  # the same initial model in every process
     task.recipe = recipe
     model = task.build(device)
-    groups = task.param_groups(model)
-    opts = {k: torch.optim.Adam(ps, lr=recipe.lr * s) for k, (ps, s) in groups.items()}
+    groups = {k: _groups(v) for k, v in task.param_groups(model).items()}
+    opts = {k: torch.optim.Adam([{"params": ps, "lr": recipe.lr * s} for ps, s in gs])
+            for k, gs in groups.items()}
     step, record = 0, {"runs": [], "validation": []}
-    if resume and ckpt.is_file():
-        state = load_checkpoint(ckpt, device)
+    source = ckpt if resume and ckpt.is_file() else start
+    if source is not None:
+        state = load_checkpoint(source, device)
         if state["task"] != task.name or state["task_config"] != _plain(task.config()):
-            raise ValueError(f"{ckpt} is a checkpoint of another task or configuration "
+            raise ValueError(f"{source} is a checkpoint of another task or configuration "
                              f"({state['task']}); use another --out")
         model.load_state_dict(state["model"])
         for k, opt in opts.items():
             opt.load_state_dict(state["optimisers"][k])
         step, record = int(state["step"]), state["record"]
-        log(f"resumed {task.name} at step {step} from {ckpt}")
+        task.load_extra_state(state.get("task_state", {}))
+        log(f"resumed {task.name} at step {step} from {source}")
     forward: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        DDP._set_params_and_buffers_to_ignore_for_model(model, task.ddp_ignore(model))
         forward = DDP(model)
     if recipe.compile if recipe.compile is not None else device.startswith("cuda"):
         forward = torch.compile(forward)
@@ -191,7 +226,8 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
                          "recipe": dataclasses.asdict(recipe), "step": step,
                          "model": model.state_dict(),
                          "optimisers": {k: o.state_dict() for k, o in opts.items()},
-                         "record": record, "code": run["code"]}, ckpt)
+                         "task_state": task.extra_state(), "record": record,
+                         "code": run["code"]}, ckpt)
 
     def validate() -> None:
         if rank == 0:
@@ -219,9 +255,10 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
         frac = step / recipe.steps  # with a time budget the schedule follows the clock
         if minutes is not None:
             frac = max(frac, elapsed / (minutes * 60))
+        factor = lr_factor(recipe, frac)
         for k, opt in opts.items():
-            for g in opt.param_groups:
-                g["lr"] = recipe.lr * groups[k][1] * (0.1 if frac >= recipe.decay_at else 1.0)
+            for g, (_, scale) in zip(opt.param_groups, groups[k], strict=True):
+                g["lr"] = recipe.lr * scale * factor
         gen = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
         batch = shard(task.batch(step, gen, recipe, device), rank, world)
         torch.manual_seed(recipe.seed * 7_919 + 1_000 * rank + step)  # the step's own noise
@@ -233,7 +270,8 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
                 o.zero_grad(set_to_none=True)
             losses[k].backward()
             if recipe.clip and k == "main":
-                torch.nn.utils.clip_grad_norm_(groups[k][0], recipe.clip)
+                torch.nn.utils.clip_grad_norm_([p for ps, _ in groups[k] for p in ps],
+                                               recipe.clip)
             opt.step()
         step += 1
         bar.update(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -156,3 +157,11 @@ def frozen(model: Codec) -> Codec:
 
 def build(cfg: Config) -> Codec:
     return {"factorized": Factorized, "hyperprior": Hyperprior}[cfg.family](cfg)
+
+
+def load_weights(path: Path, device: str = "cpu") -> tuple[Codec, dict]:
+    """A model from `weights.pt` or `checkpoint.pt`, with its training record."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    model = build(Config(**state["config"])).to(device)
+    model.load_state_dict(state["model"])
+    return model, state

@@ -25,8 +25,7 @@ from .int_onnx import build_graph
 from .int_reference import IntReference
 from .int_synthesis import IntSynthesis
 from .intnet import MEAN_BITS
-from .models import Codec, Hyperprior
-from .train import load_weights
+from .models import Codec, Hyperprior, load_weights
 
 
 def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tensor, path: Path,

@@ -25,13 +25,14 @@ import torch
 import aecodec.export.models as models
 
 models.noisy = lambda x: x  # a deterministic step: the test compares updates, not noise draws
+from aecodec.export.loop import Recipe, fit
 from aecodec.export.models import Config
-from aecodec.export.train import Recipe, train
+from aecodec.export.tasks.photo import PhotoTask
 
 torch.set_num_threads(1)
 cfg = Config(family="hyperprior", n=8, m=8, nz=8, lambdas=(0.01, 0.1))
-recipe = Recipe(iterations=1, batch=4, crop=64, lr=1e-3, bf16=False)
-train(Path(sys.argv[1]), Path(sys.argv[2]), cfg, recipe, checkpoint_minutes=100)
+recipe = Recipe(steps=1, batch=4, crop=64, lr=1e-3, bf16=False, checkpoint_minutes=100)
+fit(PhotoTask(Path(sys.argv[1]), cfg), recipe, Path(sys.argv[2]))
 """
 
 

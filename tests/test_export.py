@@ -17,9 +17,14 @@ import aecodec  # noqa: E402
 from aecodec import intnet  # noqa: E402
 from aecodec.export.data import build_archive, load_images  # noqa: E402
 from aecodec.export.entropy import gaussian_tables  # noqa: E402
-from aecodec.export.models import Config, build  # noqa: E402
+from aecodec.export.loop import Recipe, fit  # noqa: E402
+from aecodec.export.models import (  # noqa: E402
+    Config,
+    build,
+    load_weights,  # noqa: E402
+)
 from aecodec.export.onnx_export import export_model  # noqa: E402
-from aecodec.export.train import Recipe, load_weights, train  # noqa: E402
+from aecodec.export.tasks.photo import PhotoTask  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO / "checkpoints" / "hyperprior.pt"
@@ -37,19 +42,24 @@ def test_archive_round_trip(photo_folder, tmp_path):
 @pytest.mark.parametrize("family", ["hyperprior", "factorized"])
 def test_train_resume_export_decode(family, photo_folder, photo_like, tmp_path):
     cfg = Config(family=family, n=8, m=8, nz=8, lambdas=(0.01, 0.1))
-    recipe = Recipe(iterations=3, batch=2, crop=64, bf16=False, qat_from=0.5)
+    recipe = Recipe(steps=3, batch=2, crop=64, bf16=False)
     torch.set_num_threads(2)
-    weights = train(photo_folder, tmp_path / "run", cfg, recipe)
+    run = tmp_path / "run"
+    weights = Path(fit(PhotoTask(photo_folder, cfg), recipe, run, log=print)["export"])
     first = torch.load(weights, weights_only=False)
-    assert first["record"]["iterations"] == 3 and "optimizer" not in first
-    recipe.iterations = 5
-    ckpt = tmp_path / "run" / "checkpoint.pt"
-    weights = train(photo_folder, tmp_path / "run", cfg, recipe, resume=ckpt)
+    assert first["record"]["iterations"] == 3 and "optimisers" not in first
+    recipe.steps = 5  # a longer schedule: the same --out continues
+    weights = Path(fit(PhotoTask(photo_folder, cfg), recipe, run, log=print)["export"])
     record = torch.load(weights, weights_only=False)["record"]
     assert record["iterations"] == 5 and len(record["runs"]) == 2
-    assert record["runs"][1]["start_iteration"] == 3
-    weights = train(photo_folder, tmp_path / "run", cfg, recipe, resume=weights)  # nothing to do
-    assert len(torch.load(weights, weights_only=False)["record"]["runs"]) == 2
+    assert record["runs"][1]["start_step"] == 3
+    fit(PhotoTask(photo_folder, cfg), recipe, run, log=print)  # nothing to do: no step
+    assert torch.load(weights, weights_only=False)["record"]["iterations"] == 5
+    # weights elsewhere, fine-tuned: a new run that counts on from their iterations
+    tuned = fit(PhotoTask(photo_folder, cfg, init=weights), Recipe(steps=1, batch=2, crop=64,
+                                                                  bf16=False),
+                tmp_path / "tuned", log=print)
+    assert torch.load(tuned["export"], weights_only=False)["record"]["iterations"] == 6
 
     folder = export_model(weights, tmp_path / "model", name=f"tiny-{family}")
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -19,10 +19,11 @@ import aecodec  # noqa: E402
 from aecodec.export.int_onnx import build_graph  # noqa: E402
 from aecodec.export.int_reference import IntReference  # noqa: E402
 from aecodec.export.int_synthesis import IntSynthesis  # noqa: E402
-from aecodec.export.int_train import finetune  # noqa: E402
+from aecodec.export.loop import Recipe, fit  # noqa: E402
 from aecodec.export.models import Config, synthesis  # noqa: E402
 from aecodec.export.onnx_export import export_model  # noqa: E402
-from aecodec.export.train import Recipe, train  # noqa: E402
+from aecodec.export.tasks.int8 import Int8Task  # noqa: E402
+from aecodec.export.tasks.photo import PhotoTask  # noqa: E402
 
 
 def _image(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
@@ -81,20 +82,29 @@ def test_finetune_stores_in_weights_and_exports_an_exact_model(tmp_path):
         Image.fromarray(_image(i)).save(images / f"img{i}.png")
     torch.set_num_threads(2)
     cfg = Config(family="hyperprior", n=8, m=8, nz=8, lambdas=(0.01, 0.1))
-    weights = train(images, tmp_path / "run", cfg, Recipe(iterations=2, batch=2, crop=64,
-                                                          bf16=False))
-    record = finetune(weights, images, minutes=0.02, batch=2, crop=64)
-    assert record["iterations"] > 0 and len(record["runs"]) == 1
-    record = finetune(weights, images, minutes=0.01, batch=2, crop=64)  # resumes
-    assert len(record["runs"]) == 2 and record["runs"][1]["start_iteration"] > 0
-    stored = torch.load(weights, weights_only=False)["int_synthesis"]
-    assert stored["record"]["iterations"] == record["iterations"]
-    recipe = Recipe(iterations=2, batch=2, crop=64, bf16=False)
-    again = train(images, tmp_path / "again", cfg, recipe, resume=weights)  # nothing to train
-    assert "int_synthesis" in torch.load(again, weights_only=False)  # so it still applies
-    recipe.iterations = 3
-    more = train(images, tmp_path / "more", cfg, recipe, resume=weights)  # the float model moves
-    assert "int_synthesis" not in torch.load(more, weights_only=False)
+    recipe = Recipe(steps=2, batch=2, crop=64, bf16=False)
+    weights = Path(fit(PhotoTask(images, cfg), recipe, tmp_path / "run")["export"])
+    int_recipe = Recipe(steps=3, batch=2, crop=64, bf16=False, schedule="cosine")
+
+    def int8(steps: int) -> dict:  # stored in the weights file itself, as the photo command does
+        return fit(Int8Task(weights, images, target=weights), int_recipe, tmp_path / "int8",
+                   budget_steps=steps)
+
+    int8(2)
+    record = torch.load(weights, weights_only=False)["int_synthesis"]["record"]
+    assert record["iterations"] == 2 and len(record["runs"]) == 1
+    int8(5)  # resumes its own checkpoint: the schedule's last step, counted once
+    record = torch.load(weights, weights_only=False)["int_synthesis"]["record"]
+    assert record["iterations"] == 3 and [r["start_step"] for r in record["runs"]] == [0, 2]
+    fit(PhotoTask(images, cfg), recipe, tmp_path / "run")  # nothing to train
+    assert "int_synthesis" in torch.load(weights, weights_only=False)  # so it still applies
+    recipe.steps = 3
+    fit(PhotoTask(images, cfg), recipe, tmp_path / "run")  # the float model moves
+    assert "int_synthesis" not in torch.load(weights, weights_only=False)
+    with pytest.raises(ValueError, match="another task or configuration"):
+        int8(1)  # that fine-tune was of the float model before: not resumed over this one
+    fit(Int8Task(weights, images, target=weights), int_recipe, tmp_path / "int8-again")
+    record = torch.load(weights, weights_only=False)["int_synthesis"]["record"]
 
     folder = export_model(weights, tmp_path / "model", name="tiny-int")
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -160,8 +170,8 @@ def test_int8_analysis_export_codes_images(tmp_path):
     for i in range(3):
         Image.fromarray(_image(i, 256, 256)).save(images / f"img{i}.png")
     cfg = Config(family="hyperprior", n=8, m=8, nz=8, lambdas=(0.01, 0.1))
-    weights = train(images, tmp_path / "run", cfg, Recipe(iterations=1, batch=2, crop=64,
-                                                          bf16=False))
+    weights = Path(fit(PhotoTask(images, cfg), Recipe(steps=1, batch=2, crop=64, bf16=False),
+                       tmp_path / "run")["export"])
     folder = export_model(weights, tmp_path / "model", name="tiny-a8", calib=images)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["architecture"]["analysis"] == "int8"

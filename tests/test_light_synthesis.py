@@ -98,40 +98,49 @@ def _image(seed: int, h: int = 128, w: int = 192) -> np.ndarray:
 
 @pytest.mark.slow
 def test_train_resume_and_export_a_folder_sharing_the_encoder(tmp_path):
-    from aecodec.export.int_train import finetune
-    from aecodec.export.latents import compute_latents
+    """The photo, int8, latents, light-synthesis and light-synthesis-export commands in a row,
+    tiny: the light task resumes its run and trains only the stages from the pruned one."""
+    from click.testing import CliRunner
+
+    from aecodec.export.cli import train
     from aecodec.export.onnx_export import export_model
-    from aecodec.export.train import Recipe, train
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
         Image.fromarray(_image(i)).save(photos / f"img{i}.png")
     torch.set_num_threads(2)
-    cfg = Config(family="hyperprior", n=8, m=8, nz=8, lambdas=(0.01, 0.1))
-    weights = train(photos, tmp_path / "run", cfg, Recipe(iterations=2, batch=2, crop=64,
-                                                          bf16=False))
-    finetune(weights, photos, minutes=0.01, batch=2, crop=64)
+
+    def run(*args: str) -> str:
+        r = CliRunner().invoke(train, [str(a) for a in args])
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    run("photo", photos, "--out", tmp_path / "run", "--n", 8, "--m", 8, "--family",
+        "hyperprior", "--steps", 2, "--batch", 2, "--crop", 64, "--no-bf16")
+    weights = tmp_path / "run" / "weights.pt"
+    run("int8", weights, photos, "--out", tmp_path / "int8", "--steps", 2, "--batch", 2,
+        "--crop", 64, "--in-place")
+    assert "int_synthesis" in torch.load(weights, weights_only=False)
     base = export_model(weights, tmp_path / "models" / "tiny", name="tiny")
     lat = tmp_path / "latents.npz"
-    np.savez(lat, **compute_latents([photos], str(base), max_side=None))
+    run("latents", lat, photos, "--model", base, "--max-side", 0, "--threads", 1)
     out = tmp_path / "light"
-    ls.train(lat, [photos], out, weights, stage=2, width=4, iterations=3, batch=2, size=6,
-             base=str(base))
-    first = torch.load(out / "ckpt.pt", weights_only=False)
-    assert first["record"]["iterations"] == 3 and first["widths"] == (8, 8, 4)
-    assert "after" in first["record"]
-    first["record"]["total"] = 5  # a longer run resumes where the first stopped
-    torch.save(first, out / "ckpt.pt")
-    ls.train(lat, [photos], out, weights, stage=2, width=4, iterations=3, batch=2, size=6,
-             base=str(base))
-    again = torch.load(out / "ckpt.pt", weights_only=False)
-    assert again["record"]["iterations"] == 5 and len(again["record"]["runs"]) == 2
-    assert not torch.equal(again["net"]["convs.2.weight"], first["net"]["convs.2.weight"])
-    assert torch.equal(again["net"]["convs.0.weight"], first["net"]["convs.0.weight"])  # frozen
+    light = ["light-synthesis", lat, photos, "--out", out, "--weights", weights, "--stage", 2,
+             "--width", 4, "--steps", 5, "--batch", 2, "--crop", 6, "--base", base]
+    run(*light, "--minutes", 0)  # stopped at once: a checkpoint at step 0, then resumed
+    first = torch.load(out / "checkpoint.pt", weights_only=False)
+    run(*light)
+    again = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert again["step"] == 5 and [r["start_step"] for r in again["record"]["runs"]] == [0, 0]
+    st = torch.load(out / "light.pt", weights_only=False)
+    assert st["record"]["iterations"] == 5 and st["widths"] == (8, 8, 4)
+    assert not torch.equal(st["net"]["convs.2.weight"], first["model"]["convs.2.weight"])
+    assert torch.equal(st["net"]["convs.0.weight"], first["model"]["convs.0.weight"])  # frozen
 
     folder = tmp_path / "models" / "tiny-light"
-    manifest = ls.export_folder(out / "ckpt.pt", folder, base, "tiny-light")
+    run("light-synthesis-export", out / "light.pt", folder, "--base", base, "--name", "tiny-light")
+    manifest = json.loads((folder / "manifest.json").read_text())
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "synthesis.onnx"]
     assert manifest["architecture"]["synthesis_widths"] == [8, 8, 4] or \
         manifest["architecture"]["synthesis_widths"] == (8, 8, 4)

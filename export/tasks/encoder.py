@@ -32,6 +32,12 @@ from ..data import load_images, random_crops, split
 from ..entropy import gaussian_likelihood, scale_from_index
 from ..loop import Recipe, Task
 
+# The rate proxies: the densities' mass at symbols plus uniform noise (as the model was
+# trained), or at the rounded symbols a stream carries (straight-through; the Gaussian's mass
+# is smooth in its centre, unlike the tables' interpolated code lengths).
+RATES = ("noisy", "rounded")
+PARTS = ("all", "hyper")  # what trains: analysis and hyper-analysis, or the latter alone
+
 
 class Encoder(nn.Module):
     """The trainable half: analysis and hyper-analysis (float, as trained)."""
@@ -45,15 +51,22 @@ class EncoderTask(Task):
     name = "encoder"
 
     def __init__(self, data: Path, weights: Path, model: str = "hyperprior-fast",
-                 levels: tuple[int, ...] | None = None, val_images: int = 4) -> None:
+                 levels: tuple[int, ...] | None = None, val_images: int = 4,
+                 rate: str = "noisy", parts: str = "all") -> None:
+        if rate not in RATES:
+            raise ValueError(f"rate proxy {rate!r}: expected one of {', '.join(RATES)}")
+        if parts not in PARTS:
+            raise ValueError(f"parts {parts!r}: expected one of {', '.join(PARTS)}")
+        self.parts = parts
         self.data, self.weights, self.model_name = Path(data), Path(weights), model
-        self.levels, self.val_images = levels, val_images
+        self.levels, self.val_images, self.rate = levels, val_images, rate
         self._images: list[torch.Tensor] | None = None
         self._val: list[np.ndarray] | None = None
 
     def config(self) -> dict[str, Any]:
         return {"data": str(self.data), "weights": str(self.weights), "model": self.model_name,
-                "levels": self.levels}
+                "levels": self.levels, "val_images": self.val_images, "rate": self.rate,
+                "parts": self.parts}
 
     # -- the frozen decoder side, from the shipped model folder --------------------------------
 
@@ -65,7 +78,7 @@ class EncoderTask(Task):
         return codec, effort._twin(codec.model)
 
     def build(self, device: str) -> nn.Module:
-        from ..train import load_weights
+        from ..models import load_weights
 
         base, _ = load_weights(self.weights, device)
         self.bottleneck = base.bottleneck.requires_grad_(False)  # z's density, frozen
@@ -76,7 +89,10 @@ class EncoderTask(Task):
         self.lambdas = [float(v) for v in m.info.manifest["rate"]["lambdas"]]
         n = len(self.lambdas)
         self.level_set = list(self.levels) if self.levels else list(range(n))
-        return Encoder(base.g_a, base.h_a).to(device).train()
+        enc = Encoder(base.g_a, base.h_a).to(device).train()
+        if self.parts == "hyper":  # the hyper-analysis alone: the rate side, y as analysed
+            enc.g_a.requires_grad_(False)
+        return enc
 
     def param_groups(self, model: nn.Module) -> dict:
         return {"main": ([p for p in model.parameters() if p.requires_grad], 1.0)}
@@ -116,9 +132,11 @@ class EncoderTask(Task):
             if hard_synthesis:  # validation: the code lengths of the real symbols
                 bits = tw.bits(tw.y_logp, s, idx.clamp(0, tw.y_logp[0].shape[0] - 1))
                 bits = bits + tw.bits(tw.z_logp, z_hat, nz.expand_as(z_hat))
-            else:  # training: the model's own continuous densities of noisy symbols
-                y_lik = gaussian_likelihood(v + torch.rand_like(v) - 0.5, scale_from_index(idx))
-                z_lik = self.bottleneck.likelihood(z + torch.rand_like(z) - 0.5)
+            else:  # training: the model's own densities, of noisy or of rounded symbols
+                ny, nz_ = ((torch.rand_like(v) - 0.5, torch.rand_like(z) - 0.5)
+                           if self.rate == "noisy" else (s - v, z_hat - z))
+                y_lik = gaussian_likelihood(v + ny, scale_from_index(idx))
+                z_lik = self.bottleneck.likelihood(z + nz_)
                 bits = -torch.log2(y_lik).sum() - torch.log2(z_lik).sum()
             bpp = bits / (x.shape[0] * x.shape[2] * x.shape[3])
             return self.lambdas[k] * mse + bpp, mse, bpp

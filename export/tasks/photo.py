@@ -10,6 +10,7 @@ shipped checkpoint hold).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from ..data import load_images, random_crops, split
 from ..loop import Recipe, Task
-from ..models import Config, build
+from ..models import Codec, Config, build, load_weights
 
 
 class PhotoTask(Task):
@@ -27,20 +28,26 @@ class PhotoTask(Task):
 
     def __init__(self, data: Path, cfg: Config | None = None, init: Path | None = None,
                  qat_from: float = 0.5, aux_lr_scale: float = 10.0) -> None:
-        self.data, self.cfg, self.init = Path(data), cfg or Config(), init
+        self.data, self.cfg = Path(data), cfg or Config()
+        self.init = None if init is None else Path(init)
         self.qat_from, self.aux_lr_scale = qat_from, aux_lr_scale
         self._train: list[torch.Tensor] | None = None
         self._val: list[tuple[str, np.ndarray]] = []
         self._record: dict = {}
 
     def config(self) -> dict[str, Any]:
-        return {"data": str(self.data), "cfg": self.cfg.to_dict(),
-                "init": None if self.init is None else str(self.init), "qat_from": self.qat_from}
+        """The weights a run started from are not part of it: once there is a checkpoint,
+        it is where the model comes from."""
+        return {"data": str(self.data), "cfg": self.cfg.to_dict(), "qat_from": self.qat_from}
+
+    def extra_state(self) -> dict:
+        return {"record": self._record}  # the history of the weights it started from
+
+    def load_extra_state(self, state: dict) -> None:
+        self._record = state.get("record", {})
 
     def build(self, device: str) -> nn.Module:
         if self.init is not None:
-            from ..train import load_weights
-
             model, state = load_weights(self.init, device)
             self.cfg, self._record = model.cfg, state.get("record", {})
             return model
@@ -50,6 +57,9 @@ class PhotoTask(Task):
         named = list(model.named_parameters())
         return {"main": ([p for n, p in named if not n.endswith("quantiles")], 1.0),
                 "aux": ([p for n, p in named if n.endswith("quantiles")], self.aux_lr_scale)}
+
+    def ddp_ignore(self, model: nn.Module) -> list[str]:
+        return [n for n, _ in model.named_parameters() if n.endswith("quantiles")]
 
     def _load(self) -> None:
         if self._train is None:
@@ -64,8 +74,6 @@ class PhotoTask(Task):
         return x, level.to(device)
 
     def losses(self, model: nn.Module, batch: Any, frac: float):
-        from ..train import rd_loss
-
         x, level = batch
         inner = getattr(model, "module", getattr(model, "_orig_mod", model))
         if hasattr(inner, "h_s"):
@@ -81,14 +89,13 @@ class PhotoTask(Task):
 
     def validate(self, model: nn.Module, device: str) -> dict[str, float]:
         """Mean estimated bpp and PSNR (real rounding) over the held-out images, per level."""
-        from ..train import evaluate
-
         self._load()
         rows = evaluate(model, [a for _, a in self._val], device)
         return {f"{k}_level{r['level']}": r[k] for r in rows for k in ("bpp", "psnr")}
 
     def export(self, model: nn.Module, out: Path) -> Path:
-        """OUT/weights.pt: the model with its config and training record."""
+        """OUT/weights.pt: the model with its config and training record. A run that trained
+        no step keeps the 8-bit synthesis fine-tuned into the file before (it still fits)."""
         from ..loop import save_atomic
 
         path = out / "weights.pt"
@@ -97,6 +104,59 @@ class PhotoTask(Task):
         record = {"iterations": int(self._record.get("iterations", 0)) + steps,
                   "runs": [*self._record.get("runs", []), *loop["runs"]],
                   "validation": (loop["validation"] or [{}])[-1]}
-        save_atomic({"config": self.cfg.to_dict(), "model": model.state_dict(),
-                     "record": record}, path)
+        state = {"config": self.cfg.to_dict(), "model": model.state_dict(), "record": record}
+        last = loop["runs"][-1] if loop["runs"] else {}
+        sources = []
+        if last.get("end_step", 0) == last.get("start_step", 0):  # this run left it as it was
+            sources.append(path)
+        if steps == 0 and self.init is not None:  # the weights it started from, untouched
+            sources.append(self.init)
+        for src in sources:
+            if src.is_file():
+                kept = torch.load(src, map_location="cpu", weights_only=False)
+                if "int_synthesis" in kept:
+                    state["int_synthesis"] = kept["int_synthesis"]
+                    break
+        save_atomic(state, path)
         return path
+
+
+def rd_loss(model, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor):
+    out = model(x, level)
+    mse = torch.mean((out["x_hat"].float() - x) ** 2, dim=(1, 2, 3))
+    bpp = out["bits"] / (x.shape[2] * x.shape[3])
+    loss = torch.mean(lambdas[level] * 255**2 * mse + bpp)
+    return loss, mse, bpp
+
+
+def image_tensor(a: np.ndarray, device: str, limit: int | None = None) -> torch.Tensor:
+    """An H x W x 3 uint8 image as [1, 3, h, w] in [0, 1], cropped to multiples of 64 (the
+    models' stride), each side at most `limit`."""
+    h, w = a.shape[0] // 64 * 64, a.shape[1] // 64 * 64
+    if limit is not None:
+        h, w = min(h, limit), min(w, limit)
+    return torch.from_numpy(a[:h, :w].copy()).permute(2, 0, 1)[None].float().to(device) / 255
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR of pixels rounded to 8 bits, as decoding makes them."""
+    p = torch.round(x_hat.float().clamp(0, 1) * 255)
+    mse = torch.mean((p - torch.round(x * 255)) ** 2).item()
+    return 10 * math.log10(255**2 / max(mse, 1e-10))
+
+
+@torch.no_grad()
+def evaluate(model: Codec, images: list[np.ndarray], device: str) -> list[dict]:
+    """Per rate level: mean estimated bpp and PSNR with real rounding (images cropped to /64)."""
+    model.eval()
+    rows = []
+    for k in range(len(model.cfg.lambdas)):
+        bpps, psnrs = [], []
+        for a in images:
+            x = image_tensor(a, device)
+            out = model(x, torch.tensor([k], device=device))
+            psnrs.append(psnr(out["x_hat"], x))
+            bpps.append(out["bits"].item() / (x.shape[2] * x.shape[3]))
+        rows.append({"level": k, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+    model.train()
+    return rows
