@@ -102,12 +102,12 @@ class Codec:
             raise ValueError(f"tile must be a positive multiple of {unit}, got {tile}")
         self.tile = int(tile)
         self.tile_above = tile_above
-        if profile not in container.PROFILES:
-            raise ValueError(f"profile must be one of {container.PROFILES}, got {profile!r}")
-        if profile == "compact" and container.compact_index(self.model.id) is None:
+        # the stream profile (container.FULL / COMPACT): its header, qualities, section coder
+        self.stream_profile = container.profile(profile)
+        if not self.stream_profile.carries(self.model.id):
             raise ModelError(f"model '{self.model.name}' ({self.model.id}) has no compact-profile "
                              "index (only shipped fixed-size grayscale models have one)")
-        self.profile = profile
+        self.profile = self.stream_profile.name
         self.refine = int(refine)
 
     # ---- shapes -----------------------------------------------------------------------------
@@ -182,9 +182,8 @@ class Codec:
         """Quantize y at a quality, entropy-code it with the model's latent codec and pack the
         stream with any extra sections (alpha, ICC, EXIF: codec/extras.py); the step
         `encode_to_bpp` repeats. `image` (the prepared pixels) lets `refine` search."""
-        compact = self.profile == "compact"
-        rounding = container.compact_quality if compact else rate.quantize_quality
-        q = rounding(quality) if self.model.variable_rate else None
+        profile = self.stream_profile
+        q = profile.quality(quality) if self.model.variable_rate else None
         gain, _ = self.model.gains(q)
         hy, wy = self.latent_hw(h, w)
         grid = tiles.TileGrid(hy, wy, self.tile // self.stride if self._tiled(h, w) else None)
@@ -195,8 +194,10 @@ class Codec:
                 return refine.search(self, image, sym, q, rounds)
         if effort and search is None:  # encoder-side optimisation (codec/effort.py)
             sections, bits = _effort_mod.encode(self, y, gain, grid, q, image, gray, effort)
+        elif search is not None and self.latent.refines:
+            sections, bits = self.latent.encode(y, gain, grid, profile, refine=search)
         else:
-            sections, bits = self.latent.encode(y, gain, grid, compact=compact, refine=search)
+            sections, bits = self.latent.encode(y, gain, grid, profile)
         fixed = self.model.info.fixed_size is not None
         extra = extra or {}  # extra sections (codec/extras.py), EXTRA_KINDS order
         header = container.Header(
@@ -308,7 +309,7 @@ class Codec:
                 "cannot be decoded in bounded memory (encoders tile images this large)")
         grid = tiles.TileGrid(*self.latent_hw(h, w), header.tile)
         _, inv = model.gains(header.quality)
-        y_hat, extra = self.latent.decode(sections, grid, inv, keep, compact=header.compact)
+        y_hat, extra = self.latent.decode(sections, grid, inv, keep, header.stream_profile)
         return header, h, w, y_hat, extra
 
     def synthesize(self, y_hat: np.ndarray, h: int, w: int, gray: bool = False,

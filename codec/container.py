@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import CorruptStreamError, ImageTooLargeError, UnknownModelError
 from .rate import quality_code, quantize_quality
+
+if TYPE_CHECKING:  # annotations only: the container itself handles bytes
+    import numpy as np
+
+    from .entropy import TableSet
 
 MAGIC = b"\xae\xcd"
 VERSION = 1  # untiled streams
@@ -49,7 +55,7 @@ COMPACT_MODELS: dict[int, str] = {
 }
 COMPACT_FLAG_QUALITY = 0x40
 COMPACT_MAX_INDEX = 0x3F
-PROFILES = ("full", "compact")
+PROFILES = ("full", "compact")  # the names; the objects: FULL, COMPACT (`profile`)
 
 
 # ---- LEB128 varints -------------------------------------------------------------------------
@@ -136,6 +142,11 @@ class Header:
     def compact(self) -> bool:
         return self.profile == "compact"
 
+    @property
+    def stream_profile(self) -> StreamProfile:
+        """The profile object of `profile` (FULL or COMPACT)."""
+        return profile(self.profile)
+
 
 def pack(header: Header, sections: list[bytes]) -> bytes:
     """Header fields, section lengths (all but the last), CRC-32, then the sections.
@@ -143,9 +154,12 @@ def pack(header: Header, sections: list[bytes]) -> bytes:
     `sections` are the latent sections followed by one section per kind in `header.extras`.
     Without extras the stream is version 1 (untiled) or 2 (tiled), byte for byte as before;
     with extras it is version 3. A compact header (`profile="compact"`) is written instead for
-    the fixed-size models that have a compact index."""
-    if header.compact:
-        return _pack_compact(header, sections)
+    the fixed-size models that have a compact index: the header's profile writes it."""
+    return header.stream_profile.pack(header, sections)
+
+
+def _pack_full(header: Header, sections: list[bytes]) -> bytes:
+    """`pack` for the full profile: its checks, then `write_stream`."""
     tiled = header.tile is not None
     extras = tuple(header.extras)
     if extras and (extras != tuple(k for k in EXTRA_KINDS if k in extras)):
@@ -207,9 +221,7 @@ def crc_offset(data: bytes) -> int:
     """Where a stream's CRC-32 (compact profile: CRC-8) sits; CorruptStreamError if the
     fields cannot be read. For tools that edit streams, e.g. fuzzers."""
     data = bytes(data)
-    if is_compact(data):
-        return _compact_fields(data)[1]
-    return _fields(data)[1]
+    return sniff(data).crc_offset(data)
 
 
 def is_compact(data: bytes) -> bool:
@@ -257,7 +269,7 @@ class Stream:
         `max_pixels`, and the section lengths; returns self. CorruptStreamError or
         ImageTooLargeError, as `unpack`."""
         header = self.header
-        if self._sections is None and not header.compact:
+        if self._sections is None:  # (a compact stream is checked whole when read)
             verify_crc(self.data, self._crc_at, False)
         width, height = header.width, header.height
         if width is not None and not (0 < width < MAX_SIDE and 0 < height < MAX_SIDE):
@@ -312,8 +324,10 @@ def read(data: bytes | Stream) -> Stream:
     if isinstance(data, Stream):
         return data
     data = bytes(data)
-    if is_compact(data):
-        return _read_compact(data)
+    return sniff(data).read(data)
+
+
+def _read_full(data: bytes) -> Stream:
     (header, lengths), pos = _fields(data)
     return Stream(data, header, lengths, pos)
 
@@ -492,3 +506,104 @@ def _read_compact(data: bytes) -> Stream:
         )
     header = Header(model_id, None, None, True, quality, VERSION, profile="compact")
     return Stream(data, header, [], pos, (data[pos + 1 :],))
+
+
+# ---- stream profiles ------------------------------------------------------------------------
+
+
+class StreamProfile:
+    """A stream profile: which header the container writes and reads, which quality it can
+    record, and which coder codes the latent sections (docs/format.md). The container and the
+    latent codecs consult it instead of a `compact` flag; a latent codec lists the profiles it
+    codes (`LatentCodec.profiles`)."""
+
+    name = ""
+
+    def __repr__(self) -> str:
+        return f"<stream profile {self.name}>"
+
+    def carries(self, model_id: str) -> bool:
+        """Whether streams of this model can have this profile."""
+        return True
+
+    def quality(self, quality: float) -> float:
+        """The quality the header records for a requested one."""
+        return quantize_quality(quality)
+
+    def pack(self, header: Header, sections: list[bytes]) -> bytes:
+        return _pack_full(header, sections)
+
+    def read(self, data: bytes) -> Stream:
+        return _read_full(data)
+
+    def crc_offset(self, data: bytes) -> int:
+        return _fields(data)[1]
+
+    def encode(self, tables: TableSet, symbols: np.ndarray, index: np.ndarray) -> bytes:
+        """One latent section of symbols under tables `index` (a `TableSet`): ANS."""
+        return tables.encode(symbols, index)
+
+    def decode(self, tables: TableSet, data: bytes, index: np.ndarray) -> np.ndarray:
+        return tables.decode(data, index)
+
+    def check_room(self, tables: TableSet, sections: list[bytes], counts: np.ndarray) -> None:
+        """Refuse sections too short for the symbols they declare, before decoding any (the
+        per-stream bound of docs/format.md, Tiles)."""
+        tables.check_stream_room(sections, counts)
+
+
+class CompactProfile(StreamProfile):
+    """1-3 header bytes, CRC-8, one section coded by the exact byte coder (bytecoder.py)."""
+
+    name = "compact"
+
+    def carries(self, model_id: str) -> bool:
+        return compact_index(model_id) is not None
+
+    def quality(self, quality: float) -> float:
+        return compact_quality(quality)
+
+    def pack(self, header: Header, sections: list[bytes]) -> bytes:
+        return _pack_compact(header, sections)
+
+    def read(self, data: bytes) -> Stream:
+        return _read_compact(data)
+
+    def crc_offset(self, data: bytes) -> int:
+        return _compact_fields(data)[1]
+
+    def encode(self, tables: TableSet, symbols: np.ndarray, index: np.ndarray) -> bytes:
+        return tables.encode_bytes(symbols, index)
+
+    def decode(self, tables: TableSet, data: bytes, index: np.ndarray) -> np.ndarray:
+        return tables.decode_bytes(data, index)
+
+    def check_room(self, tables: TableSet, sections: list[bytes], counts: np.ndarray) -> None:
+        """Nothing before decoding: the byte coder refuses a payload longer than any coding of
+        its symbols could be, and any non-canonical one."""
+
+
+class FullProfile(StreamProfile):
+    """The `AE CD` header, CRC-32, sections coded by ANS (constriction)."""
+
+    name = "full"
+
+
+FULL = FullProfile()
+COMPACT = CompactProfile()
+_PROFILES = {p.name: p for p in (FULL, COMPACT)}
+
+
+def profile(name: str | StreamProfile) -> StreamProfile:
+    """The profile object of a name in PROFILES (a profile object is returned as it is)."""
+    if isinstance(name, StreamProfile):
+        return name
+    try:
+        return _PROFILES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"profile must be one of {PROFILES}, got {name!r}") from None
+
+
+def sniff(data: bytes) -> StreamProfile:
+    """The profile of a stream's bytes, by its first byte (docs/format.md)."""
+    return COMPACT if is_compact(data) else FULL

@@ -13,20 +13,23 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import AecodecError, CorruptStreamError
+from ..container import FULL, StreamProfile
+from ..errors import AecodecError, CorruptStreamError, ModelError
 from ..model import Model
 from ..tiles import TileGrid
 
 Refine = Callable[[np.ndarray], np.ndarray]  # rounded symbols -> better symbols, same shape
 
 
-def refuse_compact(compact: bool, family: str) -> None:
-    if compact:
-        raise CorruptStreamError(f"the compact profile has no {family} streams")
-
-
 class LatentCodec(ABC):
     """Codes one image's latent y [M, hy, wy] into sections and back."""
+
+    family = ""  # the manifest's family
+    # the stream profiles (container.PROFILES) this family codes: the one place a family says
+    # it has no compact form
+    profiles: tuple[str, ...] = ("full",)
+    # whether `encode` takes `refine=` (the encoder-side search of fixed-size models)
+    refines = False
 
     def __init__(self, model: Model):
         self.model = model
@@ -38,17 +41,25 @@ class LatentCodec(ABC):
 
     side_sections = 0  # sections before the per-tile y sections (e.g. the hyper-latent z)
 
+    def require(self, profile: StreamProfile, decoding: bool) -> None:
+        """Refuse a profile this family does not code: a corrupt stream when decoding, a
+        model that cannot write it when encoding."""
+        if profile.name in self.profiles:
+            return
+        if decoding:
+            raise CorruptStreamError(f"the {profile.name} profile has no {self.family} streams")
+        raise ModelError(f"the {profile.name} profile does not code {self.family} models")
+
     @abstractmethod
-    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid, compact: bool = False,
-               refine: Refine | None = None) -> tuple[list[bytes], float]:
+    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid,
+               profile: StreamProfile = FULL) -> tuple[list[bytes], float]:
         """Quantize y float32 [M, hy, wy] (before gain) and code it; returns the sections and
-        the information content in bits under the model's tables. `compact`: sections in the
-        byte-granular coder of the compact profile; `refine` maps the rounded symbols to
-        better ones (encoder-side search, codec/refine.py), where the family supports it."""
+        the information content in bits under the model's tables. `profile` says which coder
+        codes the sections (`container.StreamProfile.encode`)."""
 
     @abstractmethod
     def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
-               keep: bool = False, compact: bool = False
+               keep: bool = False, profile: StreamProfile = FULL
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """y_hat float32 [M, hy, wy] (inverse gain applied) from the sections. With `keep`,
         whole-image symbol and parameter arrays come back too, for cross-runtime checks."""

@@ -19,6 +19,8 @@ from .hyperprior import HyperpriorCodec
 
 
 class ContextCodec(HyperpriorCodec):
+    family = "context"
+
     def __init__(self, model: Model):
         super().__init__(model)
         if model.mean_bits != 4:

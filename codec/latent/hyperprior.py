@@ -11,13 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import intnet, tiles
+from ..container import FULL, StreamProfile
 from ..errors import AecodecError, CorruptStreamError, ModelError
 from ..model import Model
 from ..tiles import TileGrid
-from .base import LatentCodec, Refine, channel_index, gained, refuse_compact
+from .base import LatentCodec, channel_index, gained
 
 
 class HyperpriorCodec(LatentCodec):
+    family = "hyperprior"  # full profile only (LatentCodec.profiles)
     side_sections = 1
 
     def __init__(self, model: Model):
@@ -34,11 +36,9 @@ class HyperpriorCodec(LatentCodec):
             raise CorruptStreamError("invalid tile size for this model")
         super().check_sections(sections, grid)
 
-    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid, compact: bool = False,
-               refine: Refine | None = None) -> tuple[list[bytes], float]:
-        """(`compact` and `refine` are for fixed-size factorized models: refused / unused.)"""
-        if compact:
-            raise ModelError("the compact profile codes factorized digit models only")
+    def encode(self, y: np.ndarray, gain: np.ndarray, grid: TileGrid,
+               profile: StreamProfile = FULL) -> tuple[list[bytes], float]:
+        self.require(profile, decoding=False)
         if not np.all(np.isfinite(y)):
             raise AecodecError("the model produced non-finite latents for this image")
         z_sym = self.hyper_latents(y, gain, grid)
@@ -76,9 +76,9 @@ class HyperpriorCodec(LatentCodec):
         return z_sym
 
     def decode(self, sections: list[bytes], grid: TileGrid, inv_gain: np.ndarray,
-               keep: bool = False, compact: bool = False
+               keep: bool = False, profile: StreamProfile = FULL
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        refuse_compact(compact, "hyperprior")
+        self.require(profile, decoding=True)
         self.check_sections(sections, grid)
         m, hy, wy = self.channels, grid.hy, grid.wy
         zs = self.z_shape(grid)
