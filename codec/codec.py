@@ -161,9 +161,8 @@ class Codec:
         hy, wy = self.latent_hw(h, w)
         s = self.stride
         y = np.empty((m, hy, wy), np.float32)
-        for box in tiles.tiles(hy, wy, tiles.run_side(hy, wy, s)):
-            r0, r1, c0, c1 = box
-            R0, R1, C0, C1 = tiles.with_halo(box, self.model.analysis_halo, hy, wy)
+        for t in tiles.halo_tiles(hy, wy, tiles.run_side(hy, wy, s), self.model.analysis_halo):
+            R0, R1, C0, C1 = t.outer
             # the image edge-padded to the pad multiple, one square at a time
             rows = np.minimum(np.arange(R0 * s, R1 * s), h - 1)
             cols = np.minimum(np.arange(C0 * s, C1 * s), w - 1)
@@ -173,7 +172,8 @@ class Codec:
             expect = (1, m, R1 - R0, C1 - C0)
             if out.shape != expect:
                 raise ModelError(f"analysis produced shape {out.shape}, expected {expect}")
-            y[:, r0:r1, c0:c1] = out[0, :, r0 - R0 : r1 - R0, c0 - C0 : c1 - C0]
+            src, dst = t.crop()
+            y[(slice(None), *dst)] = out[(0, slice(None), *src)]
         return y
 
     def code(self, y: np.ndarray, h: int, w: int, gray: bool, quality: float | None,
@@ -331,18 +331,17 @@ class Codec:
         out = np.empty((h, w, channels), np.uint8)
         # an 8-bit synthesis gives the pixels themselves (uint8), a float one x_hat in [0, 1]
         out_name = self.model.synthesis.get_outputs()[0].name
-        for box in tiles.tiles(hy, wy, tile):
-            r0, r1, c0, c1 = box
+        for t in tiles.halo_tiles(hy, wy, tile, self.model.synthesis_halo):
+            r0, _, c0, _ = t.box
             if r0 * s >= h or c0 * s >= w:
                 continue  # a tile of padding only
-            R0, R1, C0, C1 = tiles.with_halo(box, self.model.synthesis_halo, hy, wy)
+            R0, R1, C0, C1 = t.outer
             part = np.ascontiguousarray(y_hat[None, :, R0:R1, C0:C1])
             x_hat = self.model.run(self.model.synthesis, out_name, {"y_hat": part})[0]
-            top, left = (r0 - R0) * s, (c0 - C0) * s
-            th, tw = min(r1 * s, h) - r0 * s, min(c1 * s, w) - c0 * s
-            if x_hat.shape[1] < top + th or x_hat.shape[2] < left + tw:
+            src, dst = t.crop(scale=s, limit=(h, w))
+            if x_hat.shape[1] < src[0].stop or x_hat.shape[2] < src[1].stop:
                 raise ModelError(f"synthesis produced {x_hat.shape}, too small for {w}x{h}")
-            x = x_hat[:, top : top + th, left : left + tw]
+            x = x_hat[(slice(None), *src)]
             if x.dtype != np.uint8:
                 x = np.clip(x, 0.0, 1.0) * 255.0
             if x.shape[0] == 1 or not gray:
@@ -351,7 +350,7 @@ class Codec:
                 px = (x if x.dtype == np.uint8 else np.rint(x).astype(np.uint8)).transpose(1, 2, 0)
             else:
                 px = np.rint(x.mean(axis=0)).astype(np.uint8)[:, :, None]
-            out[r0 * s : r0 * s + th, c0 * s : c0 * s + tw] = px
+            out[dst] = px
         return out[:, :, 0] if gray else out
 
 

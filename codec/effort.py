@@ -333,16 +333,15 @@ def optimise_blocks(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, q
     mu, idx = mu[..., : grid.hy, : grid.wy], idx[..., : grid.hy, : grid.wy]
     y_sym = np.empty(y.shape, np.float64)
     with _settings(torch, seed):
-        for box in tiles.tiles(grid.hy, grid.wy, BLOCK):
-            r0, r1, c0, c1 = box
-            R0, R1, C0, C1 = tiles.with_halo(box, HALO, grid.hy, grid.wy)
+        for t in tiles.halo_tiles(grid.hy, grid.wy, BLOCK, HALO):
+            R0, R1, C0, C1 = t.outer
             px = image[R0 * st: min(R1 * st, h), C0 * st: min(C1 * st, w)]
             x = torch.as_tensor(np.ascontiguousarray(px.transpose(2, 0, 1), np.float32))[None]
-            inner = (r0 - R0, r1 - R0, c0 - C0, c1 - C0)
+            (sr, sc), dst = t.crop()
+            inner = (sr.start, sr.stop, sc.start, sc.stop)
             _, s = _anneal(torch, tw, x, y_g[:, R0:R1, C0:C1], lam, inv, steps,
                            fixed=(mu[..., R0:R1, C0:C1], idx[..., R0:R1, C0:C1]), inner=inner)
-            a, b, c, d = inner
-            y_sym[:, r0:r1, c0:c1] = s[:, a:b, c:d]
+            y_sym[(slice(None), *dst)] = s[:, sr, sc]
     return z_sym, y_sym
 
 

@@ -44,6 +44,44 @@ def with_halo(box: Box, halo: int, h: int, w: int) -> Box:
 
 
 @dataclass(frozen=True)
+class HaloTile:
+    """One square of a network run by tiles: its own latents (`box`) and the box the network
+    runs on (`outer`: the square plus its halo, clipped to the grid). `crop` says which part of
+    the run's output is the square's own, and where that goes in the whole output."""
+
+    box: Box
+    outer: Box
+
+    def crop(self, scale: int = 1, shrink: int = 1, limit: tuple[int, int] | None = None
+             ) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """(rows and columns of the run's output, rows and columns of the whole output) of
+        the square's own part, for outputs of `scale` units per latent (pixels: the stride),
+        or one unit per `shrink` latents (z: the z stride; a part square counts whole), the
+        whole output `limit` = (h, w) units (an image smaller than its padded grid)."""
+        (r0, r1, c0, c1), (R0, _, C0, _) = self.box, self.outer
+
+        def axis(a0: int, a1: int, A0: int, end: int | None) -> tuple[slice, slice]:
+            start = a0 * scale // shrink
+            n = -(-((a1 - a0) * scale) // shrink)
+            if end is not None:
+                n = min(n, end - start)
+            top = (a0 - A0) * scale // shrink
+            return slice(top, top + n), slice(start, start + n)
+
+        h, w = limit if limit is not None else (None, None)
+        (sr, dr), (sc, dc) = axis(r0, r1, R0, h), axis(c0, c1, C0, w)
+        return (sr, sc), (dr, dc)
+
+
+def halo_tiles(h: int, w: int, side: int, halo: int) -> Iterator[HaloTile]:
+    """The side x side squares of an h x w grid, row by row, each with its halo: the one loop
+    of every network run by tiles (analysis, synthesis, hyper-analysis, effort's blocks), so
+    each output element sees its whole receptive field and the squares leave no seams."""
+    for box in tiles(h, w, side):
+        yield HaloTile(box, with_halo(box, halo, h, w))
+
+
+@dataclass(frozen=True)
 class TileGrid:
     """The latent grid of one image ([hy, wy] latents) and how its y is cut into sections.
 
