@@ -34,9 +34,9 @@ def train() -> None:
 
 
 def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True,
-                 validate_every: int = 0, schedule: str = "step"):
+                 validate_every: int = 0, schedule: str = "step", skip: tuple[str, ...] = ()):
     """The options every subcommand on the one loop shares, with the task's own defaults:
-    the same name for the same thing everywhere."""
+    the same name for the same thing everywhere (`skip`: those a task has no use for)."""
     opts = [
         click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
                      help="Run folder: checkpoint.pt, log.jsonl and the export (resumed when "
@@ -69,14 +69,18 @@ def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True
 
     def decorate(fn):
         for o in reversed(opts):
-            fn = o(fn)
+            name = o(lambda: None).__click_params__[0].name  # type: ignore[attr-defined]
+            if name not in skip:
+                fn = o(fn)
         return fn
 
     return decorate
 
 
-def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None) -> dict:
-    """`fit` with the shared options `o` (the keyword arguments of a loop subcommand)."""
+def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None,
+             **recipe) -> dict:
+    """`fit` with the shared options `o` (the keyword arguments of a loop subcommand) and a
+    task's own recipe fields."""
     import torch
 
     from .loop import Recipe, fit
@@ -86,7 +90,7 @@ def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None
     recipe = Recipe(steps=o["steps"], batch=o["batch"], crop=o["crop"], lr=o["lr"],
                     schedule=o["schedule"], bf16=o["bf16"], compile=o["compile_"],
                     validate_every=o["validate_every"],
-                    checkpoint_minutes=o["checkpoint_minutes"], seed=o["seed"])
+                    checkpoint_minutes=o["checkpoint_minutes"], seed=o["seed"], **recipe)
     return fit(task, recipe, out, device=o["device"], minutes=o["minutes"], log=log,
                start=start if start is not None else o["resume"])
 
@@ -114,10 +118,12 @@ def _is_loop_checkpoint(path: Path) -> bool:
               help="Weights to fine-tune (a shipped checkpoint, a run's weights.pt); "
                    "--resume takes them too.")
 @click.option("--pack", is_flag=True,
-              help="Only pack DATA folders into OUT/train.tar and exit: 320-pixel crops of "
-                   "the photos (downscaled to 1024) up to --pack-mib.")
+              help="Only pack DATA folders into OUT/train.tar and exit: crops of the photos "
+                   "(downscaled to 1024) up to --pack-mib.")
 @click.option("--pack-mib", type=float, default=20.0, show_default=True,
               help="Size of the archive --pack writes; 0: every whole photo instead.")
+@click.option("--pack-crop", type=int, default=320, show_default=True,
+              help="Side of the crops --pack cuts.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
               help="After training, export the model folder here (ONNX + tables + manifest).")
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
@@ -131,7 +137,7 @@ def _is_loop_checkpoint(path: Path) -> bool:
 @click.option("--extend-low", type=int, default=0,
               help="Rate levels to add below the lowest trained one (log-linear gains).")
 def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample: str,
-          qat_from: float, init: Path | None, pack: bool, pack_mib: float,
+          qat_from: float, init: Path | None, pack: bool, pack_mib: float, pack_crop: int,
           export_to: Path | None, eval_dir: Path | None, name: str | None, int_minutes: float,
           int8_analysis: bool, extend_low: int, **o) -> None:
     """Train a learned codec on DATA (folders of images, or one .tar made by --pack).
@@ -143,7 +149,8 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
     out = o["out"]
     if pack:
         size = build_archive(list(data), out / "train.tar",
-                             max_bytes=int(pack_mib * 2**20) if pack_mib else None)
+                             max_bytes=int(pack_mib * 2**20) if pack_mib else None,
+                             crop=pack_crop)
         click.echo(f"{out / 'train.tar'}: {size / 2**20:.1f} MiB")
         return
     from .models import Config
@@ -368,48 +375,25 @@ for _name, (_target, _text) in PASSTHROUGH.items():
 
 
 @train.command("mnist")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Run folder: checkpoint.pt, log.jsonl and the export (resumed when it "
-                   "holds a checkpoint).")
+@loop_options(steps=20_000, batch=128, crop=28, lr=1e-3, bf16=False, schedule="cosine",
+              skip=("crop",))
 @click.option("--model", "model_key", type=click.Choice(list(MNIST_MODELS)), default="rd",
               show_default=True, help="Which recipe (docs/mnist.md), named mnist-<model>.")
 @click.option("--data", default=None, help=MNIST_DATA_HELP)
-@click.option("--steps", type=int, default=20_000, show_default=True,
-              help="Length of the schedule, in steps.")
-@click.option("--minutes", type=float, default=None,
-              help="Stop after this long (the schedule follows the clock).")
-@click.option("--batch", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
-@click.option("--compile/--no-compile", "compile_", default=None,
-              help="torch.compile the forward pass (default: on CUDA only).")
-@click.option("--validate-every", type=int, default=0, show_default=True,
-              help="Steps between validation points (0: at the end only).")
-@click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
               help="Model folder to write (default: OUT/model).")
 @click.option("--val-digits", type=int, default=2000, show_default=True,
               help="Test digits the validation points are measured on.")
 @mnist_data_guard
-def mnist(out: Path, model_key: str, data: str | None, steps: int, minutes: float | None,
-          batch: int, lr: float, device: str, threads: int | None, compile_: bool | None,
-          validate_every: int, checkpoint_minutes: float, seed: int, export_to: Path | None,
-          val_digits: int) -> None:
+def mnist(model_key: str, data: str | None, export_to: Path | None, val_digits: int,
+          **o) -> None:
     """Train one of the MNIST codecs (docs/mnist.md; `aecodec mnist` has the rest)."""
-    import torch
-
-    from .loop import Recipe, fit
+    from .mnist.recipes import MODELS
     from .tasks.mnist import MnistTask
 
-    if threads:
-        torch.set_num_threads(threads)
     task = MnistTask.shipped(model_key, data, val_digits=val_digits, folder=export_to)
-    recipe = Recipe(steps=steps, batch=batch, lr=lr, schedule="cosine", bf16=False, clip=None,
-                    compile=compile_, validate_every=validate_every,
-                    checkpoint_minutes=checkpoint_minutes, seed=seed)
-    record = fit(task, recipe, out, device=device, minutes=minutes, log=click.echo)
+    record = run_loop(task, o["out"], o | {"crop": 28}, clip=None,
+                      warmup=int(MODELS[model_key].get("warmup", 0)))
     last = record["validation"][-1] if record["validation"] else {}
     top = len(task.lambdas) - 1
     click.echo(f"step {last.get('step')}: top level {last.get(f'bits_level{top}', 0):.1f} "

@@ -45,6 +45,7 @@ class Recipe:
     lr: float = 1e-4
     decay_at: float = 0.85  # "step": lr x 0.1 after this fraction of the steps (or minutes)
     schedule: str = "step"  # or "cosine": lr x (1 + cos(pi * fraction)) / 2
+    warmup: int = 0  # steps of a linear rise to the full rate at the start
     bf16: bool = True  # autocast; tasks keep rates and losses in float32
     clip: float | None = 1.0  # gradient norm of the main optimiser's parameters
     validate_every: int = 0  # steps between validation points (0: at the end only)
@@ -57,6 +58,7 @@ class Task:
     """The parts of one training. Subclasses override what they need."""
 
     name = "task"
+    data_keys: tuple[str, ...] = ("data",)  # config keys a start checkpoint may differ in
     record: dict | None = None  # fit's record (runs, validation), set before export
     recipe: Recipe | None = None  # the run's recipe, set before build
 
@@ -167,13 +169,14 @@ def _groups(value: Groups) -> list[Group]:
     return value if isinstance(value, list) else [value]
 
 
-def lr_factor(recipe: Recipe, frac: float) -> float:
-    """The schedule at a fraction of the run."""
+def lr_factor(recipe: Recipe, frac: float, step: int = 0) -> float:
+    """The schedule at a fraction of the run (and its warm-up at `step`)."""
+    rise = min(1.0, (step + 1) / recipe.warmup) if recipe.warmup else 1.0
     if recipe.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+        return rise * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
     if recipe.schedule != "step":
         raise ValueError(f"schedule {recipe.schedule!r}: expected step or cosine")
-    return 0.1 if frac >= recipe.decay_at else 1.0
+    return rise * (0.1 if frac >= recipe.decay_at else 1.0)
 
 
 def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool = True,
@@ -198,7 +201,11 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     source = ckpt if resume and ckpt.is_file() else start
     if source is not None:
         state = load_checkpoint(source, device)
-        if state["task"] != task.name or state["task_config"] != _plain(task.config()):
+        mine, theirs = _plain(task.config()), state["task_config"]
+        if source != ckpt:  # a run elsewhere: the same model, perhaps on other data
+            mine, theirs = ({k: v for k, v in c.items() if k not in task.data_keys}
+                            for c in (mine, theirs))
+        if state["task"] != task.name or theirs != mine:
             raise ValueError(f"{source} is a checkpoint of another task or configuration "
                              f"({state['task']}); use another --out")
         model.load_state_dict(state["model"])
@@ -255,7 +262,7 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
         frac = step / recipe.steps  # with a time budget the schedule follows the clock
         if minutes is not None:
             frac = max(frac, elapsed / (minutes * 60))
-        factor = lr_factor(recipe, frac)
+        factor = lr_factor(recipe, frac, step)
         for k, opt in opts.items():
             for g, (_, scale) in zip(opt.param_groups, groups[k], strict=True):
                 g["lr"] = recipe.lr * scale * factor

@@ -139,3 +139,27 @@ def test_the_packed_training_set_keeps_to_its_size(photo_folder, tmp_path):
     again = build_archive([photo_folder], tmp_path / "b.tar", max_bytes=40_000, crop=32)
     assert again == size and np.array_equal(load_images(tmp_path / "b.tar", 32)[0][1],
                                             items[0][1])  # seeded
+
+
+@pytest.mark.slow
+def test_the_lean_run_from_a_pack_and_a_checkpoint_kept_elsewhere(photo_folder, photo_like,
+                                                                  tmp_path):
+    """docs/training.md's lean run, tiny: pack the photos, start from a checkpoint of a run
+    made elsewhere (on other data), train for a time budget, export the model folder."""
+    import aecodec
+
+    tiny = ["--n", 8, "--m", 8, "--nz", 8, "--batch", 2, "--crop", 64, "--threads", 1]
+    _run("photo", photo_folder, "--pack", "--pack-mib", 0.1, "--pack-crop", 64,
+         "--out", tmp_path / "pack")
+    pack = tmp_path / "pack" / "train.tar"
+    assert pack.stat().st_size <= 0.1 * 2**20
+    _run("photo", photo_folder, "--out", tmp_path / "elsewhere", "--steps", 1, *tiny)
+    start = tmp_path / "elsewhere" / "checkpoint.pt"
+    out = _run("photo", pack, "--out", tmp_path / "run", "--resume", start, "--steps", 3,
+               "--minutes", 5, *tiny, "--export", tmp_path / "run" / "model")
+    assert f"resumed photo at step 1 from {start}" in out
+    record = torch.load(tmp_path / "run" / "weights.pt", weights_only=False)["record"]
+    assert record["iterations"] == 3 and [r["start_step"] for r in record["runs"]] == [0, 1]
+    codec = aecodec.Codec(str(tmp_path / "run" / "model"), threads=1)
+    img = photo_like(4, 64, 96)
+    assert codec.decompress(codec.compress(img, quality=50)).shape == img.shape

@@ -86,7 +86,7 @@ class MnistTask(Task):
     @classmethod
     def shipped(cls, key: str, data: str | Path | None = None, **kw: Any) -> MnistTask:
         """The task of a shipped model's recipe (MODELS[key]), exported as mnist-<key>. Its
-        time box is the command's; a warm-up (rd-hq's) the loop does not have yet."""
+        time box and warm-up (rd-hq's) are the recipe's (`aecodec train mnist` passes them)."""
         spec = {k: v for k, v in MODELS[key].items() if k not in ("minutes", "warmup")}
         return cls(data=data, model_name=f"mnist-{key}", **(spec | kw))
 
