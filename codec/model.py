@@ -19,7 +19,7 @@ import numpy as np
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
 from .fast_synthesis import rewrite as rewrite_synthesis
-from .intnet import IntNet
+from .latent import LATENT_CODECS, LatentCodec
 from .rate import gains_at
 
 # Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
@@ -30,15 +30,9 @@ GRAPH_OPTIMIZATION = {
     "all": "ORT_ENABLE_ALL",
 }
 MODELS_DIR = Path(__file__).parent / "models"
-FAMILIES = ("factorized", "hyperprior", "context")
-GRAPHS = {
-    "factorized": ("analysis.onnx", "synthesis.onnx"),
-    "hyperprior": ("analysis.onnx", "synthesis.onnx", "hyper_analysis.onnx"),
-    "context": ("analysis.onnx", "synthesis.onnx", "hyper_analysis.onnx"),
-}
-# integer networks (npz) each family needs besides its graphs and tables.npz
-NETS = {"factorized": (), "hyperprior": ("hyper_synthesis.npz",),
-        "context": ("hyper_synthesis.npz", "context.npz")}
+# The families and the files each reads are the latent codecs' (aecodec.latent.LATENT_CODECS,
+# `LatentCodec.files`): this module reads manifests, checks hashes and opens what is asked.
+FAMILIES = tuple(LATENT_CODECS)
 
 
 MAX_NPZ_BYTES = 1 << 28  # 256 MiB of arrays in one npz: 10x the largest a model ships
@@ -95,7 +89,7 @@ def read_manifest(folder: str | Path) -> ModelInfo:
         if m["format"] != 1:
             raise ModelError(f"{path}: model format {m['format']} is not supported")
         family = m["family"]
-        if family not in FAMILIES:
+        if family not in LATENT_CODECS:
             raise ModelError(f"{path}: unknown model family '{family}'")
         image = m["image"]
         channels = int(image["channels"])
@@ -173,7 +167,8 @@ def find_by_id(model_id: str) -> ModelInfo:
 
 
 class Model:
-    """A checked model folder with lazily opened ONNX sessions and table sets."""
+    """A checked model folder: its files' bytes (hash-checked), ONNX sessions opened on first
+    use, and its family's latent codec (`latent`), which loads its own tables and networks."""
 
     def __init__(
         self,
@@ -201,8 +196,10 @@ class Model:
                 f"got {graph_optimization!r}"
             )
         self._verify()
+        self._arrays: dict[str, dict[str, np.ndarray]] = {}
+        self._sessions: dict[str, Any] = {}
         try:
-            self.tables = self._npz("tables.npz")
+            self.tables = self.arrays("tables.npz")
             self.gain = np.asarray(self.tables["gain"], np.float64)
             self.inv_gain = np.asarray(self.tables["inv_gain"], np.float64)
         except (OSError, ValueError, KeyError) as e:
@@ -221,11 +218,14 @@ class Model:
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{self.path}: manifest lacks latent.stride") from None
         self.z_factor = max(self.hyper_stride // self.stride, 1)  # y latents per z latent
-        nets = {name: self._npz(name) for name in NETS[self.family]}
-        arrays = nets.get("hyper_synthesis.npz", {})
-        self.net: dict[str, np.ndarray] = (IntNet(arrays, threads, spinning)
-                                           if arrays and rewrite else arrays)
-        self.ctx_net: dict[str, np.ndarray] = nets.get("context.npz", {})
+        # the family's latent codec loads its own tables and networks (aecodec.latent)
+        self.latent: LatentCodec = LATENT_CODECS[self.family](self)
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays of an npz file of the manifest, loaded once (`_npz`'s checks)."""
+        if name not in self._arrays:
+            self._arrays[name] = self._npz(name)
+        return self._arrays[name]
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
         """The arrays of an npz file of the folder, each member's declared size checked
@@ -297,7 +297,7 @@ class Model:
 
     def _verify(self) -> None:
         files = self.info.manifest.get("files") or {}
-        needed = set(GRAPHS[self.family]) | {"tables.npz"} | set(NETS[self.family])
+        needed = set(LATENT_CODECS[self.family].files())
         if missing := needed - set(files):
             raise ModelError(f"{self.path}: manifest does not list {sorted(missing)}")
         self._blobs: dict[str, bytes] = {}
@@ -341,9 +341,15 @@ class Model:
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"{self.path}/{filename}: cannot be loaded ({e})") from None
 
+    def session(self, filename: str):
+        """The ONNX session of a graph of the manifest, opened once (on first use)."""
+        if filename not in self._sessions:
+            self._sessions[filename] = self._session(filename)
+        return self._sessions[filename]
+
     @cached_property
     def analysis(self):
-        return self._session("analysis.onnx")
+        return self.session("analysis.onnx")
 
     @cached_property
     def synthesis(self):
@@ -360,17 +366,30 @@ class Model:
                 pass
         return self._session("synthesis.onnx")
 
-    @cached_property
+    @property
     def hyper_analysis(self):
-        return self._session("hyper_analysis.onnx")
+        return self.session("hyper_analysis.onnx")
 
-    @cached_property
+    # -- the latent codec's parts, where callers look for them ---------------------------
+
+    @property
     def y_tables(self) -> TableSet:
-        return TableSet.from_npz(self.tables, "y")
+        return self.latent.y_tables
 
-    @cached_property
+    @property
     def z_tables(self) -> TableSet:
-        return TableSet.from_npz(self.tables, "z")
+        """The hyperprior's z tables (AttributeError for other families)."""
+        return self.latent.z_tables
+
+    @property
+    def net(self) -> dict[str, np.ndarray]:
+        """The hyperprior's integer hyper-decoder (an intnet.IntNet unless rewrite=False)."""
+        return self.latent.hyper.net
+
+    @property
+    def ctx_net(self) -> dict[str, np.ndarray]:
+        """The context family's step networks (context.npz)."""
+        return self.latent.y.net
 
     def gains(self, quality: float | None) -> tuple[np.ndarray, np.ndarray]:
         """(gain, inv_gain) [M] at a quality (see `aecodec.rate.gains_at`)."""

@@ -2,21 +2,27 @@
 
 `Codec` runs the transforms and the container; a latent codec owns everything between them
 for its family: table sets, side networks (e.g. the integer hyper-decoder), gains applied to y,
-and the order and meaning of the sections (docs/format.md). A new entropy model is a new
-subclass registered in `aecodec.latent.LATENT_CODECS`.
+and the order and meaning of the sections (docs/format.md). It declares the model files it
+reads (`files`, checked by codec/model.py against the manifest) and loads its tables and
+networks itself, from the model's checked bytes (`Model.arrays`, `Model.session`). A new
+entropy model is a new subclass registered in `aecodec.latent.LATENT_CODECS`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..container import FULL, StreamProfile
 from ..errors import AecodecError, CorruptStreamError, ModelError
-from ..model import Model
 from ..tiles import TileGrid
+
+if TYPE_CHECKING:
+    from ..entropy import TableSet
+    from ..model import Model
 
 Refine = Callable[[np.ndarray], np.ndarray]  # rounded symbols -> better symbols, same shape
 
@@ -31,9 +37,24 @@ class LatentCodec(ABC):
     # whether `encode` takes `refine=` (the encoder-side search of fixed-size models)
     refines = False
 
+    # every model's files: the transforms Codec runs and tables.npz (its gains)
+    transforms: tuple[str, ...] = ("analysis.onnx", "synthesis.onnx", "tables.npz")
+
+    @classmethod
+    def files(cls) -> tuple[str, ...]:
+        """The model folder's files this family reads (its manifest must list them): the
+        transforms and those of its parts (tables, networks, graphs)."""
+        return cls.transforms
+
     def __init__(self, model: Model):
+        """Loads the family's tables (on first use) and networks from the checked model."""
         self.model = model
         self.channels = int(model.gain.shape[1])
+
+    @property
+    def y_tables(self) -> TableSet:
+        """The table set y is coded with (`Model.y_tables`)."""
+        raise AttributeError(f"the {self.family} family has no y tables")
 
     def section_count(self, grid: TileGrid) -> int:
         """Sections in a stream of this grid: the side sections, then one per tile."""

@@ -1,5 +1,8 @@
-"""The hyperprior: a hyper-latent z coded with per-channel tables, then y coded with the
-means and scale-table indices of the exact integer hyper-decoder run on z.
+"""The hyperprior: a hyper-latent z coded with per-channel tables (a `ChannelCodec`), then y
+coded by a y-codec (`gaussian.GaussianCodec`; the context family plugs in
+`context.ContextYCodec`) with the means and scale-table indices of the exact integer
+hyper-decoder (`hyperdecoder.HyperDecoder`) run on z, as CompressAI's HyperpriorLatentCodec
+composes an EntropyBottleneck and a GaussianConditional.
 
 Sections: z (whole image), then one y section per tile. The hyper-decoder runs on z blocks
 with a halo covering its receptive field; being integer arithmetic, any blocking gives the
@@ -8,28 +11,56 @@ same parameters as one whole-image run (docs/model-format.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .. import intnet, tiles
+from .. import tiles
 from ..container import FULL, StreamProfile
+from ..entropy import TableSet
 from ..errors import AecodecError, CorruptStreamError, ModelError
-from ..model import Model
 from ..tiles import TileGrid
-from .base import LatentCodec, channel_index, gained
+from .base import LatentCodec, gained
+from .channel import ChannelCodec
+from .gaussian import GaussianCodec, Part, YCodec
+from .hyperdecoder import HyperDecoder
+
+if TYPE_CHECKING:
+    from ..model import Model
 
 
 class HyperpriorCodec(LatentCodec):
+    """z by a ChannelCodec, the hyper-decoder's parameters, y by the plugged-in y-codec."""
+
     family = "hyperprior"  # full profile only (LatentCodec.profiles)
     side_sections = 1
+    graphs = ("hyper_analysis.onnx",)
+    y_codec: type[YCodec] = GaussianCodec  # the y-codec a family plugs in
 
-    def __init__(self, model: Model):
+    @classmethod
+    def files(cls) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*super().files(), *cls.graphs, *ChannelCodec.files,
+                                    *HyperDecoder.files, *cls.y_codec.files)))
+
+    def __init__(self, model: Model, y_codec: YCodec | None = None):
         super().__init__(model)
-        self.z_factor = model.z_factor  # y latents per z latent
-        self.z_halo = tiles.intnet_halo(model.net)
+        self.z = ChannelCodec(model, "z")
+        self.hyper = HyperDecoder(model)
+        self.y = y_codec if y_codec is not None else self.y_codec(model)
+        self.z_factor = self.hyper.z_factor  # y latents per z latent
+        self.z_halo = self.hyper.halo
+
+    @property
+    def y_tables(self) -> TableSet:
+        return self.y.tables
+
+    @property
+    def z_tables(self) -> TableSet:
+        return self.z.tables
 
     def z_shape(self, grid: TileGrid) -> tuple[int, int, int]:
         f = self.z_factor
-        return len(self.model.z_tables), -(-grid.hy // f), -(-grid.wy // f)
+        return len(self.z.tables), -(-grid.hy // f), -(-grid.wy // f)
 
     def check_sections(self, sections: list[bytes], grid: TileGrid) -> None:
         if grid.tiled and grid.tile % self.z_factor:
@@ -42,9 +73,8 @@ class HyperpriorCodec(LatentCodec):
         if not np.all(np.isfinite(y)):
             raise AecodecError("the model produced non-finite latents for this image")
         z_sym = self.hyper_latents(y, gain, grid)
-        zt, zc = self.model.z_tables, channel_index(z_sym.shape)
-        sections = [zt.encode(z_sym.ravel(), zc)]
-        bits = zt.estimate_bits(z_sym.ravel(), zc)
+        z_data, bits = self.z.encode(z_sym)
+        sections = [z_data]
         for r0, r1, c0, c1 in grid.boxes:
             data, b = self.encode_tile(gained(y[:, r0:r1, c0:c1], gain), z_sym, r0, c0)
             sections.append(data)
@@ -59,18 +89,16 @@ class HyperpriorCodec(LatentCodec):
             raise ModelError("latent.hyper_analysis_halo must be a multiple of the z stride")
         zs = self.z_shape(grid)
         z_sym = np.empty(zs, np.float64)
+        session = self.model.session("hyper_analysis.onnx")
         side = tiles.run_side(grid.hy, grid.wy, self.model.stride, f)
-        for box in tiles.tiles(grid.hy, grid.wy, side):
-            r0, r1, c0, c1 = box
-            R0, R1, C0, C1 = tiles.with_halo(box, halo, grid.hy, grid.wy)
+        for t in tiles.halo_tiles(grid.hy, grid.wy, side, halo):
+            R0, R1, C0, C1 = t.outer
             part = (y[:, R0:R1, C0:C1].astype(np.float64) * gain[:, None, None]).astype(np.float32)
-            z = self.model.run(self.model.hyper_analysis, "z", {"y": part[None]})[0]
-            top, left = (r0 - R0) // f, (c0 - C0) // f
-            zh, zw = -(-(r1 - r0) // f), -(-(c1 - c0) // f)
-            if z.shape[0] != zs[0] or z.shape[1] < top + zh or z.shape[2] < left + zw:
+            z = self.model.run(session, "z", {"y": part[None]})[0]
+            src, dst = t.crop(shrink=f)
+            if z.shape[0] != zs[0] or z.shape[1] < src[0].stop or z.shape[2] < src[1].stop:
                 raise ModelError(f"hyper-analysis produced {z.shape}, too small for its input")
-            z_sym[:, r0 // f : r0 // f + zh, c0 // f : c0 // f + zw] = np.rint(
-                z[:, top : top + zh, left : left + zw].astype(np.float64))
+            z_sym[(slice(None), *dst)] = np.rint(z[(slice(None), *src)].astype(np.float64))
         if not np.all(np.isfinite(z_sym)):
             raise AecodecError("the model produced non-finite hyper-latents for this image")
         return z_sym
@@ -82,7 +110,7 @@ class HyperpriorCodec(LatentCodec):
         self.check_sections(sections, grid)
         m, hy, wy = self.channels, grid.hy, grid.wy
         zs = self.z_shape(grid)
-        z_sym = self.model.z_tables.decode(sections[0], channel_index(zs)).reshape(zs)
+        z_sym = self.z.decode(sections[0], zs)
         extra: dict[str, np.ndarray] = {}
         if keep:
             extra = {"z_sym": z_sym, "y_sym": np.empty((m, hy, wy), np.int64),
@@ -110,7 +138,7 @@ class HyperpriorCodec(LatentCodec):
             pending.clear()
 
         area = 0
-        yt, have, need = self.model.y_tables, 0.0, 0.0
+        yt, have, need = self.y.tables, 0.0, 0.0
         for group in strips(boxes):
             # one hyper-decoder run per strip of small tiles, and the tiles of several strips
             # decoded together (a context model runs each step network once for all of
@@ -137,59 +165,30 @@ class HyperpriorCodec(LatentCodec):
         flush()
         return y_hat, extra
 
-    def decode_group(self, parts: list[tuple[bytes, np.ndarray, np.ndarray, int, int]]
-                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def decode_group(self, parts: list[Part]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Tiles' (section, means, table indices [M, th, tw], r0, c0) -> their (symbols,
-        means, indices), as `decode_tile` gives them."""
-        return [(self.model.y_tables.decode(sec, np.ascontiguousarray(idx).ravel())
-                 .reshape(mu.shape), mu, idx) for sec, mu, idx, _, _ in parts]
+        means, indices), by the y-codec (a context model runs each step network once for all
+        of them)."""
+        return self.y.decode_group(parts)
 
     def encode_tile(self, y_g: np.ndarray, z_sym: np.ndarray, r0: int, c0: int
                     ) -> tuple[bytes, float]:
-        """One tile's y section (gained y [M, th, tw] at latent (r0, c0)) and its bits: the
-        mean-removed symbols under the hyper-decoder's scale tables."""
+        """One tile's y section (gained y [M, th, tw] at latent (r0, c0)) and its bits, by the
+        y-codec under the hyper-decoder's parameters."""
         mu, idx = self.entropy_params(z_sym, y_g.shape, r0, c0)
-        sym = np.rint(y_g - mu).ravel()
-        yt = self.model.y_tables
-        return yt.encode(sym, idx), yt.estimate_bits(sym, idx)
+        return self.y.encode(y_g, mu, idx, r0, c0)
 
     def decode_tile(self, section: bytes, z_sym: np.ndarray, shape: tuple, r0: int, c0: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inverse of `encode_tile`: the tile's symbols, means and table indices."""
         mu, idx = self.entropy_params(z_sym, shape, r0, c0)
-        return self.model.y_tables.decode(section, idx).reshape(shape), mu, idx
+        return self.y.decode_group([(section, mu, idx.reshape(shape), r0, c0)])[0]
 
     def entropy_params(self, z_sym: np.ndarray, y_shape: tuple, r0: int = 0, c0: int = 0
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Means and table indices for the y box of `y_shape` at latent (r0, c0), from the
         integer hyper-decoder run on the z box plus a halo covering its receptive field."""
-        m, th, tw = y_shape
-        f = self.z_factor
-        block = tiles.INTNET_BLOCK * f
-        if self.z_halo and (th > block or tw > block):  # big regions by blocks: less memory
-            mu = np.empty((m, th, tw), np.float64)
-            idx = np.empty((m, th, tw), np.int16)
-            for b0, b1, d0, d1 in tiles.tiles(th, tw, block):
-                mb, ib = self.entropy_params(z_sym, (m, b1 - b0, d1 - d0), r0 + b0, c0 + d0)
-                mu[:, b0:b1, d0:d1] = mb
-                idx[:, b0:b1, d0:d1] = ib.reshape(m, b1 - b0, d1 - d0)
-            return mu, idx.ravel()
-        hz, wz = z_sym.shape[1:]
-        box = (r0 // f, -(-(r0 + th) // f), c0 // f, -(-(c0 + tw) // f))
-        Z0, Z1, X0, X1 = tiles.with_halo(box, self.z_halo, hz, wz)
-        out = intnet.run(self.model.net, z_sym[:, Z0:Z1, X0:X1])
-        expect = (2 * m, (Z1 - Z0) * f, (X1 - X0) * f)
-        if out.shape != expect:
-            raise ModelError(f"hyper-decoder produced {out.shape}, expected {expect}")
-        top, left = r0 - Z0 * f, c0 - X0 * f
-        out = out[:, top : top + th, left : left + tw]
-        if out.shape[1:] != (th, tw):
-            raise ModelError("hyper-decoder output does not cover the latent grid")
-        mu = out[:m].astype(np.float64) / 2.0**self.model.mean_bits
-        idx = out[m:]
-        if idx.size and (idx.min() < 0 or idx.max() >= len(self.model.y_tables)):
-            raise ModelError("hyper-decoder produced a scale index outside the tables")
-        return mu, idx.astype(np.int16).ravel()  # compact: the tables number < 2**15
+        return self.hyper.params(z_sym, y_shape, r0, c0, len(self.y.tables))
 
 
 STRIP_AREA = 4096  # latent positions: tiles are decoded in row strips of at least this area
