@@ -7,18 +7,13 @@ factorized family a `ChannelCodec` for y; the hyperprior a `ChannelCodec` for z,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .base import LatentCodec
+from .base import LatentCodec, LoadedModel
 from .channel import ChannelCodec
 from .context import ContextCodec, ContextYCodec
 from .factorized import FactorizedCodec
 from .gaussian import GaussianCodec, YCodec
 from .hyperdecoder import HyperDecoder
 from .hyperprior import HyperpriorCodec
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 LATENT_CODECS: dict[str, type[LatentCodec]] = {
     "factorized": FactorizedCodec,
@@ -27,13 +22,13 @@ LATENT_CODECS: dict[str, type[LatentCodec]] = {
 }
 
 
-def for_model(model: Model) -> LatentCodec:
+def for_model(model: LoadedModel) -> LatentCodec:
     """The latent codec of a loaded model's family: the one the model loaded (its tables and
     networks are loaded once per model, shared by every Codec of it)."""
     return model.latent
 
 
 __all__ = ["LATENT_CODECS", "ChannelCodec", "ContextCodec", "ContextYCodec", "FactorizedCodec",
-           "GaussianCodec", "HyperDecoder", "HyperpriorCodec", "LatentCodec", "YCodec",
-           "for_model"]
+           "GaussianCodec", "HyperDecoder", "HyperpriorCodec", "LatentCodec", "LoadedModel",
+           "YCodec", "for_model"]
 

@@ -4,7 +4,7 @@
 for its family: table sets, side networks (e.g. the integer hyper-decoder), gains applied to y,
 and the order and meaning of the sections (docs/format.md). It declares the model files it
 reads (`files`, checked by codec/model.py against the manifest) and loads its tables and
-networks itself, from the model's checked bytes (`Model.arrays`, `Model.session`). A new
+networks itself, from the model's checked bytes (`LoadedModel.arrays`, `.session`). A new
 entropy model is a new subclass registered in `aecodec.latent.LATENT_CODECS`.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -22,9 +23,33 @@ from ..tiles import TileGrid
 
 if TYPE_CHECKING:
     from ..entropy import TableSet
-    from ..model import Model
 
 Refine = Callable[[np.ndarray], np.ndarray]  # rounded symbols -> better symbols, same shape
+
+
+class LoadedModel(Protocol):
+    """What a latent codec reads from its model (`aecodec.model.Model`, which builds the
+    codec: the latent codecs never import it): the checked files and manifest fields."""
+
+    path: Path
+    gain: np.ndarray  # [K, M]: M is the latent channels
+    stride: int
+    z_factor: int  # y latents per z latent
+    hyper_analysis_halo: int
+    mean_bits: int
+    threads: int | None
+    rewrite: bool
+    spinning: bool
+    latent: LatentCodec
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        """An npz file's arrays, from the hash-checked bytes."""
+
+    def session(self, filename: str) -> Any:
+        """An ONNX graph's session, from the hash-checked bytes."""
+
+    def run(self, session: Any, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """One output of a session (failures are ModelErrors)."""
 
 
 class LatentCodec(ABC):
@@ -46,7 +71,7 @@ class LatentCodec(ABC):
         transforms and those of its parts (tables, networks, graphs)."""
         return cls.transforms
 
-    def __init__(self, model: Model):
+    def __init__(self, model: LoadedModel):
         """Loads the family's tables (on first use) and networks from the checked model."""
         self.model = model
         self.channels = int(model.gain.shape[1])

@@ -4,16 +4,12 @@ family's y and the hyperprior's z."""
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..container import FULL, StreamProfile
 from ..entropy import TableSet
-from .base import channel_index
-
-if TYPE_CHECKING:
-    from ..model import Model
+from .base import LoadedModel, channel_index
 
 
 class ChannelCodec:
@@ -22,7 +18,7 @@ class ChannelCodec:
 
     files = ("tables.npz",)  # the model files it reads
 
-    def __init__(self, model: Model, name: str):
+    def __init__(self, model: LoadedModel, name: str):
         self.model = model
         self.name = name
 

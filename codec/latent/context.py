@@ -11,17 +11,13 @@ follows the whole-image position (row + col even: anchors).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .. import ctxnet
 from ..errors import ModelError
+from .base import LoadedModel
 from .gaussian import Part, YCodec
 from .hyperprior import HyperpriorCodec
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 
 class ContextYCodec(YCodec):
@@ -30,7 +26,7 @@ class ContextYCodec(YCodec):
 
     files = ("tables.npz", "context.npz")
 
-    def __init__(self, model: Model):
+    def __init__(self, model: LoadedModel):
         super().__init__(model)
         if model.mean_bits != 4:
             raise ModelError(f"{model.path}: the context networks need means on a 1/16 grid")

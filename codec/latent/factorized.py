@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..container import FULL, StreamProfile
 from ..entropy import TableSet
 from ..tiles import TileGrid
-from .base import LatentCodec, Refine, gained
+from .base import LatentCodec, LoadedModel, Refine, gained
 from .channel import ChannelCodec
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 
 class FactorizedCodec(LatentCodec):
@@ -28,7 +23,7 @@ class FactorizedCodec(LatentCodec):
     def files(cls) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*super().files(), *ChannelCodec.files)))
 
-    def __init__(self, model: Model):
+    def __init__(self, model: LoadedModel):
         super().__init__(model)
         self.y = ChannelCodec(model, "y")
 

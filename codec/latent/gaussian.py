@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..entropy import TableSet
-
-if TYPE_CHECKING:
-    from ..model import Model
+from .base import LoadedModel
 
 # one tile's (section, means [M, th, tw], table indices [M, th, tw], r0, c0)
 Part = tuple[bytes, np.ndarray, np.ndarray, int, int]
@@ -24,7 +21,7 @@ class YCodec(ABC):
 
     files: tuple[str, ...] = ("tables.npz",)
 
-    def __init__(self, model: Model):
+    def __init__(self, model: LoadedModel):
         self.model = model
 
     @cached_property

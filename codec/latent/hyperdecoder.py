@@ -3,15 +3,11 @@ scale-table indices of y, exact on every machine (codec/intnet.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .. import intnet, tiles
 from ..errors import ModelError
-
-if TYPE_CHECKING:
-    from ..model import Model
+from .base import LoadedModel
 
 
 class HyperDecoder:
@@ -20,7 +16,7 @@ class HyperDecoder:
 
     files = ("hyper_synthesis.npz",)
 
-    def __init__(self, model: Model):
+    def __init__(self, model: LoadedModel):
         arrays = model.arrays("hyper_synthesis.npz")
         # 8-bit convolutions where exact (intnet.IntNet); `rewrite=False`: float64 only
         self.net: dict[str, np.ndarray] = (intnet.IntNet(arrays, model.threads, model.spinning)

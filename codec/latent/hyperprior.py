@@ -11,8 +11,6 @@ same parameters as one whole-image run (docs/model-format.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .. import tiles
@@ -20,13 +18,10 @@ from ..container import FULL, StreamProfile
 from ..entropy import TableSet
 from ..errors import AecodecError, CorruptStreamError, ModelError
 from ..tiles import TileGrid
-from .base import LatentCodec, gained
+from .base import LatentCodec, LoadedModel, gained
 from .channel import ChannelCodec
 from .gaussian import GaussianCodec, Part, YCodec
 from .hyperdecoder import HyperDecoder
-
-if TYPE_CHECKING:
-    from ..model import Model
 
 
 class HyperpriorCodec(LatentCodec):
@@ -42,7 +37,7 @@ class HyperpriorCodec(LatentCodec):
         return tuple(dict.fromkeys((*super().files(), *cls.graphs, *ChannelCodec.files,
                                     *HyperDecoder.files, *cls.y_codec.files)))
 
-    def __init__(self, model: Model, y_codec: YCodec | None = None):
+    def __init__(self, model: LoadedModel, y_codec: YCodec | None = None):
         super().__init__(model)
         self.z = ChannelCodec(model, "z")
         self.hyper = HyperDecoder(model)
