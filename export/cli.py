@@ -122,7 +122,7 @@ def _is_loop_checkpoint(path: Path) -> bool:
                    "(downscaled to 1024) up to --pack-mib.")
 @click.option("--pack-mib", type=float, default=20.0, show_default=True,
               help="Size of the archive --pack writes; 0: every whole photo instead.")
-@click.option("--pack-crop", type=int, default=320, show_default=True,
+@click.option("--pack-crop", type=int, default=256, show_default=True,
               help="Side of the crops --pack cuts.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
               help="After training, export the model folder here (ONNX + tables + manifest).")

@@ -31,19 +31,22 @@ def _fit(img: Image.Image, max_side: int) -> Image.Image:
     return img
 
 
-def build_archive(folders: list[Path], out: Path, max_side: int = 1024, quality: int = 95,
-                  max_bytes: int | None = None, crop: int = 320, seed: int = 0) -> int:
+def build_archive(folders: list[Path], out: Path, max_side: int = 1024,
+                  quality: int | None = None, max_bytes: int | None = None, crop: int = 256,
+                  seed: int = 0) -> int:
     """Write the images of `folders` into one tar; large ones are downscaled to `max_side`.
 
     Without `max_bytes`: every image, JPEGs that already fit with their original bytes (no
-    second generation of artefacts), the others re-encoded as JPEG at `quality` (4:4:4).
-    With it: `crop`-pixel squares cut from every downscaled image (a grid of them), drawn in
-    a seeded random order until the archive would pass `max_bytes`: a training set of a
-    given size, spread over all the photos. Returns the archive's size in bytes."""
+    second generation of artefacts), the others re-encoded as JPEG at `quality` (4:4:4; 95 by
+    default). With it: `crop`-pixel squares cut from every downscaled image (a grid of them),
+    as JPEG at `quality` (90 by default: 872 crops of 256 px from 464 of the 562 training
+    photos in 20 MiB, against 628 at 95 and 539 of 320 px at 90), drawn in a seeded random
+    order until the archive would pass `max_bytes`: a training set of a given size, spread
+    over all the photos. Returns the archive's size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    members = _whole_images(folders, max_side, quality) if max_bytes is None else \
-        _crops(folders, max_side, quality, max_bytes, crop, seed)
+    members = _whole_images(folders, max_side, quality or 95) if max_bytes is None else \
+        _crops(folders, max_side, quality or 90, max_bytes, crop, seed)
     with tarfile.open(tmp, "w") as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
