@@ -94,3 +94,17 @@ def test_stream_read_then_check():
     with pytest.raises(CorruptStreamError, match="checksum"):
         damaged.check()
     assert container.parse(stream) is stream
+
+
+def test_a_folder_job_decodes_with_one_check(synth, photo, crc_calls):
+    """`aecodec decompress` of files (batch.Coder): pixels and metadata from one Stream."""
+    from aecodec import batch
+
+    model = str(synth["hyperprior"])
+    image = _rgba_with_icc(photo)
+    data = aecodec.Codec(model).compress(image)
+    crc_calls.clear()
+    coded = batch.Coder(batch.Settings(mode="decompress", model=model)).transform(data, "PNG")
+    assert crc_calls == [False]
+    out = Image.open(io.BytesIO(coded.data))
+    assert out.info["icc_profile"] == image.info["icc_profile"] and out.mode == "RGBA"

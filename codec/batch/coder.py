@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 
+from .. import container
+from ..container import Stream
 from ..errors import AecodecError
 from .fileio import read
 
@@ -102,7 +104,7 @@ class Coder:
                 warnings.warn(str(w.message), LossWarning, stacklevel=2)
         return enc
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes | Stream) -> np.ndarray:
         """A stream -> pixels, with the model it names unless one was given (the API's lookup,
         which keeps the codec open)."""
         from ..codec import decompress
@@ -120,8 +122,9 @@ class Coder:
                 enc = self.encode(source)
             else:
                 data = Path(source).read_bytes() if isinstance(source, str) else source
-                pixels = self.decode(data)
-                out = encode_image(pixels, fmt, stream_metadata(data),
+                stream = container.read(data)  # parsed once, for the pixels and the metadata
+                pixels = self.decode(stream)
+                out = encode_image(pixels, fmt, stream_metadata(stream),
                                    self.settings.out_quality)
         if compress:
             h, w = enc.height, enc.width
