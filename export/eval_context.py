@@ -5,7 +5,7 @@ The shipped model's ONNX hyper-analysis, its exact integer hyper-decoder, its pr
 what the range coder would write for y and z, so the saving is the real one at equal pixels
 (y, and so the decoded image, is unchanged).
 
-python -m aecodec.export.eval_context runs/ctx-cb/ckpt.pt runs/kodak_latents.npz
+aecodec train eval-context runs/ctx/context.pt runs/kodak_latents.npz
 
 With `--bench results.json` the BD-rate it implies follows, from the bench's own projection
 (`aecodec.bench.context_projection`, run as its command).
