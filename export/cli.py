@@ -28,9 +28,10 @@ class DefaultGroup(click.Group):
 def train() -> None:
     """Train models (needs torch). Without a subcommand: `photo`.
 
-    Each subcommand takes --out (the run folder: checkpoint, log, exported model); a
-    subcommand on the one training loop (aecodec.export.loop) resumes a run in --out by
-    itself, stops after --minutes, and runs on --device."""
+    Every training is a task of the one loop (aecodec.export.loop) and takes the same
+    options for the same things: --out (the run folder: checkpoint, log, export), --steps,
+    --minutes, --batch, --lr, --device, --resume, ... The same command on the same --out
+    resumes the run. docs/training.md has the commands and what each costs."""
 
 
 def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True,

@@ -106,8 +106,8 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
     gains log-linearly: measured on Kodak, the hyperprior's curve stays smooth two levels down
     (0.32 -> 0.13 bpp on a Kodak subset), which stretches quality 1 towards 0.1 bpp.
 
-    A weights file with an 8-bit synthesis (the `int8` task, export/tasks/int8.py) exports it in place of the
-    float one: exact pixels on every runtime (docs/model-format.md).
+    A weights file with an 8-bit synthesis (the `int8` task, export/tasks/int8.py) exports
+    it in place of the float one: exact pixels on every runtime (docs/model-format.md).
 
     `calib` (training images, never the evaluation set) makes the analysis 8-bit, calibrated
     on them (`int_analysis`): faster encoding; decoding is unaffected.

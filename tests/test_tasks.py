@@ -163,3 +163,16 @@ def test_the_lean_run_from_a_pack_and_a_checkpoint_kept_elsewhere(photo_folder, 
     codec = aecodec.Codec(str(tmp_path / "run" / "model"), threads=1)
     img = photo_like(4, 64, 96)
     assert codec.decompress(codec.compress(img, quality=50)).shape == img.shape
+
+
+def test_the_cli_reference_shows_the_real_train_help():
+    """docs/cli.md's `aecodec train` section is the group's --help and photo's, verbatim."""
+    from aecodec.cli import main
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    section = doc.split("## aecodec train\n", 1)[1].split("\n## ", 1)[0]
+    shown = [block.split("```", 1)[0] for block in section.split("```\n")[1::2]]
+    for args, text in zip((["train", "--help"], ["train", "photo", "--help"]), shown,
+                          strict=True):
+        r = CliRunner().invoke(main, args, prog_name="aecodec", terminal_width=80)
+        assert r.exit_code == 0 and r.output == text, args
