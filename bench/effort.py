@@ -19,16 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aecodec.metrics import psnr
+
 from .bdrate import bd_rate
 
 SUBSET = [f"kodim{i:02d}" for i in range(1, 25, 3)]  # kodim01, 04, ..., 22
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 JPEG = Path(__file__).resolve().parents[1] / "results" / "kodak" / "results.json"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return float(10 * np.log10(255**2 / max(mse, 1e-12)))
 
 
 def mean_curve(rows: list[dict], images: list[str], key: str) -> tuple[list, list]:

@@ -31,7 +31,6 @@ How:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,7 @@ from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
 from .models import Hyperprior, at_positions, frozen, load_weights, synthesis
+from .tasks.photo import psnr
 
 # -- the network ----------------------------------------------------------------------------
 
@@ -226,9 +226,8 @@ def validate(model: Hyperprior, nets: dict[str, IntSynthesis],
             for _, y, a in pairs:
                 y_hat = decoded_latents(model, torch.from_numpy(y)[None].float(),
                                         torch.tensor([t]))
-                p = torch.round(net(y_hat).clamp(0, 1) * 255)[0].permute(1, 2, 0)
-                mse = torch.mean((p - torch.from_numpy(a).float()) ** 2).item()
-                ps.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+                x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+                ps.append(psnr(net(y_hat), x))
             row[name] = float(np.mean(ps))
         rows.append(row)
     return rows
