@@ -85,12 +85,12 @@ class _Twin:
 
     def __init__(self, model):
         torch = _torch()
-        from .fast_synthesis import _matches
+        from .fast_synthesis import rewritable
         from .onnx_wire import read_model
 
         self.torch = torch
         g = read_model(model.blob("synthesis.onnx"))
-        if not _matches(g):
+        if not rewritable(g):
             raise ModelError(f"effort > 0: {model.name}'s synthesis is not the exact 8-bit one")
         w = g.inits
         t = lambda a: torch.as_tensor(np.asarray(a, np.float32))  # noqa: E731

@@ -72,9 +72,9 @@ def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        from .imageio import _plain
+        from .imageio import plain_message
 
-        raise UnreadableImageError(f"cannot read image ({_plain(e)})") from None
+        raise UnreadableImageError(f"cannot read image ({plain_message(e)})") from None
     exif = _exif(im, lost)
     if exif is not None and exif.get(ORIENTATION, 1) != 1:
         im = ImageOps.exif_transpose(im)

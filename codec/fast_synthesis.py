@@ -41,7 +41,7 @@ _CONSTANTS = {"one": 1.0, "zp128": 128, "zp0": 0, "f128": 128.0, "f256": 256.0,
               "inv256": 1 / 256}
 
 
-def _matches(g: Graph) -> bool:
+def rewritable(g: Graph) -> bool:
     """Is this the graph export/int_onnx.py writes (same operators, wiring and constants)?"""
     if [n.op for n in g.nodes] != SHIPPED_OPS or g.inputs != ["y_hat"] or g.outputs != ["pixels"]:
         return False
@@ -106,7 +106,7 @@ def rewrite(data: bytes, signed_gamma: bool | None = None) -> bytes | None:
         g = read_model(data)
     except WireError:
         return None
-    if not _matches(g):
+    if not rewritable(g):
         return None
     w = g.inits
     nodes: list[Node] = []

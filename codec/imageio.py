@@ -46,10 +46,10 @@ def open_image(source: str | Path | bytes) -> Image.Image:
         raise UnreadableImageError(f"{name}cannot read image (not an image format Pillow "
                                    "reads)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise UnreadableImageError(f"{name}cannot read image ({_plain(e)})") from None
+        raise UnreadableImageError(f"{name}cannot read image ({plain_message(e)})") from None
 
 
-def _plain(e: BaseException) -> str:
+def plain_message(e: BaseException) -> str:
     """An exception's message without Python object reprs (`<_io.BytesIO object at 0x..>`)."""
     import re
 
@@ -67,7 +67,7 @@ def read_image(source: str | Path | bytes) -> np.ndarray:
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UnreadableImageError(f"{name}: cannot read image ({_plain(e)})") from None
+        raise UnreadableImageError(f"{name}: cannot read image ({plain_message(e)})") from None
 
 
 def pil_to_array(im: Image.Image) -> np.ndarray:

@@ -22,7 +22,7 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _fit(img: Image.Image, max_side: int) -> Image.Image:
+def fit_within(img: Image.Image, max_side: int) -> Image.Image:
     img = img.convert("RGB")
     scale = max_side / max(img.size)
     if scale < 1:
@@ -68,7 +68,7 @@ def _whole_images(folders: list[Path], max_side: int, quality: int
         for path in image_files(folder):
             with Image.open(path) as img:
                 keep = path.suffix.lower() in {".jpg", ".jpeg"} and max(img.size) <= max_side
-                data = path.read_bytes() if keep else _jpeg(_fit(img, max_side), quality)
+                data = path.read_bytes() if keep else _jpeg(fit_within(img, max_side), quality)
             rel = path.relative_to(folder).with_suffix(".jpg")
             yield f"{folder.name}/{rel.as_posix()}", data
 
@@ -79,7 +79,7 @@ def _crops(folders: list[Path], max_side: int, quality: int, max_bytes: int, cro
     for folder in folders:
         for path in image_files(folder):
             with Image.open(path) as img:
-                im = _fit(img, max_side)
+                im = fit_within(img, max_side)
             rel = path.relative_to(folder).with_suffix("")
             for top in range(0, im.height - crop + 1, crop):
                 for left in range(0, im.width - crop + 1, crop):

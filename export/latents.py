@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import _fit, image_files
+from .data import fit_within, image_files
 
 
 def compute_latents(folders: list[Path], model: str = "hyperprior", max_side: int | None = 1024,
@@ -32,7 +32,7 @@ def compute_latents(folders: list[Path], model: str = "hyperprior", max_side: in
     for folder in folders:
         for path in image_files(folder):
             with Image.open(path) as img:
-                img = _fit(img, max_side) if max_side else img.convert("RGB")
+                img = fit_within(img, max_side) if max_side else img.convert("RGB")
                 a = np.asarray(img)
             h, w = a.shape[0] // unit * unit, a.shape[1] // unit * unit
             if h == 0 or w == 0:

@@ -38,7 +38,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .data import _fit
+from .data import fit_within
 from .folder import write_model_folder
 from .int_synthesis import IntSynthesis
 from .latents import load_latents
@@ -133,7 +133,7 @@ def load_pairs(latents: Path, folders: list[Path], max_side: int = 1024
     for key, y in sorted(load_latents(latents).items()):
         top, rel = key.split("/", 1)
         with Image.open(by_name[top] / rel) as img:
-            a = np.asarray(_fit(img, max_side))
+            a = np.asarray(fit_within(img, max_side))
         h, w = y.shape[1] * 16, y.shape[2] * 16
         out.append((key, y, np.array(a[:h, :w])))
     return out
@@ -240,7 +240,7 @@ def export_folder(ckpt: Path, folder: Path, base: Path, name: str, version: str 
                   description: str | None = None) -> dict:
     """A model folder: `synthesis.onnx` from the checkpoint, every other file shared with
     `base` (listed with the base's hashes, found through `shares_files_with`)."""
-    from .onnx_export import _export_int_graph
+    from .onnx_export import export_int_graph
 
     st = torch.load(ckpt, weights_only=False)
     m = len(st["net"]["log_s_in.0"])
@@ -252,7 +252,7 @@ def export_folder(ckpt: Path, folder: Path, base: Path, name: str, version: str 
     def build(tmp: Path) -> dict:
         y = torch.round(torch.randn(1, m, 4, 6, generator=torch.Generator().manual_seed(0))
                         * 8) / 4
-        _export_int_graph(net, y, tmp / "synthesis.onnx")
+        export_int_graph(net, y, tmp / "synthesis.onnx")
         manifest = {k: v for k, v in base_manifest.items()
                     if k not in ("format", "results", "default", "files", "sha256", "id")}
         return manifest | {

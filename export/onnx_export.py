@@ -130,7 +130,7 @@ def export_model(weights: Path, folder: Path, name: str, eval_dir: Path | None =
             _export_graph(model.g_s, "y_hat", "x_hat", torch.round(y * 4) / 4,
                           tmp / "synthesis.onnx", fp16)
         else:
-            _export_int_graph(net, torch.round(y * 4) / 4, tmp / "synthesis.onnx")
+            export_int_graph(net, torch.round(y * 4) / 4, tmp / "synthesis.onnx")
         log_gain, log_inv = _extend_low(model.gains.log_gain.detach(),
                                         model.gains.log_inv_gain.detach(), extend_low)
         gain = torch.exp(log_gain).numpy().astype(np.float32)
@@ -178,7 +178,7 @@ def _load_int_synthesis(model: Codec, state: dict | None) -> tuple[IntSynthesis 
     return net, state["record"]
 
 
-def _export_int_graph(net: IntSynthesis, y_hat: torch.Tensor, path: Path) -> None:
+def export_int_graph(net: IntSynthesis, y_hat: torch.Tensor, path: Path) -> None:
     """Write the 8-bit graph; its pixels must equal the independent torch reference's."""
     data = build_graph(net).SerializeToString()
     path.write_bytes(data)
