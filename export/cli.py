@@ -219,8 +219,9 @@ def int8(weights: Path, data: Path, scale_lr: float, in_place: bool, **o) -> Non
               help="Held-out training photos the validation cost is measured on.")
 @click.option("--rate", "rate_proxy", type=click.Choice(["noisy", "rounded"]), default="noisy",
               show_default=True, help="Rate trained on: densities of noisy or of rounded symbols.")
-@click.option("--parts", type=click.Choice(["all", "hyper"]), default="all", show_default=True,
-              help="What trains: analysis and hyper-analysis, or the hyper-analysis alone.")
+@click.option("--parts", type=click.Choice(["all", "hyper", "gains"]), default="all",
+              show_default=True, help="What trains: analysis and hyper-analysis, the "
+                                      "hyper-analysis alone, or the encoder's gains alone.")
 def encoder(data: Path, weights: Path, model_name: str, val_images: int, rate_proxy: str,
             parts: str, **o) -> None:
     """Fine-tune the encoder alone against a shipped decoder (docs/effort.md); CPU only."""

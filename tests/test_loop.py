@@ -86,6 +86,31 @@ def test_encoder_task_through_the_command(photo_folder, photo_like, tmp_path):
     assert r.exit_code == 0 and "resumed encoder at step 2" in r.output, r.output
 
 
+@pytest.mark.slow
+def test_encoder_gains_train_alone_and_export_into_the_tables(photo_folder, tmp_path):
+    """`--parts gains`: only the encoder's per-level gains learn, and the exported folder's
+    tables carry them (inv_gain, the decoder's, as shipped)."""
+    if not CHECKPOINT.is_file():
+        pytest.skip("no hyperprior checkpoint")
+    import aecodec
+    from aecodec.export.tasks.encoder import EncoderTask
+
+    torch.set_num_threads(1)
+    task = EncoderTask(photo_folder, CHECKPOINT, parts="gains", val_images=1)
+    task.recipe = Recipe(crop=64)
+    model = task.build("cpu")
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["log_scale"]
+    with torch.no_grad():
+        model.log_scale[3, :5] = 0.1
+    folder = task.export(model, tmp_path)
+    shipped = aecodec.Codec("hyperprior-fast", threads=1).model
+    with np.load(folder / "tables.npz") as f:
+        gain, inv = f["gain"], f["inv_gain"]
+    want = shipped.gain.copy()
+    want[3, :5] *= np.exp(0.1)
+    assert np.allclose(gain, want, rtol=1e-6) and np.array_equal(inv, shipped.inv_gain)
+
+
 def test_torch_gain_interpolation_mirrors_the_runtime():
     """`models.at_positions(quality_position(q))` is `aecodec.rate.at_quality(q)`: the torch
     side trains at the gains the runtime will use, at every quality."""

@@ -36,15 +36,19 @@ from ..loop import Recipe, Task
 # trained), or at the rounded symbols a stream carries (straight-through; the Gaussian's mass
 # is smooth in its centre, unlike the tables' interpolated code lengths).
 RATES = ("noisy", "rounded")
-PARTS = ("all", "hyper")  # what trains: analysis and hyper-analysis, or the latter alone
+PARTS = ("all", "hyper", "gains")  # what trains: analysis and hyper-analysis, the latter
+# alone, or the encoder's own gains alone
 
 
 class Encoder(nn.Module):
     """The trainable half: analysis and hyper-analysis (float, as trained)."""
 
-    def __init__(self, g_a: nn.Module, h_a: nn.Module) -> None:
+    def __init__(self, g_a: nn.Module, h_a: nn.Module, levels: int = 0, m: int = 0) -> None:
         super().__init__()
         self.g_a, self.h_a = g_a, h_a
+        # the encoder's own gains: a log-scale per level and channel on top of the shipped
+        # ones (the decoder's inverse gains stay), trained with --parts gains only
+        self.log_scale = nn.Parameter(torch.zeros(levels, m), requires_grad=False)
 
 
 class EncoderTask(Task):
@@ -89,9 +93,13 @@ class EncoderTask(Task):
         self.lambdas = [float(v) for v in m.info.manifest["rate"]["lambdas"]]
         n = len(self.lambdas)
         self.level_set = list(self.levels) if self.levels else list(range(n))
-        enc = Encoder(base.g_a, base.h_a).to(device).train()
+        enc = Encoder(base.g_a, base.h_a, len(self.gain), self.gain.shape[1]).to(device).train()
         if self.parts == "hyper":  # the hyper-analysis alone: the rate side, y as analysed
             enc.g_a.requires_grad_(False)
+        if self.parts == "gains":  # the encoder's gains alone: level-aware, 10 x 192 numbers
+            enc.g_a.requires_grad_(False)
+            enc.h_a.requires_grad_(False)
+            enc.log_scale.requires_grad_(True)
         return enc
 
     def param_groups(self, model: nn.Module) -> dict:
@@ -116,7 +124,8 @@ class EncoderTask(Task):
     def rd(self, model: nn.Module, x: torch.Tensor, k: int, hard_synthesis: bool = False):
         """(loss, mse, bpp) of crops x [B, 3, H, W] in [0, 1] at rate level k."""
         tw, F = self.twin, torch.nn.functional
-        y = model.g_a(x).float() * self.gain[k][None, :, None, None]
+        gain = self.gain[k] * torch.exp(model.log_scale[k])
+        y = model.g_a(x).float() * gain[None, :, None, None]
         z = model.h_a(y).float()
         with torch.autocast(x.device.type, enabled=False):  # integer grids stay exact
             z_hat = z + (z.round() - z).detach()
@@ -190,6 +199,12 @@ class EncoderTask(Task):
             export_hyper_analysis(model.h_a, y, tmp / "hyper_analysis.onnx")
             for name in ("synthesis.onnx", "hyper_synthesis.npz", "tables.npz"):
                 shutil.copyfile(self.codec.model.file(name), tmp / name)
+            if self.parts == "gains":  # the encoder's gains as trained (inv_gain as shipped)
+                with np.load(tmp / "tables.npz") as f:
+                    tables = {k: f[k] for k in f.files}
+                scale = np.exp(model.log_scale.detach().double().numpy())
+                tables["gain"] = (tables["gain"] * scale).astype(tables["gain"].dtype)
+                np.savez(tmp / "tables.npz", **tables)
             keep = {k: v for k, v in manifest.items()
                     if k not in ("files", "sha256", "id", "shares_files_with", "default",
                                  "results", "format")}
