@@ -92,8 +92,11 @@ def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None
                     schedule=o["schedule"], bf16=o["bf16"], compile=o["compile_"],
                     validate_every=o["validate_every"],
                     checkpoint_minutes=o["checkpoint_minutes"], seed=o["seed"], **recipe)
-    return fit(task, recipe, out, device=o["device"], minutes=o["minutes"], log=log,
-               start=start if start is not None else o["resume"])
+    try:
+        return fit(task, recipe, out, device=o["device"], minutes=o["minutes"], log=log,
+                   start=start if start is not None else o["resume"])
+    except (ValueError, FileNotFoundError) as e:  # a refused checkpoint, no images: one line
+        raise click.ClickException(str(e)) from None
 
 
 def _is_loop_checkpoint(path: Path) -> bool:
@@ -101,7 +104,11 @@ def _is_loop_checkpoint(path: Path) -> bool:
 
     from .loop import FORMAT
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same bad input
+        raise click.BadParameter(f"{path}: not a checkpoint or weights file ({e})",
+                                 param_hint="--resume") from None
     return isinstance(state, dict) and state.get("format") == FORMAT and "task" in state
 
 

@@ -189,11 +189,11 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     rank, world, device = distributed(device)
     if recipe.batch % world:
         raise ValueError(f"batch {recipe.batch} does not split over {world} processes")
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     torch.manual_seed(recipe.seed)  # the same initial model in every process
     task.recipe = recipe
-    model = task.build(device)
+    model = task.build(device)  # bad data or weights fail here, before OUT is made
+    out.mkdir(parents=True, exist_ok=True)
     groups = {k: _groups(v) for k, v in task.param_groups(model).items()}
     opts = {k: torch.optim.Adam([{"params": ps, "lr": recipe.lr * s} for ps, s in gs])
             for k, gs in groups.items()}

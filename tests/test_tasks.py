@@ -176,3 +176,25 @@ def test_the_cli_reference_shows_the_real_train_help():
                           strict=True):
         r = CliRunner().invoke(main, args, prog_name="aecodec", terminal_width=80)
         assert r.exit_code == 0 and r.output == text, args
+
+
+def test_bad_training_inputs_are_one_line_errors(photo_folder, tmp_path):
+    """A file that is no checkpoint, a checkpoint of another task, a folder without images:
+    a non-zero exit and one `Error:` line, not a traceback."""
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    tiny = ["--n", 8, "--m", 8, "--nz", 8, "--batch", 2, "--crop", 64, "--threads", 1]
+    r = CliRunner().invoke(train, [str(a) for a in ["photo", photo_folder, "--out",
+                                                    tmp_path / "a", "--resume", junk, *tiny]])
+    assert r.exit_code == 2 and "not a checkpoint or weights file" in r.output, r.output
+    _run("photo", photo_folder, "--out", tmp_path / "b", "--steps", 1, *tiny)
+    r = CliRunner().invoke(train, [str(a) for a in ["int8", tmp_path / "b" / "weights.pt",
+                                                    photo_folder, "--out", tmp_path / "b",
+                                                    "--steps", 1, "--crop", 64]])
+    assert r.exit_code == 1 and "another task or configuration" in r.output, r.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = CliRunner().invoke(train, [str(a) for a in ["photo", empty, "--out", tmp_path / "c",
+                                                    *tiny]])
+    assert r.exit_code == 1 and r.output.startswith("Error: no image"), r.output
+    assert not (tmp_path / "c").exists()  # no run folder left behind

@@ -47,6 +47,7 @@ class PhotoTask(Task):
         self._record = state.get("record", {})
 
     def build(self, device: str) -> nn.Module:
+        self._load()  # the images first: a folder without any is refused before anything
         if self.init is not None:
             model, state = load_weights(self.init, device)
             self.cfg, self._record = model.cfg, state.get("record", {})
