@@ -138,26 +138,3 @@ def random_crops(images: list[torch.Tensor], size: int, batch: int,
             c = c.flip(2)
         out.append(c)
     return torch.stack(out).float() / 255
-
-
-class Crops:
-    """Endless batches of random crops (with flips) from images kept on `device` as uint8."""
-
-    def __init__(self, images: list[np.ndarray], size: int, batch: int, device: str, seed=0):
-        self.images = [torch.from_numpy(a.copy()).permute(2, 0, 1).to(device) for a in images]
-        self.size, self.batch = size, batch
-        self.gen = np.random.default_rng(seed)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        while True:
-            out = []
-            for i in self.gen.integers(0, len(self.images), self.batch):
-                img = self.images[i]
-                _, h, w = img.shape
-                top = int(self.gen.integers(0, h - self.size + 1))
-                left = int(self.gen.integers(0, w - self.size + 1))
-                c = img[:, top : top + self.size, left : left + self.size]
-                if self.gen.random() < 0.5:
-                    c = c.flip(2)
-                out.append(c)
-            yield torch.stack(out).float() / 255

@@ -103,6 +103,20 @@ class Task:
         return None
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The task's own module under what `fit` wraps it in (torch.compile, DDP)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def steps_trained(record: dict | None) -> int:
+    """The steps every run of a record trained (its exports count them)."""
+    return sum(r.get("end_step", 0) - r["start_step"] for r in (record or {}).get("runs", []))
+
+
 def distributed(device: str) -> tuple[int, int, str]:
     """(rank, world size, device) of this process; starts the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..context import ContextConfig, ContextModel
 from ..latents import load_latents
-from ..loop import Recipe, Task, save_atomic
+from ..loop import Recipe, Task, save_atomic, steps_trained, unwrap
 from ..models import at_positions, frozen, load_weights, quality_position
 
 
@@ -121,7 +121,7 @@ class ContextTask(Task):
 
     def losses(self, model: nn.Module, batch: Any, frac: float):
         y, quality = batch
-        inner = getattr(model, "module", getattr(model, "_orig_mod", model))
+        inner = unwrap(model)
         inner.quantize = frac >= self.qat_from
         y_g, mean, idx, _, base = self.hyper(y, quality)
         res = model(y_g, mean, idx, train=True)
@@ -140,7 +140,7 @@ class ContextTask(Task):
         """OUT/context.pt: what `context-export` and `eval-context` read."""
         path = out / "context.pt"
         loop = self.record or {"runs": [], "validation": []}
-        steps = sum(r.get("end_step", 0) - r["start_step"] for r in loop["runs"])
+        steps = steps_trained(loop)
         batch = self.recipe.batch if self.recipe else 0
         save_atomic({"config": self.cfg.to_dict(), "model": model.state_dict(),
                      "seen": steps * batch, "record": loop}, path)

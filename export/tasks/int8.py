@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data import load_images, random_crops, split
 from ..int_synthesis import IntSynthesis, activation_ranges
-from ..loop import Recipe, Task, save_atomic
+from ..loop import Recipe, Task, save_atomic, steps_trained, unwrap
 from ..models import Hyperprior, at_positions, frozen, load_weights
 from .photo import image_tensor, psnr
 
@@ -160,7 +160,7 @@ class Int8Task(Task):
 
     def losses(self, m: nn.Module, batch: Any, frac: float):
         x, t = batch
-        inner = getattr(m, "module", getattr(m, "_orig_mod", m))
+        inner = unwrap(m)
         y = synthesis_input(inner.model, x, t)
         mse = torch.mean((inner.net(y).float().clamp(0, 1) - x) ** 2, dim=(1, 2, 3))
         loss = torch.log(mse.clamp_min(1e-10)).mean()
@@ -177,7 +177,7 @@ class Int8Task(Task):
         if target.resolve() != self.weights.resolve():
             shutil.copyfile(self.weights, target)
         loop = self.record or {"runs": [], "validation": []}
-        steps = sum(r.get("end_step", 0) - r["start_step"] for r in loop["runs"])
+        steps = steps_trained(loop)
         record = {"iterations": int(self._before["iterations"]) + steps,
                   "runs": [*self._before["runs"], *loop["runs"]],
                   "validation": (loop["validation"] or [{}])[-1]}

@@ -26,7 +26,7 @@ from ..light_synthesis import (
     shipped_int_synthesis,
     validate,
 )
-from ..loop import Recipe, Task, save_atomic
+from ..loop import Recipe, Task, save_atomic, steps_trained, unwrap
 
 
 class LightSynthesisTask(Task):
@@ -73,7 +73,7 @@ class LightSynthesisTask(Task):
 
     def losses(self, net: nn.Module, batch: Any, frac: float):
         y_hat, x = batch
-        inner = getattr(net, "module", getattr(net, "_orig_mod", net))
+        inner = unwrap(net)
         out = run_frozen(inner, y_hat, self.first)
         e = 16 * self.halo
         mse = torch.mean((out[:, :, e:-e, e:-e].float().clamp(0, 1) - x) ** 2, dim=(1, 2, 3))
@@ -91,7 +91,7 @@ class LightSynthesisTask(Task):
         """OUT/light.pt: the network, its widths, and the record the manifest keeps."""
         loop = self.record or {"runs": [], "validation": []}
         recipe = self.recipe or Recipe()
-        record = {"iterations": sum(r.get("end_step", 0) - r["start_step"] for r in loop["runs"]),
+        record = {"iterations": steps_trained(loop),
                   "stage": self.stage, "width": self.width, "batch": recipe.batch,
                   "crop": 16 * recipe.crop, "loss_halo": 16 * self.halo, "lr": recipe.lr,
                   "scale_lr": recipe.lr * self.scale_lr, "weights": str(self.weights),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..data import load_images, random_crops, split
-from ..loop import Recipe, Task
+from ..loop import Recipe, Task, save_atomic, steps_trained, unwrap
 from ..models import Codec, Config, build, load_weights
 
 
@@ -76,13 +76,12 @@ class PhotoTask(Task):
 
     def losses(self, model: nn.Module, batch: Any, frac: float):
         x, level = batch
-        inner = getattr(model, "module", getattr(model, "_orig_mod", model))
+        inner = unwrap(model)
         if hasattr(inner, "h_s"):
             inner.h_s.quantize = frac >= self.qat_from
         lambdas = torch.tensor(self.cfg.lambdas, device=x.device)
         loss, mse, bpp = rd_loss(model, x, level, lambdas)
-        core = getattr(inner, "module", inner)
-        aux = core.aux_loss()
+        aux = inner.aux_loss()
         psnr = float(torch.mean(-10 * torch.log10(mse.detach().clamp(min=1e-10))))
         return ({"main": loss, "aux": aux},
                 {"loss": float(loss.detach()), "bpp": float(bpp.detach().mean()), "psnr": psnr,
@@ -97,11 +96,9 @@ class PhotoTask(Task):
     def export(self, model: nn.Module, out: Path) -> Path:
         """OUT/weights.pt: the model with its config and training record. A run that trained
         no step keeps the 8-bit synthesis fine-tuned into the file before (it still fits)."""
-        from ..loop import save_atomic
-
         path = out / "weights.pt"
         loop = self.record or {"runs": [], "validation": []}
-        steps = sum(r.get("end_step", 0) - r["start_step"] for r in loop["runs"])
+        steps = steps_trained(loop)
         record = {"iterations": int(self._record.get("iterations", 0)) + steps,
                   "runs": [*self._record.get("runs", []), *loop["runs"]],
                   "validation": (loop["validation"] or [{}])[-1]}
