@@ -174,9 +174,10 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
     record = run_loop(task, out, o, start=start)
     weights = out / "weights.pt"
     if int_minutes > 0:  # in every process, as the photo task ran
-        from .tasks.int8 import Int8Task, model_digest
+        from .tasks.int8 import Int8Task
 
-        run_loop(Int8Task(weights, data[0], target=weights), out / "int8" / model_digest(weights),
+        int8 = Int8Task(weights, data[0], target=weights)
+        run_loop(int8, out / "int8" / int8.digest,
                  o | {"minutes": int_minutes, "steps": 10**9, "lr": 3e-5, "bf16": False,
                       "schedule": "cosine", "resume": None})
     if "export" not in record:

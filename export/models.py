@@ -162,6 +162,11 @@ def build(cfg: Config) -> Codec:
 def load_weights(path: Path, device: str = "cpu") -> tuple[Codec, dict]:
     """A model from `weights.pt` or `checkpoint.pt`, with its training record."""
     state = torch.load(path, map_location=device, weights_only=False)
+    return model_from_state(state, device), state
+
+
+def model_from_state(state: dict, device: str = "cpu") -> Codec:
+    """The model a weights file's contents describe (its config and state dict)."""
     model = build(Config(**state["config"])).to(device)
     model.load_state_dict(state["model"])
-    return model, state
+    return model

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import nn
 from ..data import load_images, random_crops, split
 from ..int_synthesis import IntSynthesis, activation_ranges
 from ..loop import Recipe, Task, save_atomic, steps_trained, unwrap
-from ..models import Hyperprior, at_positions, frozen, load_weights
+from ..models import Hyperprior, at_positions, frozen, model_from_state
 from .photo import image_tensor, psnr
 
 
@@ -38,9 +39,10 @@ def synthesis_input(model: Hyperprior, x: torch.Tensor, t: torch.Tensor) -> torc
     return torch.round(y - mean) * ig + mean * ig
 
 
-def build(weights: Path, images: list[np.ndarray], device: str) -> tuple[Hyperprior, IntSynthesis]:
-    """The trained model and its 8-bit synthesis, activation ranges calibrated on `images`."""
-    model, _ = load_weights(weights, device)
+def build(state: dict, images: list[np.ndarray], device: str) -> tuple[Hyperprior, IntSynthesis]:
+    """The trained model of a weights file's contents and its 8-bit synthesis, activation
+    ranges calibrated on `images`."""
+    model = model_from_state(state, device)
     assert isinstance(model, Hyperprior) and model.cfg.upsample == "subpel"
     frozen(model)
     levels = len(model.cfg.lambdas)
@@ -87,9 +89,9 @@ def half_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             for k, v in sd.items()}
 
 
-def model_digest(weights: Path) -> str:
-    """SHA-256 of a weights file's float model (not of the file, which the export rewrites)."""
-    state = torch.load(weights, map_location="cpu", weights_only=False)["model"]
+def model_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a weights file's float model (its state dict; not of the file, which the
+    export rewrites)."""
     h = hashlib.sha256()
     for k in sorted(state):
         h.update(k.encode())
@@ -116,11 +118,19 @@ class Int8Task(Task):
         self._val: list[np.ndarray] = []
         self._calib: list[np.ndarray] = []
 
+    @cached_property
+    def stored(self) -> dict:
+        """The weights file as it was when the task began, read once (the export may rewrite
+        it in place)."""
+        return torch.load(self.weights, map_location="cpu", weights_only=False)
+
+    @cached_property
+    def digest(self) -> str:
+        return model_digest(self.stored["model"])
+
     def config(self) -> dict[str, Any]:
         """With the float model's digest: a fine-tune is not resumed over other weights."""
-        if not hasattr(self, "_digest"):
-            self._digest = model_digest(self.weights)
-        return {"weights": str(self.weights), "model": self._digest, "data": str(self.data),
+        return {"weights": str(self.weights), "model": self.digest, "data": str(self.data),
                 "scale_lr": self.scale_lr}
 
     def _load(self) -> None:
@@ -132,10 +142,9 @@ class Int8Task(Task):
 
     def build(self, device: str) -> nn.Module:
         self._load()
-        model, net = build(self.weights, self._calib, device)
+        model, net = build(self.stored, self._calib, device)
         self._levels = len(model.cfg.lambdas)
-        prior = torch.load(self.weights, map_location="cpu", weights_only=False).get(
-            "int_synthesis")
+        prior = self.stored.get("int_synthesis")
         self._before = {"iterations": 0, "runs": []}
         if prior is not None:  # continue the fine-tune the weights already hold
             net.load_state_dict({k: v.float() for k, v in prior["net"].items()})
