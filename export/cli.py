@@ -38,48 +38,52 @@ def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True
                  validate_every: int = 0, schedule: str = "step", skip: tuple[str, ...] = ()):
     """The options every subcommand on the one loop shares, with the task's own defaults:
     the same name for the same thing everywhere (`skip`: those a task has no use for)."""
-    opts = [
-        click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-                     help="Run folder: checkpoint.pt, log.jsonl and the export (resumed when "
-                          "it holds a checkpoint)."),
-        click.option("--steps", "--iterations", "steps", type=int, default=steps,
-                     show_default=True, help="Length of the schedule, in steps."),
-        click.option("--minutes", type=float, default=None,
-                     help="Stop after this long (the schedule follows the clock)."),
-        click.option("--batch", type=int, default=batch, show_default=True,
-                     help="Global batch (split over torchrun's processes)."),
-        click.option("--crop", type=int, default=crop, show_default=True,
-                     help="Crop side in pixels."),
-        click.option("--lr", type=float, default=lr, show_default=True),
-        click.option("--schedule", type=click.Choice(["step", "cosine"]), default=schedule,
-                     show_default=True, help="step: lr x0.1 after 85 %; cosine: to zero."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ..."),
-        click.option("--threads", type=int, default=None, help="CPU threads for torch."),
-        click.option("--bf16/--no-bf16", default=bf16, show_default=True,
-                     help="bfloat16 autocast (rates and losses stay float32)."),
-        click.option("--compile/--no-compile", "compile_", default=None,
-                     help="torch.compile the forward pass (default: on CUDA only)."),
-        click.option("--validate-every", type=int, default=validate_every, show_default=True,
-                     help="Steps between validation points (0: at the start and end only)."),
-        click.option("--checkpoint-minutes", type=float, default=5.0, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--resume", type=click.Path(exists=True, path_type=Path), default=None,
-                     help="A checkpoint.pt of this loop to start from when OUT holds none "
-                          "(e.g. one kept outside the checkout)."),
-    ]
+    option = click.option
+    opts = {
+        "out": option("--out", "-o", type=click.Path(path_type=Path), required=True,
+                      help="Run folder: checkpoint.pt, log.jsonl and the export (resumed when "
+                           "it holds a checkpoint)."),
+        "steps": option("--steps", "--iterations", "steps", type=int, default=steps,
+                        show_default=True, help="Length of the schedule, in steps."),
+        "minutes": option("--minutes", type=float, default=None,
+                          help="Stop after this long (the schedule follows the clock)."),
+        "batch": option("--batch", type=int, default=batch, show_default=True,
+                        help="Global batch (split over torchrun's processes)."),
+        "crop": option("--crop", type=int, default=crop, show_default=True,
+                       help="Crop side in pixels."),
+        "lr": option("--lr", type=float, default=lr, show_default=True),
+        "schedule": option("--schedule", type=click.Choice(["step", "cosine"]),
+                           default=schedule, show_default=True,
+                           help="step: lr x0.1 after 85 %; cosine: to zero."),
+        "device": option("--device", default="cpu", show_default=True,
+                         help="cpu, cuda, cuda:1, ..."),
+        "threads": option("--threads", type=int, default=None, help="CPU threads for torch."),
+        "bf16": option("--bf16/--no-bf16", default=bf16, show_default=True,
+                       help="bfloat16 autocast (rates and losses stay float32)."),
+        "compile_": option("--compile/--no-compile", "compile_", default=None,
+                           help="torch.compile the forward pass (default: on CUDA only)."),
+        "validate_every": option("--validate-every", type=int, default=validate_every,
+                                 show_default=True, help="Steps between validation points "
+                                                         "(0: at the start and end only)."),
+        "checkpoint_minutes": option("--checkpoint-minutes", type=float, default=5.0,
+                                     show_default=True),
+        "seed": option("--seed", type=int, default=0, show_default=True),
+        "resume": option("--resume", type=click.Path(exists=True, path_type=Path),
+                         default=None, help="A checkpoint.pt of this loop to start from when "
+                                            "OUT holds none (e.g. one kept outside the "
+                                            "checkout)."),
+    }
 
     def decorate(fn):
-        for o in reversed(opts):
-            name = o(lambda: None).__click_params__[0].name  # type: ignore[attr-defined]
+        for name, option in reversed(opts.items()):
             if name not in skip:
-                fn = o(fn)
+                fn = option(fn)
         return fn
 
     return decorate
 
 
-def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None,
-             **recipe) -> dict:
+def run_loop(task, out: Path, o: dict, log=click.echo, **recipe) -> dict:
     """`fit` with the shared options `o` (the keyword arguments of a loop subcommand) and a
     task's own recipe fields."""
     import torch
@@ -94,7 +98,7 @@ def run_loop(task, out: Path, o: dict, log=click.echo, start: Path | None = None
                     checkpoint_minutes=o["checkpoint_minutes"], seed=o["seed"], **recipe)
     try:
         return fit(task, recipe, out, device=o["device"], minutes=o["minutes"], log=log,
-                   start=start if start is not None else o["resume"])
+                   start=o["resume"])
     except (ValueError, FileNotFoundError) as e:  # a refused checkpoint, no images: one line
         raise click.ClickException(str(e)) from None
 
@@ -166,12 +170,11 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
 
     if len(data) != 1:
         raise click.UsageError("train takes one DATA folder or archive")
-    start = None
     if o["resume"] is not None and not _is_loop_checkpoint(o["resume"]):
         init, o["resume"] = init or o["resume"], None  # weights (or an old run's checkpoint)
     task = PhotoTask(data[0], Config(family=family, n=n, m=m, nz=nz, upsample=upsample),
                      init=init, qat_from=qat_from)
-    record = run_loop(task, out, o, start=start)
+    record = run_loop(task, out, o)
     weights = out / "weights.pt"
     if int_minutes > 0:  # in every process, as the photo task ran
         from .tasks.int8 import Int8Task
