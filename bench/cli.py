@@ -33,6 +33,8 @@ from .run import ALL_CODECS, run_bench
 @click.option("--visual-image", default=None, help="Image (name without suffix) for visual.png.")
 @click.option("--max-images", type=click.IntRange(1), default=None,
               help="Use only the first N images of FOLDER.")
+@click.option("--every", "every_image", type=click.IntRange(1), default=1, show_default=True,
+              help="Use every K-th image of FOLDER only (sorted by name: 1, K+1, ...).")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib RD plots.")
 @click.option("--effort", "efforts", default="", metavar="N,N,...",
               help="Encoder efforts to add for the models effort optimises (curves "
@@ -43,14 +45,15 @@ from .run import ALL_CODECS, run_bench
 def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
           repeats: int | None, threads: int | None, anchor: str, speed_bpp: float,
           visual_bpp: float, visual_image: str | None, max_images: int | None,
-          no_plots: bool, efforts: str, effort_every: tuple[str, ...]) -> None:
+          every_image: int, no_plots: bool, efforts: str,
+          effort_every: tuple[str, ...]) -> None:
     """Sweep FOLDER's images (default: a built-in sample, reduced sweep) through each codec."""
     if folder is None:
         images, source = sample_images(), "built-in sample"
         points = points or 4
         repeats = 1 if repeats is None else repeats
     else:
-        images, source = load_folder(folder, max_images), str(folder)
+        images, source = load_folder(folder, max_images)[::every_image], str(folder)
         points = points or 8
         repeats = 3 if repeats is None else repeats
     names = [c.strip() for c in codecs.split(",") if c.strip()]

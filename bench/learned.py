@@ -40,6 +40,14 @@ class AecodecModel:
         return self._codec
 
     @property
+    def slow(self) -> bool:
+        """Encoders that train per image (the overfit family): minutes per point, so they run
+        only when named, get no warm-up and no speed repeats (their sweep times stand)."""
+        from aecodec import model
+
+        return model.find(self.model).family == "overfit"
+
+    @property
     def effective_threads(self) -> int:
         return self.threads
 

@@ -24,6 +24,9 @@ SCHEMA_VERSION = 1
 ALL_CODECS = ("aecodec", "jpeg", "webp", "jpeg2000", "avif", "jxl")
 
 
+SWEEP_STATE = "sweep-state.json"  # the points measured so far (resume)
+
+
 def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
                   efforts: dict[int, int] | None = None) -> dict[str, Codec]:
     """Codec adapters for the CLI names; "aecodec" expands to every photo model; `efforts`
@@ -32,10 +35,10 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
     learned = aecodec_models(threads) if any(n.startswith("aecodec") for n in names) else {}
     out: dict[str, Codec] = {}
     for n in names:
-        if n == "aecodec":
+        if n == "aecodec":  # the slow (per-image trained) family only when named
             if not learned:
                 log("[bench] no aecodec photo models installed: skipped")
-            out.update(learned)
+            out.update({k: v for k, v in learned.items() if not v.slow})
         elif n.startswith("aecodec-"):
             base = n.removesuffix("-reference")
             if n in learned:
@@ -95,12 +98,14 @@ def run_bench(
     codecs = select_codecs(codec_names, threads, log, efforts)
     if not codecs:
         raise RuntimeError("no codec to benchmark")
-    warm_up(codecs, images[0][1])
-    per_image = run_sweep(images, codecs, points, log)
+    warm_up({n: c for n, c in codecs.items() if not getattr(c, "slow", False)}, images[0][1])
+    # every point is saved as it is measured: a killed run continues where it stopped
+    per_image = run_sweep(images, codecs, points, log, outdir / SWEEP_STATE)
     t_sweep = time.perf_counter()
     curves = mean_curves(per_image)
     full = {n: c for n, c in codecs.items() if getattr(c, "every", 1) == 1}
-    speed = (run_speed(images, full, curves, repeats, threads, speed_bpp, log)
+    timed_codecs = {n: c for n, c in full.items() if not getattr(c, "slow", False)}
+    speed = (run_speed(images, timed_codecs, curves, repeats, threads, speed_bpp, log)
              if repeats > 0 else None)
     t_speed = time.perf_counter()
     res: dict[str, Any] = {

@@ -7,8 +7,10 @@ repeats speed figures come from ``speed.py``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -61,11 +63,16 @@ def measure_point(codec: Codec, img: np.ndarray, setting: float) -> dict[str, An
 
 def run_sweep(
     images: list[tuple[str, np.ndarray]], codecs: dict[str, Codec], points: int,
-    log: Callable[[str], None] = lambda s: None,
+    log: Callable[[str], None] = lambda s: None, state: Path | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """per_image[codec][image] = list of points, low rate first."""
+    """per_image[codec][image] = list of points, low rate first.
+
+    With `state`, every measured point is written there at once (atomically), and points found
+    there for the same codec, image and setting are taken instead of measured again: a run
+    that was killed continues where it stopped (`resumed` marks the points it took)."""
     settings = {name: c.settings(points) for name, c in codecs.items()}
     per_image: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in codecs}
+    done = _load_state(state)
     t0 = time.perf_counter()
     for k, (iname, img) in enumerate(images):
         here = {n: c for n, c in codecs.items() if k % getattr(c, "every", 1) == 0}
@@ -73,9 +80,34 @@ def run_sweep(
             per_image[name][iname] = []
         for i in range(points):
             for name, c in here.items():
-                per_image[name][iname].append(measure_point(c, img, settings[name][i]))
+                key = f"{name}|{iname}|{settings[name][i]!r}"
+                if key in done:
+                    point = {**done[key], "resumed": True}
+                else:
+                    point = measure_point(c, img, settings[name][i])
+                    done[key] = point
+                    _save_state(state, done)
+                per_image[name][iname].append(point)
         log(f"[sweep] {k + 1}/{len(images)} {iname} ({time.perf_counter() - t0:.0f} s)")
     return per_image
+
+
+def _load_state(state: Path | None) -> dict[str, dict[str, Any]]:
+    if state is None or not state.is_file():
+        return {}
+    try:
+        data = json.loads(state.read_text())
+        return {str(k): dict(v) for k, v in data["points"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # unreadable: measured again
+
+
+def _save_state(state: Path | None, done: dict[str, dict[str, Any]]) -> None:
+    if state is None:
+        return
+    tmp = state.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"points": done}))
+    tmp.replace(state)
 
 
 def _nanmean(vals: list[float]) -> float | None:

@@ -109,6 +109,8 @@ class Codec:
                              "index (only shipped fixed-size grayscale models have one)")
         self.profile = self.stream_profile.name
         self.refine = int(refine)
+        # what lies between pixels and sections: the family's pipeline (codec/pipeline.py)
+        self.pipeline = self.latent.pipeline(self)
 
     # ---- shapes -----------------------------------------------------------------------------
 
@@ -216,8 +218,7 @@ class Codec:
         effort = check_effort(effort)  # 0..4: encoder-side optimisation, docs/effort.md
         image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
-        return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra, a,
-                         effort)
+        return self.pipeline.encode(a, gray, quality, extra, effort)
 
     def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
                  strip: bool = False, effort: int = 0) -> bytes:
@@ -242,14 +243,15 @@ class Codec:
         effort = check_effort(effort)
         image, extra = extras.prepare(image, strip)
         a, gray = self.prepare(image)
-        y = self.analyse(a)
-        h, w = a.shape[:2]
-        if not self.model.variable_rate:
-            return self.code(y, h, w, gray, None, extra, a, effort)
+        return self.pipeline.encode_to_bpp(a, gray, bpp, extra, effort)
+
+    def search_bpp(self, code, bpp: float) -> Encoded:
+        """Bisection on the recordable qualities with `code(quality) -> Encoded`: the highest
+        whose stream is within `bpp`, else the smallest with a RateWarning."""
         tried: dict[float, Encoded] = {}
 
         def fits(q: float) -> bool:
-            tried[q] = self.code(y, h, w, gray, q, extra, a, effort)
+            tried[q] = code(q)
             return tried[q].bpp <= bpp
 
         enc = tried[rate.search_highest(fits)]
@@ -257,7 +259,7 @@ class Codec:
             import warnings
 
             warnings.warn(f"{bpp:g} bpp cannot be met: the smallest stream is {enc.bpp:.4f} "
-                          f"bpp (quality {enc.quality:g})", RateWarning, stacklevel=2)
+                          f"bpp (quality {enc.quality:g})", RateWarning, stacklevel=3)
         return enc
 
     # ---- decoding ---------------------------------------------------------------------------
@@ -267,9 +269,8 @@ class Codec:
         read) to H x W x 3 (or H x W) uint8 pixels; with an alpha section, H x W x 4 (or
         H x W x 2). The stream is parsed and its CRC checked once for every step."""
         stream = container.parse(data, self.max_pixels)
-        header, h, w, y_hat, _ = self._decode_latents(stream)
-        pixels = self._synthesize(y_hat, h, w, header.gray)
-        return extras.attach_alpha(pixels, stream) if header.extras else pixels
+        pixels = self.pipeline.decode(stream)
+        return extras.attach_alpha(pixels, stream) if stream.header.extras else pixels
 
     def decode_latents(self, data: bytes | container.Stream) -> dict[str, np.ndarray]:
         """The entropy-decoded latents of a stream (for checks across runtimes): `y_hat`
@@ -279,9 +280,9 @@ class Codec:
         _, _, _, y_hat, extra = self._decode_latents(stream, keep=True)
         return {"y_hat": y_hat, **extra}
 
-    def _decode_latents(self, stream: container.Stream, keep: bool = False):
-        """The header checked against the model, then the latent codec's decode."""
-        header, sections = stream.header, stream.latent
+    def check_header(self, stream: container.Stream) -> tuple[container.Header, int, int]:
+        """The header checked against this codec's model: (header, height, width)."""
+        header = stream.header
         model = self.model
         if header.model_id != model.id:
             raise ModelMismatchError(
@@ -302,6 +303,12 @@ class Codec:
             raise CorruptStreamError("stream's quality field does not fit its model")
         if header.tile is not None and model.info.fixed_size:
             raise CorruptStreamError("invalid tile size for this model")
+        return header, h, w
+
+    def _decode_latents(self, stream: container.Stream, keep: bool = False):
+        """The header checked against the model, then the latent codec's decode."""
+        header, h, w = self.check_header(stream)
+        sections, model = stream.latent, self.model
         if header.tile is None and h * w > tiles.UNTILED_MAX_PIXELS and not model.info.fixed_size:
             raise ImageTooLargeError(
                 f"an untiled (version 1) stream of a {w}x{h} image is over the limit of "

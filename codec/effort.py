@@ -44,8 +44,8 @@ def check_effort(effort) -> int:
 def check_model(info, effort: int) -> None:
     """A ModelError unless the model can be optimised at this effort (before any work): the
     hyperprior family (SGA, needs torch) and the fixed-size digit models (greedy search)."""
-    if not effort or info.fixed_size is not None:
-        return
+    if not effort or info.fixed_size is not None or info.family == "overfit":
+        return  # the overfit family's effort is its training length (aecodec.overfit)
     if info.family != "hyperprior":
         raise ModelError(f"effort > 0 needs a hyperprior-family or fixed-size digit model; "
                          f"'{info.name}' is {info.family}")

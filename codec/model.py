@@ -200,8 +200,10 @@ class Model:
         self._sessions: dict[str, Any] = {}
         try:
             self.tables = self.arrays("tables.npz")
-            self.gain = np.asarray(self.tables["gain"], np.float64)
-            self.inv_gain = np.asarray(self.tables["inv_gain"], np.float64)
+            # families without gains (the overfit one) still record a quality per level
+            ones = np.ones((max(self.info.levels, 1), 1))
+            self.gain = np.asarray(self.tables.get("gain", ones), np.float64)
+            self.inv_gain = np.asarray(self.tables.get("inv_gain", ones), np.float64)
         except (OSError, ValueError, KeyError) as e:
             raise ModelError(f"{self.path}/tables.npz: unreadable ({e!r})") from None
         if self.gain.ndim != 2 or self.gain.shape != self.inv_gain.shape:

@@ -76,6 +76,13 @@ class LatentCodec(ABC):
         self.model = model
         self.channels = int(model.gain.shape[1])
 
+    def pipeline(self, codec: Any) -> Any:
+        """What turns a prepared image into sections and back (codec/pipeline.py): for the
+        transform families, the model's analysis, this latent codec and its synthesis."""
+        from ..pipeline import TransformPipeline
+
+        return TransformPipeline(codec)
+
     @property
     def y_tables(self) -> TableSet:
         """The table set y is coded with (`Model.y_tables`)."""

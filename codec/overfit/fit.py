@@ -1,0 +1,238 @@
+"""Training one image's latents and networks (the encoder of the overfit family).
+
+torch is imported by this module alone, and this module only when an image is encoded with an
+overfit-family model (the `effort` extra). The networks mirror `decode.py` in float; after
+training they are quantised and the stream is written and checked by the exact decoder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import fused
+from .arch import CONTEXT, CTX_LEFT, CTX_RIGHT, CTX_UP, UP_EVEN, UP_ODD, UP_SHIFT, Arch
+
+LOG2 = math.log(2.0)
+
+
+def softround(x: torch.Tensor, t: float) -> torch.Tensor:
+    """A differentiable round (C3, Agustsson & Theis): -> round(x) as t -> 0."""
+    f = torch.floor(x)
+    d = x - f - 0.5
+    return f + 0.5 * torch.tanh(d / t) / math.tanh(0.5 / t) + 0.5
+
+
+def _up_kernel() -> torch.Tensor:
+    """[4, 1, 5, 5] phase kernels (ee, eo, oe, oo) of the x2 upsampling over a window of 5."""
+    e = torch.tensor([*UP_EVEN, 0.0]) / 2**UP_SHIFT
+    o = torch.tensor([0.0, *UP_ODD]) / 2**UP_SHIFT
+    k = [torch.outer(a, b) for a in (e, o) for b in (e, o)]
+    return torch.stack(k)[:, None]
+
+
+class Net(nn.Module):
+    """The autoregressive module and the synthesis of one image, in float."""
+
+    def __init__(self, arch: Arch, generator: torch.Generator):
+        super().__init__()
+        c, s, g = arch.arm_width, arch.synth_width, arch.grids
+        self.arch = arch
+
+        def rnd(*shape, std):
+            return nn.Parameter(torch.randn(*shape, generator=generator) * std)
+
+        def zeros(*shape):
+            return nn.Parameter(torch.zeros(*shape))
+
+        self.arm_w1, self.arm_b1 = rnd(c, c, std=1 / c), zeros(c)
+        self.arm_w2, self.arm_b2 = zeros(c, c), zeros(c)
+        self.arm_w3, self.arm_b3 = rnd(2, c, std=1 / c**2), zeros(2)
+        self.arm_ws = rnd(2, c, std=1 / c**2)
+        # a positive bias: at zero latents every unit is active, so gradients reach them
+        self.syn_w1 = rnd(s, g, std=1 / math.sqrt(g))
+        self.syn_b1 = nn.Parameter(torch.full((s,), 0.1))
+        self.syn_w2 = rnd(3, s, std=1 / s)
+        self.syn_b2 = nn.Parameter(torch.full((3,), 0.5))
+        self.syn_w3, self.syn_b3 = zeros(3, 3, 3, 3), zeros(3)
+        self.syn_w4, self.syn_b4 = zeros(3, 3, 3, 3), zeros(3)
+        kh, kw = CTX_UP + 1, CTX_LEFT + CTX_RIGHT + 1
+        self.register_buffer("ctx_index", torch.tensor(
+            [(dy + CTX_UP) * kw + dx + CTX_LEFT for dy, dx in CONTEXT]))
+        self.kshape = (kh, kw)
+        self.register_buffer("up", _up_kernel())
+
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """The parameters by their stream names (`Arch.layers`)."""
+        return {name: getattr(self, name.replace(".", "_")) for name, _ in self.arch.layers()}
+
+    # -- the entropy model ---------------------------------------------------------------
+
+    def arm(self, grids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, log-scale, y) of every latent of every grid, flattened in grid order."""
+        c = self.arch.arm_width
+        k = torch.zeros(c + 2, self.kshape[0] * self.kshape[1], dtype=self.arm_w1.dtype)
+        k = k.index_copy(1, self.ctx_index, torch.cat([self.arm_w1, self.arm_ws])
+                         ).view(c + 2, 1, *self.kshape)
+        feats, ys = [], []
+        for y in grids:
+            p = F.pad(y, (CTX_LEFT, CTX_RIGHT, CTX_UP, 0))
+            feats.append(F.conv2d(p, k).flatten(2)[0])
+            ys.append(y.flatten())
+        f = torch.cat(feats, 1).t()  # [N, c + 2]
+        h1 = torch.relu(f[:, :c] + self.arm_b1)
+        h2 = torch.relu(torch.addmm(self.arm_b2, h1, self.arm_w2.t()) + h1)
+        out = torch.addmm(self.arm_b3, h2, self.arm_w3.t()) + f[:, c:]
+        return out[:, 0], out[:, 1], torch.cat(ys)
+
+    def bits(self, grids: list[torch.Tensor]) -> torch.Tensor:
+        """Code length of the latents (bits) under the Laplace the module predicts."""
+        a = self.arch
+        mu, ls, y = self.arm(grids)
+        b = torch.exp(ls.clamp(a.log_scale_min, a.log_scale_max))
+        d = (y - mu).abs()
+        # P = CDF(d + .5) - CDF(d - .5) of a zero-centred Laplace, for d >= 0
+        hi = torch.exp(-(d + 0.5) / b)
+        lo = torch.where(d < 0.5, 2.0 - torch.exp(-(0.5 - d).clamp_min(0) / b),
+                         torch.exp(-(d - 0.5).clamp_min(0) / b))
+        p = (0.5 * (lo - hi)).clamp_min(2.0**-16)
+        return -torch.log(p).sum() / LOG2
+
+    def fused_terms(self, grids: list[torch.Tensor], x: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bits, sum of squared errors) as `bits` and `synthesis` give them, each computed
+        with its gradient by bands (fused.py): the training step's fast path."""
+        t = self.named_tensors()
+        arm = [t[n] for n in ("arm.w1", "arm.b1", "arm.w2", "arm.b2", "arm.w3", "arm.b3",
+                              "arm.ws")]
+        syn = [t[f"syn.{k}"] for k in ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")]
+        a = self.arch
+        bits = fused.ArmBits.apply(self.ctx_index, a.log_scale_min, a.log_scale_max,
+                                   len(grids), *grids, *arm)
+        return bits, fused.SynthSSE.apply(self.upsample(grids), x, *syn)
+
+    # -- the synthesis -------------------------------------------------------------------
+
+    def upsample(self, grids: list[torch.Tensor]) -> torch.Tensor:
+        """All grids brought to the finest one's size: [1, grids, h, w]."""
+        u = grids[-1]
+        for g in reversed(grids[:-1]):
+            n = u.shape[1]
+            p = F.pad(u, (2, 2, 2, 2), mode="replicate")
+            u = F.pixel_shuffle(F.conv2d(p, self.up.repeat(n, 1, 1, 1), groups=n), 2)
+            u = torch.cat([g, u[:, :, : g.shape[2], : g.shape[3]]], 1)
+        return u
+
+    def synthesis(self, u: torch.Tensor) -> torch.Tensor:
+        s1 = torch.relu(F.conv2d(u, self.syn_w1[:, :, None, None], self.syn_b1))
+        s2 = F.conv2d(s1, self.syn_w2[:, :, None, None], self.syn_b2)
+        s3 = torch.relu(F.conv2d(F.pad(s2, (1, 1, 1, 1), mode="replicate"), self.syn_w3,
+                                 self.syn_b3)) + s2
+        return F.conv2d(F.pad(s3, (1, 1, 1, 1), mode="replicate"), self.syn_w4, self.syn_b4) + s3
+
+
+@dataclass
+class Schedule:
+    """One training run: Cool-chic 5's intra recipe scaled to a step budget."""
+
+    steps: int
+    lr: float = 1e-2
+    final: float = 0.1  # share of the steps trained with hard rounding at the end
+    final_lr: float = 1e-4
+    t0: float = 0.35  # soft-round temperature, start -> end
+    t1: float = 0.08
+    n0: float = 0.22  # noise std, start -> end
+    n1: float = 0.15
+
+
+@dataclass
+class Fitted:
+    """A trained image: integer grids and the networks' float parameters (before quantising)."""
+
+    grids: list[np.ndarray]
+    params: dict[str, np.ndarray]
+    log: list[dict]
+
+
+def _target(image: np.ndarray, device: str) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)), device=device
+                           )[None].float() / 255.0
+
+
+def fit(image: np.ndarray, arch: Arch, lam: float, schedule: Schedule, seed: int = 0,
+        device: str = "cpu", progress=None) -> Fitted:
+    """Train latents and networks for one H x W x 3 uint8 image at the RD trade-off `lam`
+    (the loss is lam * 255**2 * MSE + bits per pixel, the other models' scale)."""
+    from .arch import grid_shapes
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = _target(image, device)
+    h, w = image.shape[:2]
+    net = Net(arch, gen).to(device)
+    lat = [nn.Parameter(torch.zeros(1, 1, gh, gw, device=device))
+           for gh, gw in grid_shapes(h, w, arch.grids)]
+    opt = torch.optim.Adam([{"params": list(net.parameters())}, {"params": lat}], lr=schedule.lr)
+    k = lam * 255.0**2
+    main = int(schedule.steps * (1 - schedule.final))
+    log = []
+    for step in range(schedule.steps):
+        if step < main:
+            a = step / max(main - 1, 1)
+            t = schedule.t0 + (schedule.t1 - schedule.t0) * a
+            sd = schedule.n0 + (schedule.n1 - schedule.n0) * a
+            lr = schedule.lr * 0.5 * (1 + math.cos(math.pi * a))
+            yq = [softround(softround(y, t) + sd * torch.randn_like(y), t) for y in lat]
+        else:
+            a = (step - main) / max(schedule.steps - main, 1)
+            lr = schedule.final_lr * 0.5 * (1 + math.cos(math.pi * a))
+            yq = [torch.round(y.detach()) for y in lat]  # the networks adapt to the rounding
+        for g in opt.param_groups:
+            g["lr"] = lr
+        bits, sse = net.fused_terms(yq, x)
+        mse = sse / x.numel()
+        loss = k * mse + bits / (h * w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            progress(step)
+        if step % 100 == 0 or step == schedule.steps - 1:
+            log.append({"step": step, "loss": float(loss.detach()),
+                        "bpp": float(bits.detach()) / (h * w),
+                        "psnr": -10 * math.log10(max(float(mse.detach()), 1e-12))})
+    with torch.no_grad():
+        grids = [torch.round(y)[0, 0].cpu().numpy().astype(np.int32) for y in lat]
+        params = {n: t.detach().cpu().double().numpy() for n, t in net.named_tensors().items()}
+    return Fitted(grids, params, log)
+
+
+def rd_cost(arch: Arch, image: np.ndarray, grids: list[np.ndarray],
+            params: dict[str, np.ndarray], lam: float, device: str = "cpu") -> tuple[float, float]:
+    """(latent bits, MSE) of hard-rounded grids under float networks holding `params`."""
+    gen = torch.Generator().manual_seed(0)
+    net = Net(arch, gen).to(device)
+    with torch.no_grad():
+        for n, t in net.named_tensors().items():
+            t.copy_(torch.as_tensor(params[n], dtype=torch.float32))
+        yq = [torch.as_tensor(g, dtype=torch.float32, device=device)[None, None] for g in grids]
+        bits = float(net.bits(yq))
+        mse = float(torch.mean((net.synthesis(net.upsample(yq)) - _target(image, device)) ** 2))
+    return bits, mse
+
+
+def check_device(device: str) -> None:
+    """A clear error for a device torch cannot use here."""
+    from ..errors import AecodecError
+
+    if device == "cpu":
+        return
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return
+    raise AecodecError(f"device {device!r} is not available here (torch sees "
+                       f"{'CUDA' if torch.cuda.is_available() else 'no CUDA'}); use cpu")
