@@ -57,7 +57,11 @@ class AecodecModel:
         return [float(round(v)) for v in np.linspace(self.lo, self.hi, points)]
 
     def encode(self, img: np.ndarray, setting: float) -> bytes:
-        return self.codec.compress(img, quality=int(setting), effort=self.effort)
+        data = self.codec.compress(img, quality=int(setting), effort=self.effort)
+        # which model wrote it: the overfit family falls back to the default model's stream
+        # where that one's RD cost is lower (docs/overfit.md)
+        self.wrote = aecodec.stream_info(data)["model"]
+        return data
 
     def decode(self, data: bytes) -> np.ndarray:
         return self.codec.decompress(data)
@@ -70,7 +74,7 @@ def with_efforts(models: dict[str, AecodecModel], efforts: dict[int, int]) -> di
 
     out = dict(models)
     for name, m in models.items():
-        if m.reference or m.effort:
+        if m.reference or m.effort or m.slow:  # the overfit family: effort = its training length
             continue
         info = model.find(m.model)
         for e, every in sorted(efforts.items()):

@@ -58,6 +58,7 @@ def measure_point(codec: Codec, img: np.ndarray, setting: float) -> dict[str, An
         "ms_ssim": ms_ssim(img, rec),
         "enc_ms": enc_ms,
         "dec_ms": dec_ms,
+        **({"wrote": codec.wrote} if getattr(codec, "wrote", None) else {}),
     }
 
 

@@ -24,7 +24,7 @@ from .arch import Arch
 from .synthesis import synthesize
 
 # training steps per effort level (docs/overfit.md: RD cost against steps)
-STEPS = {0: 1000, 1: 2000, 2: 3000, 3: 5000, 4: 8000}
+STEPS = {0: 1000, 1: 2000, 2: 4000, 3: 8000, 4: 16000}
 MAX_PIXELS = 1 << 24  # the family's own limit: 16.7 megapixels
 INSTALL = "pip install 'aecodec[effort]'"
 SEED = 0

@@ -10,6 +10,8 @@ import numpy as np
 from .arch import Arch
 from .params import MAX_EXP, best_order, golomb_bits
 
+EXPONENTS = range(3, min(13, MAX_EXP) + 1)  # steps 2**-3 .. 2**-13 (searched)
+
 # tensors sharing one step search: the ARM's and the synthesis's weights and biases
 GROUPS = {
     "arm.w": ("arm.w1", "arm.w2", "arm.w3", "arm.ws"),
@@ -44,7 +46,7 @@ def search(arch: Arch, params: dict[str, np.ndarray],
 
     for g in GROUPS:
         best = None
-        for e in range(MAX_EXP + 1):
+        for e in EXPONENTS:
             vals, bits = build({**exps, g: e})
             c = cost(vals) + bits
             if best is None or c < best[0]:
