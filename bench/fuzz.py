@@ -89,6 +89,32 @@ def seeds() -> list[bytes]:
             tiled = Codec(info, threads=1, tile=64, tile_above=0)
             out.append(tiled.compress(_with_extras(128, 130, 5), 60))
     out += compact_seeds()
+    out += overfit_seeds()
+    return out
+
+
+def overfit_seeds() -> list[bytes]:
+    """Streams of the overfit family (last: earlier seed indices stay), trained for a few steps
+    on small photos and packed as written (no fallback to the default model); none where torch
+    is missing, since this family's encoder needs it."""
+    import importlib.util
+
+    from aecodec import container
+    from aecodec.codec import Codec
+    from aecodec.model import shipped
+
+    if importlib.util.find_spec("torch") is None:
+        return []
+    out = []
+    for info in shipped():
+        if info.family != "overfit":
+            continue
+        codec = Codec(info, threads=1)
+        for k, (h, w, gray) in enumerate([(32, 48, False), (40, 24, True)]):
+            img = _photo(h, w, 6 + k)
+            res = codec.pipeline.fit(img, 50.0, 0, steps=15)
+            header = container.Header(info.id, w, h, gray, 50.0, tile=None, extras=())
+            out.append(container.pack(header, res.sections))
     return out
 
 

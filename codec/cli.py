@@ -7,6 +7,7 @@ so `aecodec --help` and the codec commands never import torch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -220,6 +221,20 @@ def batch_options(f: Callable) -> Callable:
     return f
 
 
+def _check_trainer(model_name: str | None) -> None:
+    """The overfit family trains with torch at every effort: one clear error up front."""
+    from . import effort as E
+    from .model import find
+
+    try:
+        info = find(model_name)
+    except AecodecError:
+        return  # said per file by the job
+    if info.family == "overfit" and not E.has_torch():
+        raise click.ClickException(f"the overfit family trains each image with torch: "
+                                   f"{E.INSTALL}")
+
+
 def _check_effort(model_name: str | None, effort: int) -> None:
     """One error line before any file: a model that cannot be optimised, or no torch."""
     from . import effort as E
@@ -253,13 +268,19 @@ def _check_effort(model_name: str | None, effort: int) -> None:
 @click.option("--effort", type=click.IntRange(0, 4), default=0, show_default=True,
               help="Encoder effort: 1-4 optimise each image's latents for its decoder "
               "(smaller streams, same decoder; seconds to minutes per image, docs/effort.md; "
-              "photo models need the 'effort' extra). 0 is the fast encoder.")
+              "photo models need the 'effort' extra). 0 is the fast encoder. For the "
+              "overfit model, the training length: 1k, 2k, 4k, 8k, 16k steps "
+              "(docs/overfit.md).")
+@click.option("--device", default=None, metavar="cpu|cuda",
+              help="Where the overfit family trains each image (default cpu; cuda when "
+              "torch sees a GPU). Other models ignore it.")
 @model_option
 @threads_option
 @force_option
 @batch_options
-def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, model_name,
-             threads, force, jobs, skip_existing, use_ray, ray_address, verbose, quiet) -> None:
+def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, device,
+             model_name, threads, force, jobs, skip_existing, use_ray, ray_address, verbose,
+             quiet) -> None:
     """Compress images (files, folders, or - for stdin) to .aec streams.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
@@ -286,6 +307,9 @@ def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, m
         raise click.UsageError("--strict-bpp goes with --bpp")
     if effort:
         _check_effort(model_name, effort)
+    if device is not None:  # read by the overfit family's encoder, in workers too
+        os.environ["AECODEC_DEVICE"] = device
+    _check_trainer(model_name)
     settings = Settings("compress", model_name, quality, bpp, threads, force, strip, profile,
                         strict_bpp=strict_bpp, effort=effort)
     _run(inputs, output, settings, IMAGE_SUFFIXES, jobs, skip_existing, use_ray, ray_address,

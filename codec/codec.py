@@ -7,7 +7,6 @@ loading once. The module functions `compress` / `decompress` use a small cache o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from PIL import Image
 from . import container, extras, latent, rate, refine, tiles
 from . import effort as _effort_mod
 from .effort import check_effort
+from .encoded import Encoded
 from .errors import (
     CorruptStreamError,
     ImageTooLargeError,
@@ -39,25 +39,6 @@ def default_max_pixels() -> int:
         return int(os.environ.get("AECODEC_MAX_PIXELS", DEFAULT_MAX_PIXELS))
     except ValueError:
         return DEFAULT_MAX_PIXELS
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A compressed image with what the encoder knows about it."""
-
-    data: bytes
-    width: int
-    height: int
-    quality: float | None  # as recorded in the stream; None for single-rate models
-    estimated_bits: float  # payload information content under the model's tables
-
-    @property
-    def bpp(self) -> float:
-        return len(self.data) * 8 / (self.width * self.height)
-
-    @property
-    def header_bytes(self) -> int:
-        return container.header_size(self.data)
 
 
 class Codec:
@@ -111,6 +92,10 @@ class Codec:
         self.refine = int(refine)
         # what lies between pixels and sections: the family's pipeline (codec/pipeline.py)
         self.pipeline = self.latent.pipeline(self)
+
+    def base(self) -> Codec:
+        """The default model's codec in this profile: what slower families must beat."""
+        return get_codec(None, profile=self.profile)
 
     # ---- shapes -----------------------------------------------------------------------------
 

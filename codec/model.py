@@ -19,7 +19,9 @@ import numpy as np
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
 from .fast_synthesis import rewrite as rewrite_synthesis
-from .latent import LATENT_CODECS, LatentCodec
+from .latent import LATENT_CODECS as TRANSFORM_CODECS
+from .latent import LatentCodec
+from .overfit.family import OverfitCodec
 from .rate import gains_at
 
 # Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
@@ -32,6 +34,10 @@ GRAPH_OPTIMIZATION = {
 MODELS_DIR = Path(__file__).parent / "models"
 # The families and the files each reads are the latent codecs' (aecodec.latent.LATENT_CODECS,
 # `LatentCodec.files`): this module reads manifests, checks hashes and opens what is asked.
+# every family's part of a loaded model: the transform families' latent codecs, and the
+# overfit family's (its own package: no analysis, the synthesis in the stream)
+LATENT_CODECS: dict[str, type[LatentCodec]] = {**TRANSFORM_CODECS,
+                                               OverfitCodec.family: OverfitCodec}
 FAMILIES = tuple(LATENT_CODECS)
 
 

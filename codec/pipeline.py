@@ -12,14 +12,14 @@ The CLI, Pillow, folder jobs and Ray all call `Codec`, so they serve every famil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import container, extras
+from .encoded import Encoded
 
-if TYPE_CHECKING:
-    from .codec import Codec, Encoded
+Codec = Any  # aecodec.codec.Codec (not imported: it imports the latent codecs, which name us)
 
 
 class Pipeline(Protocol):

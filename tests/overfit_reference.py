@@ -45,12 +45,13 @@ def arm_at(p, grid, y, x, arch):
     f, lim = arch.frac_bits, arch.act_max
     w1, b1, w2, b2 = _mat(p, "arm.w1"), _mat(p, "arm.b1"), _mat(p, "arm.w2"), _mat(p, "arm.b2")
     w3, b3, ws = _mat(p, "arm.w3"), _mat(p, "arm.b3"), _mat(p, "arm.ws")
-    h1 = [act(sum(a * c for a, c in zip(w1[o], ctx)) + b1[o], f, lim, True)
+    h1 = [act(sum(a * c for a, c in zip(w1[o], ctx, strict=True)) + b1[o], f, lim, True)
           for o in range(len(w1))]
-    h2 = [act(sum(a * c for a, c in zip(w2[o], h1)) + b2[o] + h1[o], f, lim, True)
+    h2 = [act(sum(a * c for a, c in zip(w2[o], h1, strict=True)) + b2[o] + h1[o], f, lim, True)
           for o in range(len(w2))]
-    out = [act(sum(a * c for a, c in zip(w3[o], h2)) + b3[o]
-               + sum(a * c for a, c in zip(ws[o], ctx)), f, lim, False) for o in range(2)]
+    out = [act(sum(a * c for a, c in zip(w3[o], h2, strict=True)) + b3[o]
+               + sum(a * c for a, c in zip(ws[o], ctx, strict=True)), f, lim, False)
+           for o in range(2)]
     mu, ls = out
     row = min(max(math.floor((ls - Q(arch.log_scale_min)) * arch.log_scale_steps), 0),
               arch.rows - 1)
@@ -93,7 +94,8 @@ def synthesize(p, grids, arch):
             s1 = [act(sum(w1[o][c] * u[c][y][x] for c in range(len(u))) + b1[o], f, lim, True)
                   for o in range(len(w1))]
             for o in range(3):
-                s2[o][y][x] = act(sum(a * b for a, b in zip(w2[o], s1)) + b2[o], f, lim, False)
+                s2[o][y][x] = act(sum(a * b for a, b in zip(w2[o], s1, strict=True)) + b2[o],
+                                  f, lim, False)
 
     def conv(xs, name_w, name_b):
         vals, shape = p[name_w]

@@ -150,3 +150,47 @@ def test_effort_curves_on_their_own_images(tiny_folder, tmp_path, monkeypatch) -
     assert "Encoder effort" in (tmp_path / "report.md").read_text()
     bad = CliRunner().invoke(bench, [str(folder), "--effort", "1", "--effort-every", "2=3"])
     assert bad.exit_code == 2 and "--effort-every" in bad.output
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path) -> None:
+    """Every point is saved as measured; a second run takes them instead of encoding again,
+    and one killed midway (an encode raising) keeps what it had measured."""
+    from aecodec.bench.sweep import run_sweep
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self, fail_at: int | None = None):
+            self.calls, self.fail_at = 0, fail_at
+
+        def settings(self, points):
+            return [float(q) for q in range(1, points + 1)]
+
+        def encode(self, img, setting):
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise KeyboardInterrupt  # the run is killed here
+            return bytes([int(setting)]) * (10 * int(setting))
+
+        def decode(self, data):
+            return np.zeros((8, 8, 3), np.uint8)
+
+    images = [("a", np.zeros((8, 8, 3), np.uint8)), ("b", np.ones((8, 8, 3), np.uint8))]
+    state = tmp_path / "state.json"
+    killed = Counting(fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(images, {"c": killed}, 2, state=state)
+    again = Counting()
+    res = run_sweep(images, {"c": again}, 2, state=state)
+    assert again.calls == 2  # the two points measured before the kill were not redone
+    assert [p["bytes"] for p in res["c"]["a"] + res["c"]["b"]] == [10, 20, 10, 20]
+    assert [p.get("resumed", False) for p in res["c"]["a"]] == [True, True]
+    third = Counting()
+    run_sweep(images, {"c": third}, 2, state=state)
+    assert third.calls == 0
+
+
+def test_the_slow_family_runs_only_when_named() -> None:
+    names = set(select_codecs(["aecodec"], 1, lambda s: None))
+    assert "aecodec-overfit" not in names and "aecodec-hyperprior-fast" in names
+    assert "aecodec-overfit" in select_codecs(["aecodec-overfit"], 1, lambda s: None)

@@ -65,6 +65,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(codec):
 def test_fixed_point_decoder_equals_exact_rationals(codec, fitted):
     """The float64 fixed-point decoder against a Fraction reference (tests/overfit_reference)."""
     import overfit_reference as ref
+
     from aecodec.overfit import latents, params
 
     img, res = fitted
@@ -117,7 +118,6 @@ def test_encode_never_worse_than_the_default_model(codec, monkeypatch):
     monkeypatch.setitem(family.STEPS, 0, 2)
     img = _image(32, 48)
     enc = codec.encode(img, quality=60)
-    assert aecodec.stream_info(enc.data)["model"] == aecodec.models()[0].name or True
     info = aecodec.stream_info(enc.data)
     assert info["model"] == aecodec.Codec().model.name  # 2 steps cannot beat it
     assert aecodec.decompress(enc.data).shape == img.shape
@@ -129,8 +129,8 @@ def test_hostile_streams_are_refused_cleanly(codec, fitted):
     rng = np.random.default_rng(0)
     params_, lat = res.sections
     cases = [
-        [params_[:10], lat], [params_, lat[:-3]], [params_ + b"\x01", lat], [params_, lat + b"\x07"],
-        [params_], [params_, lat, lat], [bytes([99]) + params_[1:], lat],
+        [params_[:10], lat], [params_, lat[:-3]], [params_ + b"\x01", lat],
+        [params_, lat + b"\x07"], [params_], [params_, lat, lat], [bytes([99]) + params_[1:], lat],
     ]
     for _ in range(60):
         which = rng.integers(2)

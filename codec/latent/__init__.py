@@ -22,17 +22,6 @@ LATENT_CODECS: dict[str, type[LatentCodec]] = {
 }
 
 
-def _register_overfit() -> None:
-    # the overfit family's part lives in its own package (aecodec.overfit), which imports
-    # this one: registered here after both are defined
-    from ..overfit.family import OverfitCodec
-
-    LATENT_CODECS["overfit"] = OverfitCodec
-
-
-_register_overfit()
-
-
 def for_model(model: LoadedModel) -> LatentCodec:
     """The latent codec of a loaded model's family: the one the model loaded (its tables and
     networks are loaded once per model, shared by every Codec of it)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import container, entropy, rate
+from ..encoded import Encoded
 from ..errors import AecodecError, CorruptStreamError, ModelError
 from ..latent.base import LatentCodec
 from . import latents, params, quantize
@@ -127,8 +128,6 @@ class OverfitPipeline:
     def encode(self, a, gray, quality, extra, effort):
         """Train at the quality's lambda; the default model's stream instead if its RD cost
         (bits + lambda * 255**2 * SSE, the training loss) is lower: never worse than it."""
-        from ..codec import Encoded, get_codec
-
         c = self.codec
         q = c.stream_profile.quality(quality)
         h, w = a.shape[:2]
@@ -137,7 +136,7 @@ class OverfitPipeline:
                                   profile=c.profile)
         enc = Encoded(container.pack(header, res.sections + list(extra.values())), w, h, q,
                       res.bits)
-        base = get_codec(None, profile=c.profile)
+        base = c.base()
         if base.model.id == c.model.id:
             return enc
         alt = base.pipeline.encode(a, gray, q, extra, 0)
@@ -158,10 +157,9 @@ class OverfitPipeline:
         default model's rate grows by the measured margin; the highest that fits is kept."""
         import warnings
 
-        from ..codec import get_codec
         from ..errors import RateWarning
 
-        base = get_codec(None, profile=self.codec.profile)
+        base = self.codec.base()
 
         def base_q(budget: float) -> float:
             with warnings.catch_warnings():
