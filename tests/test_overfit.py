@@ -156,3 +156,29 @@ def test_overfit_model_folder_holds_no_weights_and_its_rules_are_hashed():
     info = aecodec.model.find("overfit")
     assert sorted(info.manifest["files"]) == ["arch.json", "tables.npz"]
     assert info.family == "overfit" and info.channels == 3
+
+
+def test_cli_pillow_and_device(tmp_path, monkeypatch):
+    """The family is served like any model: the CLI, Pillow; a device torch cannot use is one
+    Error line, exit 1, no output."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from aecodec.cli import main
+    from aecodec.overfit import family
+
+    monkeypatch.setitem(family.STEPS, 0, 3)
+    src = tmp_path / "in.png"
+    Image.fromarray(_image(24, 32)).save(src)
+    run = CliRunner().invoke
+    r = run(main, ["compress", str(src), "--model", "overfit", "-o", str(tmp_path / "a.aec")])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["decompress", str(tmp_path / "a.aec"), "-o", str(tmp_path / "a.png")])
+    assert r.exit_code == 0 and Image.open(tmp_path / "a.png").size == (32, 24)
+    monkeypatch.delenv("AECODEC_DEVICE", raising=False)
+    r = run(main, ["compress", str(src), "--model", "overfit", "--device", "cuda:7",
+                   "-o", str(tmp_path / "b.aec")])
+    assert r.exit_code == 1 and "cuda:7" in r.output and not (tmp_path / "b.aec").exists()
+    monkeypatch.delenv("AECODEC_DEVICE", raising=False)
+    Image.open(src).save(tmp_path / "c.aec", model="overfit", quality=50)
+    assert Image.open(tmp_path / "c.aec").size == (32, 24)
