@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     model folder on a folder of images and record it under `results[IMAGES' name]`."""
     import sys
 
-    from aecodec.model import shipped
-
     from aecodec.errors import AecodecError
+    from aecodec.model import shipped
 
     args = sys.argv[1:] if argv is None else argv
     usage = "\n".join(line.strip() for line in __doc__.splitlines() if "evaluate " in line)

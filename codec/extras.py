@@ -135,6 +135,8 @@ def _metadata_sections(im: Image.Image, ndim: int, exif: Image.Exif | None,
         finally:  # the caller's image keeps its own EXIF
             if saved is not None:
                 exif[ORIENTATION] = saved
+        if "exif" not in im.info:  # Pillow's view of a TIFF's own tags: not its layout
+            found["exif"] = _without_layout(found["exif"])
     xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8", "surrogatepass")
@@ -156,6 +158,19 @@ def _metadata_sections(im: Image.Image, ndim: int, exif: Image.Exif | None,
             del found[kind]
             lost.append(f"{_LABELS[kind]} dropped ({e})")
     return found
+
+
+def _without_layout(exif: bytes) -> bytes:
+    """EXIF without the tags of a TIFF file's layout (its strips, size, compression): they
+    describe the file it came from, point outside the EXIF block, and would make a decoder
+    refuse the section (`exif_extent`) or a TIFF writer misplace the pixels."""
+    from .imageio import TIFF_LAYOUT_TAGS
+
+    parsed = Image.Exif()
+    parsed.load(exif)
+    for tag in TIFF_LAYOUT_TAGS:
+        parsed.pop(tag, None)
+    return parsed.tobytes()
 
 
 _LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "dpi": "DPI"}
@@ -247,7 +262,8 @@ def exif_extent(tiff: bytes) -> int:
         for k in np.flatnonzero(np.isin(e["tag"], _SUB_IFDS)):
             todo.append(int(e["value"][k]))
         for off_tag, len_tag in _BLOBS:
-            offs, lens = _values(tiff, e, ifd, off_tag, order), _values(tiff, e, ifd, len_tag, order)
+            offs = _values(tiff, e, ifd, off_tag, order)
+            lens = _values(tiff, e, ifd, len_tag, order)
             k = min(len(offs), len(lens))
             if k:
                 stop = offs[:k] + lens[:k]

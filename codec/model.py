@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from . import manifest_fields
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
-from . import manifest_fields
 from .fast_synthesis import rewrite as rewrite_synthesis
 from .latent import LATENT_CODECS, LatentCodec
 from .rate import gains_at
