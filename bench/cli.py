@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from aecodec.errors import AecodecError
+
 from .environment import available_cores
 from .images import load_folder, sample_images
 from .run import ALL_CODECS, run_bench
@@ -53,7 +55,10 @@ def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
         points = points or 4
         repeats = 1 if repeats is None else repeats
     else:
-        images, source = load_folder(folder, max_images)[::every_image], str(folder)
+        try:
+            images, source = load_folder(folder, max_images)[::every_image], str(folder)
+        except AecodecError as e:  # no images, an unreadable one: one line naming it
+            raise click.ClickException(str(e)) from None
         points = points or 8
         repeats = 3 if repeats is None else repeats
     names = [c.strip() for c in codecs.split(",") if c.strip()]

@@ -89,16 +89,28 @@ def main(argv: list[str] | None = None) -> None:
     model folder on a folder of images and record it under `results[IMAGES' name]`."""
     import sys
 
+    from aecodec.errors import AecodecError
     from aecodec.model import shipped
 
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "--folder":
-        folder, images = Path(args[1]), Path(args[2])
-        res = evaluate_folder(folder, images)
-        record_results(folder, images.name, res)
-        print(f"{images.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
+    usage = "\n".join(line.strip() for line in __doc__.splitlines() if "evaluate " in line)
+    if not args or args[0] in ("-h", "--help") or (args[0] == "--folder" and len(args) != 3):
+        print(f"usage:\n{usage}")
+        if not args or args[0] not in ("-h", "--help"):
+            sys.exit(2)
         return
-    results = json.loads(Path(args[0]).read_text())
+    try:
+        if args[0] == "--folder":
+            folder, images = Path(args[1]), Path(args[2])
+            res = evaluate_folder(folder, images)
+            record_results(folder, images.name, res)
+            print(f"{images.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
+            return
+        results = json.loads(Path(args[0]).read_text())
+    except (AecodecError, OSError, ValueError) as e:  # one line, not a traceback
+        plain = isinstance(e, OSError) and e.strerror
+        print(f"Error: {f'{e.filename}: {e.strerror}' if plain else e}", file=sys.stderr)
+        sys.exit(1)
     key = args[1] if len(args) > 1 else "kodak"
     for info in shipped():
         entry = results_from_bench(results, info.name)

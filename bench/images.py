@@ -12,18 +12,32 @@ from aecodec.imageio import IMAGE_SUFFIXES
 
 
 def load_image(path: Path) -> np.ndarray:
-    """HxWx3 uint8 RGB (alpha dropped, greyscale expanded)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """HxWx3 uint8 RGB (alpha dropped, greyscale expanded); UnreadableImageError naming the
+    file for one that is no readable image (empty, truncated, another format)."""
+    from aecodec.errors import ImageTooLargeError, UnreadableImageError
+    from aecodec.imageio import plain_message
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"{path}: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise UnreadableImageError(f"{path}: cannot read image ({plain_message(e)})") from None
 
 
 def load_folder(folder: Path, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """Images in ``folder`` sorted by name; lossless formats are what a bench should use."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    """Images in ``folder`` sorted by name (regular files only); lossless formats are what a
+    bench should use. AecodecError for a folder without images or an unreadable one."""
+    from aecodec.errors import AecodecError
+
+    paths = sorted(p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if limit is not None:
         paths = paths[:limit]
     if not paths:
-        raise FileNotFoundError(f"no images in {folder}")
+        raise AecodecError(f"no images in {folder} (it needs {', '.join(sorted(IMAGE_SUFFIXES))} "
+                           "files)")
     return [(p.stem, load_image(p)) for p in paths]
 
 

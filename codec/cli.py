@@ -88,6 +88,11 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except click.ClickException as e:  # one line, whatever a file name holds
+            from .cli_report import one_line
+
+            e.message = one_line(e.message)
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
@@ -360,6 +365,7 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
 def info(files) -> None:
     """Show streams' headers: model, size, quality, sections, bits per pixel."""
     from .batch import read
+    from .cli_report import one_line
     from .codec import stream_info
 
     failed = False
@@ -367,11 +373,11 @@ def info(files) -> None:
         try:
             fields = stream_info(read(file))
         except AecodecError as e:
-            click.echo(f"Error: {file}: {e}", err=True)
+            click.echo(one_line(f"Error: {file}: {e}"), err=True)
             failed = True
             continue
         if len(files) > 1:
-            click.echo(("\n" if i else "") + f"{'file':15} {file}")
+            click.echo(("\n" if i else "") + one_line(f"{'file':15} {file}"))
         for key, value in fields.items():
             if key == "bpp":
                 value = f"{value:.4f}"

@@ -13,6 +13,24 @@ import click
 from .batch import Outcome, Summary
 
 
+def one_line(text: str) -> str:
+    """A report line that stays one line: control characters (a newline in a file name, say,
+    which could split an `Error:` line or forge another) are written as escapes (\\n,
+    \\x1b, \\u2028)."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c != " " and unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            out.append(repr(c)[1:-1] if c in "\n\r\t" else
+                       f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 class Report:
     """The `report` and `started` of `batch.run` for one CLI job: errors and loss warnings
     always (stderr), a line per file for one input or `verbose`, a progress bar on stderr for
@@ -36,11 +54,11 @@ class Report:
         if self.bar is not None:
             self.bar.update()
         if o.notes:  # what the image lost (LossWarning), one line
-            tqdm.write(f"Warning: {o.src}: {'; '.join(o.notes)}", file=sys.stderr)
+            tqdm.write(one_line(f"Warning: {o.src}: {'; '.join(o.notes)}"), file=sys.stderr)
         if o.status == "failed":
-            tqdm.write(f"Error: {o.src}: {o.error}", file=sys.stderr)
+            tqdm.write(one_line(f"Error: {o.src}: {o.error}"), file=sys.stderr)
         elif (self.total == 1 or self.verbose) and not self.quiet:
-            line = o.line or f"{o.src}: skipped, {o.dst} exists"
+            line = one_line(o.line or f"{o.src}: skipped, {o.dst} exists")
             if self.total == 1:
                 click.echo(line, err=self.to_stdout)
             else:

@@ -104,9 +104,18 @@ class Codec:
         return tiles.latent_hw(h, w, self.model.info.pad_multiple, self.stride)
 
     def _check_size(self, h: int, w: int) -> None:
+        """The pixel limit counts the padded image the transforms run on: a 1 x 1,000,000
+        image padded to 64 rows costs what 64 MP cost, and is counted so."""
         if h * w > self.max_pixels:
             raise ImageTooLargeError(
                 f"a {w}x{h} image is over the limit of {self.max_pixels} pixels"
+            )
+        pad = self.model.info.pad_multiple
+        ph, pw = -(-h // pad) * pad, -(-w // pad) * pad
+        if ph * pw > self.max_pixels:
+            raise ImageTooLargeError(
+                f"a {w}x{h} image is coded padded to {pw}x{ph}, over the limit of "
+                f"{self.max_pixels} pixels"
             )
         fixed = self.model.info.fixed_size
         if fixed and (h, w) != fixed:

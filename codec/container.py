@@ -54,6 +54,10 @@ COMPACT_MODELS: dict[int, str] = {
     7: "d94cbc00",  # mnist-rd-hq 1.0.0
 }
 COMPACT_FLAG_QUALITY = 0x40
+# the longest compact stream: 3 header bytes and the longest payload a shipped compact model's
+# latents can have (mnist-rd-hq: 256 latents, 2,529 bytes), with room for future models; a
+# reader that guesses the profile from content (Pillow) reads no further than this
+COMPACT_MAX_BYTES = 4096
 COMPACT_MAX_INDEX = 0x3F
 PROFILES = ("full", "compact")  # the names; the objects: FULL, COMPACT (`profile`)
 
@@ -497,6 +501,8 @@ def _read_compact(data: bytes) -> Stream:
     """The CRC is checked before the index: a damaged stream is corrupt, and only an intact
     one naming an index this version lacks (a newer model) is an unknown model. A compact
     stream is a few bytes: it is checked whole here, its one section included."""
+    if len(data) > COMPACT_MAX_BYTES:
+        raise CorruptStreamError(f"compact stream is over {COMPACT_MAX_BYTES} bytes")
     (index, quality), pos = _compact_fields(data)
     verify_crc(data, pos, True)
     model_id = COMPACT_MODELS.get(index)

@@ -104,41 +104,96 @@ def _from_pil(im: Image.Image, strip: bool) -> tuple[np.ndarray, dict[str, bytes
         pixels = np.asarray(im.convert("RGB"))
     if deep:
         lost.insert(0, "16-bit samples reduced to 8 bits")
-    extra: dict[str, bytes] = {}
-    if not strip:
-        icc = im.info.get("icc_profile")
-        space = ICC_SPACES["L" if pixels.ndim == 2 else "RGB"]
-        if icc and bytes(icc[16:20]) == space:
-            extra["icc"] = bytes(icc)
-        elif icc:
-            lost.append(f"ICC profile for colour space {bytes(icc[16:20])!r} dropped")
-        if exif is not None and ("exif" in im.info or any(t != ORIENTATION for t in exif)):
-            saved = exif.get(ORIENTATION)
-            if saved is not None:
-                exif[ORIENTATION] = 1
-            try:
-                extra["exif"] = exif.tobytes()
-            finally:  # the caller's image keeps its own EXIF
-                if saved is not None:
-                    exif[ORIENTATION] = saved
-        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
-        if isinstance(xmp, str):
-            xmp = xmp.encode("utf-8")
-        if xmp:
-            extra["xmp"] = bytes(xmp)
-        dpi = im.info.get("dpi")
-        if dpi is not None:
-            try:
-                milli = [round(float(v) * 1000) for v in dpi]
-            except (TypeError, ValueError):
-                milli = []
-            if len(milli) == 2 and all(0 < v < 2**32 for v in milli):
-                extra["dpi"] = b"".join(v.to_bytes(4, "big") for v in milli)
-            else:
-                lost.append(f"unusable DPI {dpi!r} dropped")
+    extra: dict[str, bytes] = {} if strip else _metadata_sections(im, pixels.ndim, exif, lost)
     if plane is not None:
         extra["alpha"] = alpha.encode(plane)
     return pixels, extra, lost
+
+
+def _metadata_sections(im: Image.Image, ndim: int, exif: Image.Exif | None,
+                       lost: list[str]) -> dict[str, bytes]:
+    """The ICC, EXIF, XMP and DPI sections of an image, each checked as a decoder checks it
+    (`metadata`): a value the decoder would refuse (an ICC profile whose size field is not
+    its length, UTF-16 or binary XMP, an infinite DPI, a value of the wrong type) is dropped
+    and said in `lost`, so that every stream the encoder writes decodes."""
+    found: dict[str, bytes] = {}
+    icc = im.info.get("icc_profile")
+    if icc and not isinstance(icc, bytes | bytearray):
+        lost.append(f"ICC profile of type {type(icc).__name__} dropped")
+    elif icc:
+        space = ICC_SPACES["L" if ndim == 2 else "RGB"]
+        if bytes(icc[16:20]) == space:
+            found["icc"] = bytes(icc)
+        else:
+            lost.append(f"ICC profile for colour space {bytes(icc[16:20])!r} dropped")
+    if exif is not None and ("exif" in im.info or any(t != ORIENTATION for t in exif)):
+        saved = exif.get(ORIENTATION)
+        if saved is not None:
+            exif[ORIENTATION] = 1
+        try:
+            found["exif"] = exif.tobytes()
+        finally:  # the caller's image keeps its own EXIF
+            if saved is not None:
+                exif[ORIENTATION] = saved
+        if "exif" not in im.info:  # Pillow's view of a TIFF's own tags: not its layout
+            found["exif"] = _without_layout(found["exif"])
+    xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8", "surrogatepass")
+    if xmp and not isinstance(xmp, bytes | bytearray):
+        lost.append(f"XMP of type {type(xmp).__name__} dropped")
+    elif xmp:
+        found["xmp"] = bytes(xmp)
+    dpi = im.info.get("dpi")
+    if dpi is not None:
+        milli = _milli_dpi(dpi)
+        if milli is None:
+            lost.append(f"unusable DPI {_short_repr(dpi)} dropped")
+        else:
+            found["dpi"] = b"".join(v.to_bytes(4, "big") for v in milli)
+    for kind in list(found):
+        try:
+            metadata({kind: found[kind]})
+        except CorruptStreamError as e:
+            del found[kind]
+            lost.append(f"{_LABELS[kind]} dropped ({e})")
+    return found
+
+
+def _without_layout(exif: bytes) -> bytes:
+    """EXIF without the tags of a TIFF file's layout (its strips, size, compression): they
+    describe the file it came from, point outside the EXIF block, and would make a decoder
+    refuse the section (`exif_extent`) or a TIFF writer misplace the pixels."""
+    from .imageio import TIFF_LAYOUT_TAGS
+
+    parsed = Image.Exif()
+    parsed.load(exif)
+    for tag in TIFF_LAYOUT_TAGS:
+        parsed.pop(tag, None)
+    return parsed.tobytes()
+
+
+_LABELS = {"icc": "ICC profile", "exif": "EXIF", "xmp": "XMP", "dpi": "DPI"}
+
+
+def _milli_dpi(dpi: object) -> list[int] | None:
+    """Two resolutions in thousandths of a dot per inch, each in 1 .. 2**32 - 1; None for
+    anything else (NaN, infinities, strings, another count of values)."""
+    import math
+
+    try:
+        values = [float(v) for v in dpi]  # type: ignore[union-attr]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        return None
+    milli = [round(v * 1000) for v in values]
+    return milli if all(0 < v < 2**32 for v in milli) else None
+
+
+def _short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
@@ -153,51 +208,84 @@ def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
 
 
 _TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8}
+_TYPE_SIZES = np.array([_TYPE_SIZE.get(t, 1) for t in range(13)], np.int64)  # others: 1
 _SUB_IFDS = (0x8769, 0x8825, 0xA005)  # Exif, GPS and interoperability directories
 _BLOBS = ((0x0201, 0x0202), (0x0111, 0x0117))  # (offsets, byte counts): thumbnail data
+MAX_EXIF_DIRECTORIES = 64
 
 
 def exif_extent(tiff: bytes) -> int:
     """The end of the last byte an EXIF (TIFF) structure uses: its directories, their
     out-of-line values, sub-directories and thumbnail data. CorruptStreamError for offsets
-    outside the block or a directory loop; what lies past the extent is trailing bytes."""
-    order = "little" if tiff[:2] == b"II" else "big"
+    outside the block, a directory loop, or directories holding more entries together than
+    the block has room for (12 bytes each: overlapping directories); what lies past the
+    extent is trailing bytes.
+
+    The cost is bounded by the block's size, whatever it holds: each directory's entries
+    are checked at once (numpy over the 12-byte entries), values are read only for the
+    thumbnail offsets and byte counts, and all directories together hold at most
+    len(tiff) / 12 entries."""
+    order = "<" if tiff[:2] == b"II" else ">"
+    entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"), ("count", order + "u4"),
+                      ("value", order + "u4")])
+    size = len(tiff)
 
     def u(pos: int, n: int) -> int:
-        if pos < 0 or pos + n > len(tiff):
+        if pos < 0 or pos + n > size:
             raise CorruptStreamError("EXIF section points outside itself")
-        return int.from_bytes(tiff[pos:pos + n], order)
+        return int.from_bytes(tiff[pos:pos + n], "little" if order == "<" else "big")
 
-    end, todo, seen = 8, [u(4, 4)], set()
+    end, todo, seen, room = 8, [u(4, 4)], set(), size // 12
     while todo:
         ifd = todo.pop()
         if ifd == 0:
             continue
-        if ifd in seen or len(seen) > 64:
+        if ifd in seen or len(seen) >= MAX_EXIF_DIRECTORIES:
             raise CorruptStreamError("EXIF section's directories loop")
         seen.add(ifd)
         n = u(ifd, 2)
+        room -= n
+        if room < 0:
+            raise CorruptStreamError("EXIF section's directories hold more entries than it "
+                                     "has room for (they overlap)")
         todo.append(u(ifd + 2 + 12 * n, 4))
         end = max(end, ifd + 6 + 12 * n)
-        tags: dict[int, list[int]] = {}
-        for k in range(n):
-            e = ifd + 2 + 12 * k
-            tag, typ, count = u(e, 2), u(e + 2, 2), u(e + 4, 4)
-            size = _TYPE_SIZE.get(typ, 1) * count
-            where = u(e + 8, 4) if size > 4 else e + 8
-            if size > 4:
-                u(where, size)  # inside the block
-                end = max(end, where + size)
-            if tag in _SUB_IFDS:
-                todo.append(u(e + 8, 4))
-            if typ in (3, 4) and count <= 4096:
-                step = _TYPE_SIZE[typ]
-                tags[tag] = [u(where + step * i, step) for i in range(count)]
+        e = np.frombuffer(tiff, entry, count=n, offset=ifd + 2)
+        types = e["type"].astype(np.int64)
+        sizes = np.where(types < 13, _TYPE_SIZES[np.minimum(types, 12)], 1) * e["count"]
+        outside = sizes > 4
+        if outside.any():
+            stop = e["value"][outside].astype(np.int64) + sizes[outside]
+            if int(stop.max()) > size:
+                raise CorruptStreamError("EXIF section points outside itself")
+            end = max(end, int(stop.max()))
+        for k in np.flatnonzero(np.isin(e["tag"], _SUB_IFDS)):
+            todo.append(int(e["value"][k]))
         for off_tag, len_tag in _BLOBS:
-            for off, length in zip(tags.get(off_tag, []), tags.get(len_tag, []), strict=False):
-                u(off, length)
-                end = max(end, off + length)
+            offs = _values(tiff, e, ifd, off_tag, order)
+            lens = _values(tiff, e, ifd, len_tag, order)
+            k = min(len(offs), len(lens))
+            if k:
+                stop = offs[:k] + lens[:k]
+                if int(stop.max()) > size:
+                    raise CorruptStreamError("EXIF section points outside itself")
+                end = max(end, int(stop.max()))
     return end
+
+
+def _values(tiff: bytes, e: np.ndarray, ifd: int, tag: int, order: str) -> np.ndarray:
+    """The SHORT or LONG values (at most 4096) of a directory's last entry with `tag`, as
+    int64; empty if there is none (its bounds were checked with the directory's)."""
+    hits = np.flatnonzero(e["tag"] == tag)
+    if not hits.size:
+        return np.zeros(0, np.int64)
+    k = int(hits[-1])
+    typ, count = int(e["type"][k]), int(e["count"][k])
+    if typ not in (3, 4) or count > 4096:
+        return np.zeros(0, np.int64)
+    step = _TYPE_SIZE[typ]
+    where = int(e["value"][k]) if step * count > 4 else ifd + 2 + 12 * k + 8
+    return np.frombuffer(tiff, f"{order}u{step}", count=count, offset=where).astype(np.int64)
 
 
 def metadata(extra: dict[str, bytes]) -> dict:

@@ -31,6 +31,8 @@ DEFAULT_OUTPUT_QUALITY = 95  # lossy outputs of decompress: well above the strea
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "AVIF": ".avif", "JXL": ".jxl",
                  "TIFF": ".tif", "BMP": ".bmp"}
 JPEG_MAX_EXIF = 65533  # one APP1 segment
+JPEG_XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"  # before the packet in its segment
+JPEG_MAX_ICC = 255 * (65533 - 14)  # ICC_PROFILE segments: 255 of them at most
 
 
 def open_image(source: str | Path | bytes) -> Image.Image:
@@ -146,9 +148,10 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None,
         lost.append(f"{' and '.join(k for k in params if k not in kept)} not written "
                     f"({fmt} output)")
         params = {k: v for k, v in params.items() if k in kept}
-    if fmt == "JPEG" and len(params.get("exif", b"")) > JPEG_MAX_EXIF:
-        lost.append("exif not written (over the 64 KB a JPEG segment holds)")
-        del params["exif"]
+    if fmt == "JPEG":
+        lost += _jpeg_limits(params)
+    if fmt == "TIFF" and "exif" in params:
+        params["exif"] = _tiff_exif(params["exif"])
     if fmt in LOSSY_FORMATS:
         params["quality"] = DEFAULT_OUTPUT_QUALITY if quality is None else int(quality)
     try:
@@ -161,6 +164,42 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None,
     if lost:
         warnings.warn("; ".join(lost), LossWarning, stacklevel=2)
     return data
+
+
+def _jpeg_limits(params: dict) -> list[str]:
+    """Drop (and say) the metadata a JPEG file cannot hold: EXIF or XMP over one segment,
+    an ICC profile over 255 segments, a resolution over the 16 bits of JFIF's density."""
+    lost = []
+    if len(params.get("exif", b"")) > JPEG_MAX_EXIF:
+        lost.append("exif not written (over the 64 KB a JPEG segment holds)")
+        del params["exif"]
+    if len(params.get("xmp", b"")) > JPEG_MAX_EXIF - len(JPEG_XMP_PREFIX):
+        lost.append("xmp not written (over the 64 KB a JPEG segment holds)")
+        del params["xmp"]
+    if len(params.get("icc_profile", b"")) > JPEG_MAX_ICC:
+        lost.append("icc_profile not written (over the 255 segments a JPEG holds)")
+        del params["icc_profile"]
+    dpi = params.get("dpi")
+    if dpi and max(round(v) for v in dpi) > 65535:
+        lost.append(f"dpi not written ({dpi[0]:g}x{dpi[1]:g} is over the 65535 a JPEG holds)")
+        del params["dpi"]
+    return lost
+
+
+# the tags of a TIFF file's own layout: EXIF copied from another file must not set them in a
+# TIFF output (Pillow's writer copies every EXIF tag over its own, the image size included)
+TIFF_LAYOUT_TAGS = (256, 257, 258, 259, 262, 266, 273, 274, 277, 278, 279, 284, 317, 322, 323,
+                    324, 325, 338, 339, 340, 341, 347, 530, 531, 532)
+
+
+def _tiff_exif(exif: bytes) -> Image.Exif:
+    """A stream's EXIF for a TIFF output, without the tags that describe a TIFF's layout (an
+    EXIF's ImageWidth, say, is the size of the frame it was written for, not this one)."""
+    parsed = Image.Exif()
+    parsed.load(exif)
+    for tag in TIFF_LAYOUT_TAGS:
+        parsed.pop(tag, None)
+    return parsed
 
 
 def register_plugins(fmt_or_ext: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import manifest_fields
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
 from .fast_synthesis import rewrite as rewrite_synthesis
@@ -92,6 +93,10 @@ def read_manifest(folder: str | Path) -> ModelInfo:
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}/manifest.json: unreadable ({e})") from None
     try:
+        if not isinstance(m, dict) or m.get("format") != 1 or m.get("format") is True:
+            version = m.get("format") if isinstance(m, dict) else None
+            raise ModelError(f"{path}: model format {version!r:.20} is not supported")
+        manifest_fields.check(m, path)
         if m["format"] != 1:
             raise ModelError(f"{path}: model format {m['format']} is not supported")
         family = m["family"]
@@ -214,6 +219,13 @@ class Model:
             raise ModelError(f"{self.path}/tables.npz: unreadable ({e!r})") from None
         if self.gain.ndim != 2 or self.gain.shape != self.inv_gain.shape:
             raise ModelError(f"{self.path}: gain and inv_gain must both be [K, M]")
+        if len(self.gain) != self.info.levels:
+            raise ModelError(f"{self.path}: the manifest says {self.info.levels} rate levels, "
+                             f"tables.npz has gains for {len(self.gain)}")
+        channels = self.info.manifest.get("latent", {}).get("channels")
+        if channels is not None and self.gain.shape[1] != channels:
+            raise ModelError(f"{self.path}: the manifest says {channels} latent channels, "
+                             f"tables.npz has gains for {self.gain.shape[1]}")
         latent = self.info.manifest.get("latent", {})
         try:
             self.stride = int(latent["stride"])
@@ -273,7 +285,7 @@ class Model:
 
     @property
     def mean_bits(self) -> int:
-        return int(self.info.manifest.get("mean_bits", 0))
+        return int(self.info.manifest.get("mean_bits") or 0)
 
     def file(self, name: str) -> Path:
         """Where a file of the manifest lies: in the folder, or, where the folder lacks it, in

@@ -60,6 +60,43 @@ def _one_channel(model_id: str) -> bool:
         return False
 
 
+def _compact_guess(data: bytes) -> container.Stream:
+    """A compact-profile stream guessed from content (it has no magic bytes), claimed only
+    when it is short enough to be one (`container.COMPACT_MAX_BYTES`: nothing longer is ever
+    read), parses with its CRC-8, entropy-decodes to the canonical payload, and no other
+    Pillow format opens it (TGA, say, has no accept function to claim its files by);
+    SyntaxError otherwise, so Pillow goes on to the other formats."""
+    from .codec import get_codec
+    from .errors import AecodecError
+
+    if len(data) > container.COMPACT_MAX_BYTES:
+        raise SyntaxError("not an aecodec stream (no magic bytes, and longer than a "
+                          "compact-profile stream can be)")
+    try:
+        stream = container.parse(data)
+        get_codec(find_by_id(stream.header.model_id)).decode_latents(stream)
+    except AecodecError as e:
+        raise SyntaxError(f"not an aecodec compact-profile stream ({e})") from None
+    if _opened_elsewhere(data):
+        raise SyntaxError("not an aecodec stream: another image format opens these bytes")
+    return stream
+
+
+def _opened_elsewhere(data: bytes) -> bool:
+    """Whether any other registered Pillow format opens these bytes."""
+    import io
+    import warnings
+
+    others = [fmt for fmt in Image.ID if fmt != FORMAT]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.open(io.BytesIO(data), formats=others).close()
+    except Exception:  # noqa: BLE001 - UnidentifiedImageError, or a plugin's own failure
+        return False
+    return True
+
+
 class AecImageFile(ImageFile.ImageFile):
     """An aecodec stream opened by Pillow: the header is parsed (and the CRC checked) on
     open, the image decoded on load."""
@@ -69,21 +106,17 @@ class AecImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         assert self.fp is not None
-        data = self.fp.read()
-        # corrupt streams raise CorruptStreamError (an AecodecError) rather than SyntaxError:
-        # the magic bytes matched, so the caller gets the real reason, not "cannot identify"
-        from .codec import default_max_pixels
-
         # aecodec's own limit applies before Pillow allocates anything, even where a pipeline
         # sets Image.MAX_IMAGE_PIXELS = None (Image.open still runs Pillow's bomb check after)
-        from .errors import AecodecError
+        from .codec import default_max_pixels
 
-        try:  # the one parse of the stream: the decoder gets this object (the tile's args)
-            stream = container.parse(data, default_max_pixels())
-        except AecodecError as e:  # no magic bytes: a compact guess that does not parse whole
-            if container.is_compact(data):  # is not ours
-                raise SyntaxError(f"not an aecodec compact-profile stream ({e})") from None
-            raise
+        head = self.fp.read(len(container.MAGIC))
+        if head == container.MAGIC:
+            # corrupt streams raise CorruptStreamError (an AecodecError) rather than
+            # SyntaxError: the magic bytes matched, so the caller gets the real reason
+            stream = container.parse(head + self.fp.read(), default_max_pixels())
+        else:  # no magic bytes: a bounded read, and ours only if it decodes and nothing else
+            stream = _compact_guess(head + self.fp.read(container.COMPACT_MAX_BYTES))
         header = stream.header
         if header.width is None:
             h, w = find_by_id(header.model_id).fixed_size or (0, 0)

@@ -160,9 +160,12 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
 
     out = o["out"]
     if pack:
-        size = build_archive(list(data), out / "train.tar",
-                             max_bytes=int(pack_mib * 2**20) if pack_mib else None,
-                             crop=pack_crop)
+        try:
+            size = build_archive(list(data), out / "train.tar",
+                                 max_bytes=int(pack_mib * 2**20) if pack_mib else None,
+                                 crop=pack_crop)
+        except ValueError as e:  # an unreadable image: one line naming it
+            raise click.ClickException(str(e)) from None
         click.echo(f"{out / 'train.tar'}: {size / 2**20:.1f} MiB")
         return
     from .models import Config

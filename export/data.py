@@ -19,7 +19,35 @@ from aecodec.imageio import IMAGE_SUFFIXES
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    """The image files under a folder, sorted: regular files only (a FIFO or a link to a
+    device under an image name would block or read without end)."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_rgb(source, name: str) -> np.ndarray:
+    """An image file (path or file object) as HxWx3 uint8; a file that is no readable image
+    (empty, truncated, another format) is a ValueError naming it, which the commands print as
+    one `Error:` line."""
+    from aecodec.imageio import plain_message
+
+    try:
+        with Image.open(source) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{name}: cannot read image ({plain_message(e)})") from None
+
+
+def _open(path: Path) -> Image.Image:
+    """`Image.open` with `read_rgb`'s error."""
+    from aecodec.imageio import plain_message
+
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: cannot read image ({plain_message(e)})") from None
 
 
 def fit_within(img: Image.Image, max_side: int) -> Image.Image:
@@ -66,7 +94,7 @@ def _whole_images(folders: list[Path], max_side: int, quality: int
                   ) -> Iterator[tuple[str, bytes]]:
     for folder in folders:
         for path in image_files(folder):
-            with Image.open(path) as img:
+            with _open(path) as img:
                 keep = path.suffix.lower() in {".jpg", ".jpeg"} and max(img.size) <= max_side
                 data = path.read_bytes() if keep else _jpeg(fit_within(img, max_side), quality)
             rel = path.relative_to(folder).with_suffix(".jpg")
@@ -78,7 +106,7 @@ def _crops(folders: list[Path], max_side: int, quality: int, max_bytes: int, cro
     tiles = []  # every tile encoded (each photo decoded once), then a seeded draw of them
     for folder in folders:
         for path in image_files(folder):
-            with Image.open(path) as img:
+            with _open(path) as img:
                 im = fit_within(img, max_side)
             rel = path.relative_to(folder).with_suffix("")
             for top in range(0, im.height - crop + 1, crop):
@@ -104,10 +132,10 @@ def load_images(source: Path, min_side: int) -> list[tuple[str, np.ndarray]]:
                 if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
                     f = tar.extractfile(m)
                     assert f is not None
-                    items.append((m.name, np.asarray(Image.open(f).convert("RGB"))))
+                    items.append((m.name, read_rgb(f, f"{source}:{m.name}")))
     elif source.is_dir():
         for p in image_files(source):
-            items.append((str(p.relative_to(source)), np.asarray(Image.open(p).convert("RGB"))))
+            items.append((str(p.relative_to(source)), read_rgb(p, str(p))))
     else:
         raise FileNotFoundError(f"no training images at {source}")
     items = [(n, a) for n, a in sorted(items) if min(a.shape[:2]) >= min_side]

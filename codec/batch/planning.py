@@ -31,7 +31,10 @@ def expand(
     inputs: tuple[str, ...] | list[str], suffixes: set[str]
 ) -> list[tuple[str, Path | None]]:
     """Each input file with its path relative to the folder it was found in (None for files
-    named directly): folders are walked recursively, sorted, hidden names left out."""
+    named directly): folders are walked recursively, sorted, hidden names left out, and only
+    regular files (or links to them) taken: a FIFO or a link to /dev/zero under an image
+    name would block the job or read without end. A file named directly is read as given
+    (`<(cmd)` is a pipe)."""
     out: list[tuple[str, Path | None]] = []
     for item in inputs:
         root = Path(item)
@@ -42,7 +45,7 @@ def expand(
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 f = Path(folder) / name
-                if not name.startswith(".") and f.suffix.lower() in suffixes:
+                if not name.startswith(".") and f.suffix.lower() in suffixes and f.is_file():
                     out.append((str(f), f.relative_to(root)))
     if not out:
         raise AecodecError("no input files found")
