@@ -1,0 +1,144 @@
+"""`aecodec web-export`: what the browser decoder (web/) needs from a model folder.
+
+The browser runs the same integer steps as `aecodec.decompress`, so it needs the same data in
+a form it can read without numpy: the entropy tables as the integer CDFs constriction builds
+from them (`Categorical(probs, perfect=False)`: its fast quantization, reproduced here in
+float64 operations in the same order), the gains, the shipped tables' legacy inverse-gain
+deltas, the integer hyper-decoder's arrays, and the synthesis graph as it is. Written as
+`OUT/<id>/model.json` + `arrays.bin` + `synthesis.onnx`, and `OUT/index.json` (id -> folder),
+merged with what OUT already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import legacy_gains
+from .entropy import _HEAD_PROBS, TableSet
+from .model import Model
+
+PRECISION = 24  # constriction's DefaultContiguousCategoricalEntropyModel
+FORMAT = 1
+FAMILIES = ("hyperprior", "factorized")  # what web/src/decoder.js decodes
+
+
+def constriction_cdf(probs: np.ndarray) -> list[int]:
+    """The left cumulatives (and 2^24 at the end) of constriction's fast quantization: each
+    symbol gets floor(cumulative * (2^24 - n) / sum) + its index (sum and cumulative summed
+    left to right in float64, as its Rust iterators do)."""
+    p = [float(x) for x in np.asarray(probs, np.float64)]
+    n = len(p)
+    norm = 0.0
+    for x in p:
+        norm += x
+    scale = float((1 << PRECISION) - n) / norm
+    cdf, cum = [], 0.0
+    for i, x in enumerate(p):
+        cdf.append(int(cum * scale) + i)
+        cum += x
+    cdf.append(1 << PRECISION)
+    return cdf
+
+
+class _Arrays:
+    """Typed arrays laid end to end in one file; JSON refers to them by name."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.index: dict[str, dict] = {}
+        self.size = 0
+
+    def add(self, name: str, a: np.ndarray, dtype: str) -> str:
+        a = np.ascontiguousarray(np.asarray(a).astype(dtype))
+        pad = -self.size % 8
+        self.parts.append(b"\0" * pad)
+        self.size += pad
+        self.index[name] = {"dtype": dtype, "offset": self.size, "length": int(a.size),
+                            "shape": list(a.shape)}
+        data = a.astype(a.dtype.newbyteorder("<")).tobytes()
+        self.parts.append(data)
+        self.size += len(data)
+        return name
+
+
+def _table_set(arrays: _Arrays, name: str, ts: TableSet) -> dict:
+    cdfs = [constriction_cdf(p) for p in ts._probs]
+    starts = np.cumsum([0] + [len(c) for c in cdfs])
+    arrays.add(f"{name}_cdf", np.concatenate(cdfs), "uint32")
+    arrays.add(f"{name}_cdf_start", starts, "int32")
+    arrays.add(f"{name}_len", ts.lengths, "int32")
+    arrays.add(f"{name}_offset", ts.offsets, "int32")
+    return {"count": len(ts), "min_bits": [float(b) for b in ts.min_bits]}
+
+
+def export(model: Model, out: Path) -> Path:
+    """Write `out/<id>/` for one model and add it to `out/index.json`; returns the folder."""
+    from .container import compact_index
+
+    family = model.family
+    if family not in FAMILIES:
+        raise ValueError(f"the browser decoder does not decode the {family} family "
+                         f"(model '{model.name}'): only {', '.join(FAMILIES)}")
+    out = Path(out)
+    folder = out / model.id
+    tmp = out / f".{model.id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    arrays = _Arrays()
+    latent = model.latent
+    meta: dict = {
+        "format": FORMAT, "id": model.id, "name": model.name, "family": family,
+        "version": model.info.manifest.get("version"),
+        "channels": model.info.channels,
+        "fixed_size": list(model.info.fixed_size) if model.info.fixed_size else None,
+        "pad_multiple": model.info.pad_multiple, "stride": model.stride,
+        "synthesis_halo": model.synthesis_halo,
+        "synthesis_output": model.synthesis.get_outputs()[0].name,
+        "synthesis_int8": model.info.manifest.get("architecture", {}).get("synthesis") == "int8",
+        "compact_index": compact_index(model.id),
+        "inv_gain": [[float(v) for v in row] for row in model.inv_gain],
+        "head_cdf": constriction_cdf(_HEAD_PROBS / _HEAD_PROBS.sum()),
+    }
+    legacy = legacy_gains.deltas(model.inv_gain) if len(model.inv_gain) > 1 else None
+    meta["legacy"] = arrays.add("legacy", legacy, "int8") if legacy is not None else None
+    if family == "hyperprior":
+        meta["tables"] = {"z": _table_set(arrays, "z", latent.z.tables),
+                          "y": _table_set(arrays, "y", latent.y.tables)}
+        net = latent.hyper.net
+        layers = []
+        i = 0
+        while f"w{i}" in net:
+            w = np.asarray(net[f"w{i}"])
+            if not np.array_equal(w, np.rint(w)) or np.abs(w).max() >= 2**31:
+                raise ValueError("hyper-decoder weights must be integers")
+            layers.append({
+                "w": arrays.add(f"w{i}", w, "int32"),
+                "b": arrays.add(f"b{i}", np.asarray(net[f"b{i}"]).reshape(-1), "float64"),
+                "m": arrays.add(f"m{i}", np.asarray(net[f"m{i}"]).reshape(-1), "float64"),
+                "lo": arrays.add(f"lo{i}", np.broadcast_to(
+                    np.asarray(net[f"lo{i}"], np.float64).reshape(-1), (len(w),)), "float64"),
+                "hi": arrays.add(f"hi{i}", np.broadcast_to(
+                    np.asarray(net[f"hi{i}"], np.float64).reshape(-1), (len(w),)), "float64"),
+                "shift": int(net[f"shift{i}"]), "ps": int(net[f"ps{i}"])})
+            i += 1
+        meta["intnet"] = layers
+        meta["z_factor"] = model.z_factor
+        meta["mean_bits"] = model.mean_bits
+        meta["hyper_halo"] = latent.hyper.halo
+    else:
+        meta["tables"] = {"y": _table_set(arrays, "y", latent.y.tables)}
+    meta["arrays"] = arrays.index
+    (tmp / "arrays.bin").write_bytes(b"".join(arrays.parts))
+    (tmp / "model.json").write_text(json.dumps(meta, separators=(",", ":")))
+    (tmp / "synthesis.onnx").write_bytes(model.blob("synthesis.onnx"))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    index_file = out / "index.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {}
+    index[model.id] = {"name": model.name, "folder": model.id, "family": family}
+    index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+    return folder
