@@ -421,12 +421,15 @@ def web_export(model_dir, out_dir) -> None:
     """Write what the browser decoder (web/) needs from a model folder (or a shipped model's
     name; `all`: every shipped model it decodes) into OUT_DIR/<id>/ and OUT_DIR/index.json."""
     from .model import Model, find, shipped
-    from .web_export import FAMILIES, export
+    from .web_export import FAMILIES, export, note_unsupported
 
     try:
-        infos = [i for i in shipped() if i.family in FAMILIES] if model_dir == "all" \
-            else [find(model_dir)]
+        infos = shipped() if model_dir == "all" else [find(model_dir)]
         for info in infos:
+            if model_dir == "all" and info.family not in FAMILIES:
+                note_unsupported(info, Path(out_dir))
+                click.echo(f"{info.name} ({info.id}): not decoded in the browser (noted)")
+                continue
             folder = export(Model(info), Path(out_dir))
             click.echo(f"{info.name} ({info.id}): {folder}")
     except (AecodecError, ValueError, OSError) as e:

@@ -75,6 +75,18 @@ def _table_set(arrays: _Arrays, name: str, ts: TableSet) -> dict:
     return {"count": len(ts), "min_bits": [float(b) for b in ts.min_bits]}
 
 
+def note_unsupported(info, out: Path) -> None:
+    """Name a model the browser decoder does not decode in `out/index.json`, so that its
+    streams are refused naming it rather than as an unknown id."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    index_file = out / "index.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {}
+    index[info.id] = {"name": info.name, "family": info.family,
+                      "unsupported": f"the {info.family} family is not decoded in the browser"}
+    index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+
 def export(model: Model, out: Path) -> Path:
     """Write `out/<id>/` for one model and add it to `out/index.json`; returns the folder."""
     from .container import compact_index

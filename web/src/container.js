@@ -1,5 +1,5 @@
 // The .aec container (codec/container.py): header fields, CRC, section framing, size limits.
-import { crc32 } from './crc.js';
+import { crc32, crc8 } from './crc.js';
 import { CorruptStreamError, ImageTooLargeError, NotSupportedError } from './errors.js';
 
 export const MAX_SIDE = 1 << 24;
@@ -36,7 +36,17 @@ const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'))
 
 /** Header fields, CRC checked, sections split; the same checks as container.parse. */
 export function parse(data, maxPixels) {
-  if (data.length > 0 && data[0] < 0x80) {
+  if (data.length > 0 && data[0] < 0x80) { // the compact profile: checked, then refused
+    let pos = 1;
+    if (data[0] & 0x40) {
+      if (data.length < 2) throw new CorruptStreamError(truncated);
+      if (data[1] > 99) throw new CorruptStreamError('invalid quality code in header');
+      pos = 2;
+    }
+    if (data.length < pos + 1) throw new CorruptStreamError(truncated);
+    if (crc8(data.subarray(pos + 1), crc8(data.subarray(0, pos)) ^ 0xff) !== data[pos]) {
+      throw new CorruptStreamError('checksum mismatch: the stream is truncated or damaged');
+    }
     throw new NotSupportedError('compact-profile streams are not decoded by this decoder yet');
   }
   if (data.length < 3 || data[0] !== 0xae || data[1] !== 0xcd) {

@@ -84,6 +84,7 @@ export class Decoder {
     if (!entry) {
       throw new UnknownModelError(`stream was written by model id ${id}, which this decoder does not hold (exported: ${Object.values(this.index).map((e) => e.name).join(', ') || 'none'})`);
     }
+    if (entry.unsupported) throw new NotSupportedError(`model '${entry.name}' (${id}): ${entry.unsupported}`);
     const meta = JSON.parse(new TextDecoder().decode(await this.load(`${entry.folder}/model.json`)));
     const buffer = await this.load(`${entry.folder}/arrays.bin`);
     const onnx = new Uint8Array(await this.load(`${entry.folder}/synthesis.onnx`));

@@ -1,0 +1,136 @@
+"""The browser decoder (web/) in headless Chromium: streams written by the Python encoder decode
+to the same RGBA bytes as `aecodec.decompress`, and hostile streams are refused alike.
+
+Needs Node, Chromium (/usr/bin/chromium, or $CHROMIUM) and web/node_modules (`npm ci` in
+web/); skips saying which is missing. One Chromium run decodes every stream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import aecodec
+from aecodec import errors
+from aecodec.demo import SAMPLE
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def _missing() -> str | None:
+    if shutil.which("node") is None:
+        return "Node is not installed (apt-get install nodejs npm)"
+    if not Path(CHROMIUM).exists():
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
+        return "web/node_modules is missing (cd web && npm ci)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+def _rgba(pixels: np.ndarray) -> bytes:
+    """The Python decoder's pixels as the RGBA bytes the web decoder returns."""
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
+    return np.concatenate([pixels, alpha], axis=2).tobytes()
+
+
+def _streams() -> dict[str, tuple[bytes, dict]]:
+    """name -> (stream, options): the cases the issue lists, small enough for seconds."""
+    photo = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    crop = photo[:96, :144]
+    odd = photo[101:138, 17:70]  # 37 x 53
+    out: dict[str, tuple[bytes, dict]] = {}
+    fast = aecodec.Codec("hyperprior-fast")
+    for q in (5.0, 50.0, 93.7):
+        out[f"fast-q{q}"] = (fast.compress(crop, q), {})
+    out["fast-odd"] = (fast.compress(odd, 63.3), {})
+    out["hyperprior-q21.4"] = (aecodec.Codec("hyperprior").compress(odd, 21.4), {})
+    tiled = aecodec.Codec("hyperprior-fast", tile=64, tile_above=0)
+    out["fast-tiled"] = (tiled.compress(photo[:200, :300], 40), {})
+    big = np.tile(photo, (2, 1, 1))[:1024, :640]  # over 2^19 pixels: synthesis by squares
+    out["fast-large"] = (fast.compress(big, 30), {})
+    out["fast-gray"] = (fast.compress(np.asarray(Image.fromarray(crop).convert("L")), 45), {})
+    out["factorized"] = (aecodec.Codec("factorized").compress(odd, 70), {})
+    digit = (np.add.outer(np.arange(28), np.arange(28)) * 4 % 256).astype(np.uint8)
+    digit[6:22, 12:16] = 255
+    for name, q in (("mnist-rd", 60), ("mnist-conv", 40), ("mnist-dense", None)):
+        codec = aecodec.Codec(name)
+        out[name] = (codec.compress(digit) if q is None else codec.compress(digit, q), {})
+    try:
+        import torch  # noqa: F401
+
+        out["fast-effort1"] = (fast.compress(odd, 55, effort=1), {})
+    except ImportError:
+        pass
+    # hostile: each must be refused as Python refuses it
+    good = out["fast-q50.0"][0]
+    flipped = bytearray(good)
+    flipped[-3] ^= 0x10
+    out["bad-crc"] = (bytes(flipped), {})
+    out["bad-magic"] = (b"\xaa\xbb" + good[2:], {})
+    out["bad-compact-crc"] = (b"\x40\x31\x00\x12", {})  # a compact header, damaged
+    out["truncated"] = (good[:9], {})
+    out["too-large"] = (fast.compress(crop, 50), {"max_pixels": 1000})
+    ctx = aecodec.Codec("hyperprior-ctx").compress(odd, 50)
+    out["context-model"] = (ctx, {})
+    return out
+
+
+@pytest.fixture(scope="module")
+def chromium_run(tmp_path_factory):
+    from aecodec.cli import main
+
+    base = tmp_path_factory.mktemp("web")
+    models, streams = base / "models", base / "streams"
+    streams.mkdir()
+    from click.testing import CliRunner
+
+    res = CliRunner().invoke(main, ["web-export", "all", str(models)])
+    assert res.exit_code == 0, res.output
+    cases = _streams()
+    listing = []
+    for name, (data, opts) in cases.items():
+        (streams / f"{name}.aec").write_bytes(data)
+        listing.append({"file": f"{name}.aec", **opts})
+    (streams / "list.json").write_text(json.dumps(listing))
+    run = subprocess.run(["node", str(WEB / "test" / "chromium.mjs"), str(streams), str(models)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout)
+    (Path(os.environ.get("AECODEC_WEB_TIMES", base)) / "web-times.json").write_text(
+        json.dumps({k: v.get("ms") for k, v in out["results"].items()}))
+    return cases, out
+
+
+def test_streams_decode_to_the_python_pixels(chromium_run):
+    cases, out = chromium_run
+    results = out["results"]
+    same = 0
+    for name, (data, opts) in cases.items():
+        got = results[f"{name}.aec"]
+        if name == "context-model":  # a model the browser does not hold: refused, named
+            assert got.get("error") == "NotSupportedError", got
+            assert "hyperprior-ctx" in got["message"]
+            continue
+        try:
+            pixels = aecodec.decompress(data, max_pixels=opts.get("max_pixels"))
+        except errors.AecodecError as e:
+            assert got.get("error") == type(e).__name__, (name, got, str(e))
+            continue
+        assert "error" not in got, (name, got)
+        assert (got["height"], got["width"]) == pixels.shape[:2], name
+        assert got["sha256"] == hashlib.sha256(_rgba(pixels)).hexdigest(), name
+        same += 1
+    assert same >= 12, same
