@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import legacy_gains
-from .entropy import _HEAD_PROBS, TableSet
+from .entropy import _HEAD_MODEL, _HEAD_PROBS, TableSet
+from .fast_synthesis import rewrite as rewrite_synthesis
 from .model import Model
 
 PRECISION = 24  # constriction's DefaultContiguousCategoricalEntropyModel
@@ -44,6 +45,22 @@ def constriction_cdf(probs: np.ndarray) -> list[int]:
     return cdf
 
 
+def conv_integer_graph(w: np.ndarray) -> bytes:
+    """One hyper-decoder layer's integer sums as an ONNX ConvInteger: x uint8 [1, C, H, W]
+    with its zero point (an input: 0 or 128), the weights as uint8 with zero point 128
+    (uint8 x uint8: no kernel pairs products in saturating 16 bits), 'same' padding with the
+    zero point; exact int32 sums, as codec/intnet.py's MatMulInteger."""
+    from .onnx_wire import Graph, Node, write_model
+
+    k = int(w.shape[-1])
+    p = k // 2
+    wt = (np.asarray(w).astype(np.int16) + 128).astype(np.uint8)
+    g = Graph([Node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"],
+                    {"pads": [p, p, p, p], "kernel_shape": [k, k]})],
+              {"w": wt, "w_zp": np.uint8(128)}, ["x", "x_zp"], ["y"])
+    return write_model(g, {"x": (np.uint8, 4), "x_zp": (np.uint8, 0)}, {"y": (np.int32, 4)})
+
+
 class _Arrays:
     """Typed arrays laid end to end in one file; JSON refers to them by name."""
 
@@ -65,8 +82,11 @@ class _Arrays:
         return name
 
 
-def _table_set(arrays: _Arrays, name: str, ts: TableSet) -> dict:
+def _table_set(arrays: _Arrays, name: str, ts: TableSet, compact: bool = False) -> dict:
     cdfs = [constriction_cdf(p) for p in ts._probs]
+    if compact:  # the compact profile's byte coder: its own integer frequencies
+        freqs = [ts._int_model(i).freqs for i in range(len(ts))]
+        arrays.add(f"{name}_freq", np.concatenate(freqs), "uint32")
     starts = np.cumsum([0] + [len(c) for c in cdfs])
     arrays.add(f"{name}_cdf", np.concatenate(cdfs), "uint32")
     arrays.add(f"{name}_cdf_start", starts, "int32")
@@ -127,7 +147,11 @@ def export(model: Model, out: Path) -> Path:
             w = np.asarray(net[f"w{i}"])
             if not np.array_equal(w, np.rint(w)) or np.abs(w).max() >= 2**31:
                 raise ValueError("hyper-decoder weights must be integers")
+            (tmp / f"hyper{i}.onnx").write_bytes(conv_integer_graph(w))
             layers.append({
+                "graph": f"hyper{i}.onnx",
+                "row_sum": float(np.abs(w).reshape(len(w), -1).sum(1).max())
+                if w.min() >= -128 and w.max() <= 127 else None,
                 "w": arrays.add(f"w{i}", w, "int32"),
                 "b": arrays.add(f"b{i}", np.asarray(net[f"b{i}"]).reshape(-1), "float64"),
                 "m": arrays.add(f"m{i}", np.asarray(net[f"m{i}"]).reshape(-1), "float64"),
@@ -142,15 +166,24 @@ def export(model: Model, out: Path) -> Path:
         meta["mean_bits"] = model.mean_bits
         meta["hyper_halo"] = latent.hyper.halo
     else:
-        meta["tables"] = {"y": _table_set(arrays, "y", latent.y.tables)}
+        compact = compact_index(model.id) is not None
+        meta["tables"] = {"y": _table_set(arrays, "y", latent.y.tables, compact)}
+        if compact:
+            meta["head_freq"] = list(_HEAD_MODEL.freqs)
     meta["arrays"] = arrays.index
     (tmp / "arrays.bin").write_bytes(b"".join(arrays.parts))
     (tmp / "model.json").write_text(json.dumps(meta, separators=(",", ":")))
-    (tmp / "synthesis.onnx").write_bytes(model.blob("synthesis.onnx"))
+    # the 8-bit synthesis as codec/fast_synthesis.py rebuilds it (the same integers, cheaper
+    # operators; u8 x u8 sums, exact on every kernel), else the file as it is
+    blob = model.blob("synthesis.onnx")
+    fast = rewrite_synthesis(blob, signed_gamma=False)
+    (tmp / "synthesis.onnx").write_bytes(fast if fast is not None else blob)
+    meta["synthesis_rewritten"] = fast is not None
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     index_file = out / "index.json"
     index = json.loads(index_file.read_text()) if index_file.exists() else {}
-    index[model.id] = {"name": model.name, "folder": model.id, "family": family}
+    index[model.id] = {"name": model.name, "folder": model.id, "family": family,
+                       "compact_index": meta["compact_index"]}
     index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     return folder

@@ -19,6 +19,7 @@ from PIL import Image
 
 import aecodec
 from aecodec import errors
+from aecodec.container import crc8
 from aecodec.demo import SAMPLE
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -35,15 +36,18 @@ def _missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+needs_browser = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 
 def _rgba(pixels: np.ndarray) -> bytes:
-    """The Python decoder's pixels as the RGBA bytes the web decoder returns."""
+    """The Python decoder's pixels (H x W, or x 2, 3, 4) as the RGBA bytes the web decoder
+    returns."""
     if pixels.ndim == 2:
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-    alpha = np.full(pixels.shape[:2] + (1,), 255, np.uint8)
-    return np.concatenate([pixels, alpha], axis=2).tobytes()
+        pixels = pixels[:, :, None]
+    c = pixels.shape[2]
+    color = pixels[:, :, :3] if c >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
+    alpha = pixels[:, :, -1:] if c in (2, 4) else np.full(pixels.shape[:2] + (1,), 255, np.uint8)
+    return np.concatenate([color, alpha], axis=2).tobytes()
 
 
 def _streams() -> dict[str, tuple[bytes, dict]]:
@@ -68,6 +72,14 @@ def _streams() -> dict[str, tuple[bytes, dict]]:
     for name, q in (("mnist-rd", 60), ("mnist-conv", 40), ("mnist-dense", None)):
         codec = aecodec.Codec(name)
         out[name] = (codec.compress(digit) if q is None else codec.compress(digit, q), {})
+    for name, q in (("mnist-rd", 60), ("mnist-dense", None)):
+        codec = aecodec.Codec(name, profile="compact")
+        out[f"{name}-compact"] = (codec.compress(digit) if q is None
+                                  else codec.compress(digit, q), {})
+    rgba = np.dstack([odd, (np.arange(37 * 53).reshape(37, 53) * 7 % 256).astype(np.uint8)])
+    out["fast-alpha"] = (fast.compress(rgba, 50), {})
+    la = np.dstack([np.asarray(Image.fromarray(odd).convert("L")), rgba[:, :, 3]])
+    out["fast-gray-alpha"] = (fast.compress(la, 50), {})
     try:
         import torch  # noqa: F401
 
@@ -83,6 +95,9 @@ def _streams() -> dict[str, tuple[bytes, dict]]:
     out["bad-compact-crc"] = (b"\x40\x31\x00\x12", {})  # a compact header, damaged
     out["truncated"] = (good[:9], {})
     out["too-large"] = (fast.compress(crop, 50), {"max_pixels": 1000})
+    compact = out["mnist-rd-compact"][0]
+    head, payload = compact[:2], compact[3:] + b"\x01"  # a byte the symbols do not need
+    out["compact-noncanonical"] = (head + bytes([crc8(payload, crc8(head) ^ 0xFF)]) + payload, {})
     ctx = aecodec.Codec("hyperprior-ctx").compress(odd, 50)
     out["context-model"] = (ctx, {})
     return out
@@ -114,6 +129,7 @@ def chromium_run(tmp_path_factory):
     return cases, out
 
 
+@needs_browser
 def test_streams_decode_to_the_python_pixels(chromium_run):
     cases, out = chromium_run
     results = out["results"]
@@ -134,3 +150,24 @@ def test_streams_decode_to_the_python_pixels(chromium_run):
         assert got["sha256"] == hashlib.sha256(_rgba(pixels)).hexdigest(), name
         same += 1
     assert same >= 12, same
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed")
+@pytest.mark.parametrize("name", ["hyperprior", "factorized", "mnist-rd-hq"])
+def test_browser_gains_are_the_python_gains(name):
+    """web/src/gains.js (BigInt, no Math.pow) gives the runtime's inverse gains bit for bit,
+    the legacy deltas included, at qualities across the range."""
+    from aecodec import legacy_gains
+
+    model = aecodec.Codec(name).model
+    qualities = [1.0, 1.1, 7.7, 12.3, 33.3, 50.0, 64.9, 77.7, 99.9, 100.0]
+    legacy = legacy_gains.deltas(model.inv_gain)
+    payload = {"levels": model.inv_gain.tolist(), "qualities": qualities,
+               "legacy": None if legacy is None else legacy.ravel().tolist()}
+    run = subprocess.run(["node", str(WEB / "test" / "gains.mjs")], input=json.dumps(payload),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    for q, row in zip(qualities, got, strict=True):
+        want = [f"{v:016x}" for v in model.gains(q)[1].view(np.uint64)]
+        assert row == want, q

@@ -1,6 +1,6 @@
 // The .aec container (codec/container.py): header fields, CRC, section framing, size limits.
 import { crc32, crc8 } from './crc.js';
-import { CorruptStreamError, ImageTooLargeError, NotSupportedError } from './errors.js';
+import { CorruptStreamError, ImageTooLargeError } from './errors.js';
 
 export const MAX_SIDE = 1 << 24;
 const EXTRA_KINDS = ['icc', 'exif', 'alpha', 'xmp', 'dpi'];
@@ -47,7 +47,11 @@ export function parse(data, maxPixels) {
     if (crc8(data.subarray(pos + 1), crc8(data.subarray(0, pos)) ^ 0xff) !== data[pos]) {
       throw new CorruptStreamError('checksum mismatch: the stream is truncated or damaged');
     }
-    throw new NotSupportedError('compact-profile streams are not decoded by this decoder yet');
+    const q = data[0] & 0x40 ? data[1] + 1 : null;
+    return {
+      header: { modelId: null, compactIndex: data[0] & 0x3f, width: null, height: null, gray: true, quality: q, version: 1, tile: null, extras: [], profile: 'compact' },
+      latent: [data.subarray(pos + 1)], extra: {},
+    };
   }
   if (data.length < 3 || data[0] !== 0xae || data[1] !== 0xcd) {
     throw new CorruptStreamError('not an aecodec stream (bad magic bytes)');
@@ -127,7 +131,7 @@ export function parse(data, maxPixels) {
   const extra = {};
   extras.forEach((k, i) => { extra[k] = sections[nLatent + i]; });
   return {
-    header: { modelId, width, height, gray: (flags & FLAG_GRAY) !== 0, quality: q, version, tile, extras },
+    header: { modelId, width, height, gray: (flags & FLAG_GRAY) !== 0, quality: q, version, tile, extras, profile: 'full' },
     latent: sections.slice(0, nLatent), extra,
   };
 }

@@ -6,6 +6,7 @@ import {
   CorruptStreamError, ImageTooLargeError, ModelError, ModelMismatchError, NotSupportedError,
   UnknownModelError, UnsupportedImageError,
 } from './errors.js';
+import { checkMetadata, decodeAlpha } from './extras.js';
 import { invGainsAt } from './gains.js';
 import { runIntNet } from './intnet.js';
 import { TableSet } from './tables.js';
@@ -55,7 +56,7 @@ export class Model {
     }
     this.arrays = arrays;
     this.tables = {};
-    for (const [name, t] of Object.entries(meta.tables)) this.tables[name] = new TableSet(t, arrays, name, meta.head_cdf);
+    for (const [name, t] of Object.entries(meta.tables)) this.tables[name] = new TableSet(t, arrays, name, meta.head_cdf, meta.head_freq);
     this.legacy = meta.legacy ? arrays[meta.legacy] : null;
     this.m = meta.inv_gain[0].length;
   }
@@ -69,8 +70,9 @@ export class Model {
 
 /** Loads models by id through `load(path) -> Promise<ArrayBuffer>` relative to a models folder. */
 export class Decoder {
-  constructor(ort, load, { maxPixels = DEFAULT_MAX_PIXELS } = {}) {
+  constructor(ort, load, { maxPixels = DEFAULT_MAX_PIXELS, decodeImage = null } = {}) {
     this.ort = ort;
+    this.decodeImage = decodeImage;
     this.load = load;
     this.maxPixels = maxPixels;
     this.models = new Map();
@@ -90,8 +92,29 @@ export class Decoder {
     const onnx = new Uint8Array(await this.load(`${entry.folder}/synthesis.onnx`));
     const session = await this.ort.InferenceSession.create(onnx, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
     const model = new Model(meta, buffer, session, this.ort);
+    if (meta.intnet) { // the hyper-decoder's 8-bit ConvInteger layers, opened on first use
+      const sessions = new Map();
+      model.convInteger = async (i, x, zp, c, h, w) => {
+        if (!sessions.has(i)) {
+          const g = new Uint8Array(await this.load(`${entry.folder}/${meta.intnet[i].graph}`));
+          sessions.set(i, await this.ort.InferenceSession.create(g, { executionProviders: ['wasm'] }));
+        }
+        const out = await sessions.get(i).run({
+          x: new this.ort.Tensor('uint8', x, [1, c, h, w]),
+          x_zp: new this.ort.Tensor('uint8', Uint8Array.of(zp), []),
+        });
+        return out.y.data;
+      };
+    }
     this.models.set(id, model);
     return model;
+  }
+
+  async compactModel(index) {
+    if (!this.index) this.index = JSON.parse(new TextDecoder().decode(await this.load('index.json')));
+    const hit = Object.entries(this.index).find(([, e]) => e.compact_index === index);
+    if (!hit) throw new UnknownModelError(`compact stream names model index ${index}, which no model this decoder holds has`);
+    return hit[0];
   }
 
   /** {width, height, channels (1 or 3, as the Python decoder returns), pixels, rgba}. */
@@ -99,6 +122,7 @@ export class Decoder {
     const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
     const stream = parse(data, this.maxPixels);
     const { header } = stream;
+    if (header.profile === 'compact') header.modelId = await this.compactModel(header.compactIndex);
     const model = await this.model(header.modelId);
     const meta = model.meta;
     if (header.modelId !== meta.id) throw new ModelMismatchError(`the stream was written by model id ${header.modelId}, not by '${meta.name}' (${meta.id})`);
@@ -117,25 +141,31 @@ export class Decoder {
     if (header.tile === null && h * w > UNTILED_MAX_PIXELS && !meta.fixed_size) {
       throw new ImageTooLargeError(`an untiled (version 1) stream of a ${w}x${h} image is over the limit of ${UNTILED_MAX_PIXELS} pixels for untiled streams`);
     }
-    if (header.extras.includes('alpha')) throw new NotSupportedError('alpha planes are not decoded by this decoder yet');
     const [hy, wy] = model.latentHW(h, w);
     const side = header.tile ?? Math.max(hy, wy, 1);
     const boxes = tilesOf(hy, wy, side);
     const inv = invGainsAt(meta.inv_gain, header.quality, model.legacy);
     const yHat = meta.family === 'hyperprior'
-      ? this.hyperprior(model, stream.latent, boxes, header, hy, wy, inv)
-      : this.factorized(model, stream.latent, boxes, hy, wy, inv);
+      ? await this.hyperprior(model, stream.latent, boxes, header, hy, wy, inv)
+      : this.factorized(model, stream.latent, boxes, hy, wy, inv, header.profile === 'compact');
     const pixels = await this.synthesize(model, yHat, hy, wy, h, w, header.gray);
+    checkMetadata(stream.extra);
+    if (stream.extra.alpha) {
+      const plane = await decodeAlpha(stream.extra.alpha, h, w, this.decodeImage);
+      for (let i = 0; i < h * w; i++) pixels.rgba[4 * i + 3] = plane[i];
+      pixels.channels += 1; // H x W x 4, or H x W x 2 for gray, as the Python decoder returns
+    }
     return { width: w, height: h, ...pixels };
   }
 
-  factorized(model, sections, boxes, hy, wy, inv) {
+  factorized(model, sections, boxes, hy, wy, inv, compact) {
     const m = model.m, yt = model.tables.y;
+    if (compact && !yt.freq) throw new CorruptStreamError(`the compact profile has no streams of model '${model.meta.name}'`);
     if (sections.length !== boxes.length) throw new CorruptStreamError('stream has the wrong number of sections for its model');
     // ChannelCodec.check_room: every channel's hy * wy symbols, the slack once
     const counts = new Float64Array(yt.count);
     for (let c = 0; c < m; c++) counts[c] += hy * wy;
-    if (8 * sections.reduce((s, x) => s + x.length, 0) + 128 < 0.99 * yt.leastBits(counts)) {
+    if (!compact && 8 * sections.reduce((s, x) => s + x.length, 0) + 128 < 0.99 * yt.leastBits(counts)) {
       throw new CorruptStreamError('sections are too short for the image size the header declares');
     }
     const y = new Float32Array(m * hy * wy);
@@ -143,7 +173,7 @@ export class Decoder {
       const th = r1 - r0, tw = c1 - c0;
       const idx = new Int32Array(m * th * tw);
       for (let c = 0; c < m; c++) idx.fill(c, c * th * tw, (c + 1) * th * tw);
-      const sym = yt.decode(sections[k], idx);
+      const sym = compact ? yt.decodeBytes(sections[k], idx) : yt.decode(sections[k], idx);
       for (let c = 0; c < m; c++) for (let r = 0; r < th; r++) for (let x = 0; x < tw; x++) {
         y[(c * hy + r0 + r) * wy + c0 + x] = sym[(c * th + r) * tw + x] * inv[c];
       }
@@ -151,7 +181,7 @@ export class Decoder {
     return y;
   }
 
-  hyperprior(model, sections, boxes, header, hy, wy, inv) {
+  async hyperprior(model, sections, boxes, header, hy, wy, inv) {
     const meta = model.meta, m = model.m, f = meta.z_factor;
     const zt = model.tables.z, yt = model.tables.y;
     if (header.tile !== null && header.tile % f) throw new CorruptStreamError('invalid tile size for this model');
@@ -160,7 +190,7 @@ export class Decoder {
     const zIdx = new Int32Array(zc * hz * wz);
     for (let c = 0; c < zc; c++) zIdx.fill(c, c * hz * wz, (c + 1) * hz * wz);
     const z = zt.decode(sections[0], zIdx);
-    const net = runIntNet(meta.intnet, model.arrays, z, zc, hz, wz);
+    const net = await runIntNet(meta.intnet, model.arrays, z, zc, hz, wz, model.convInteger);
     if (net.c !== 2 * m || net.h < hy || net.w < wy) throw new ModelError(`hyper-decoder produced [${net.c}, ${net.h}, ${net.w}]`);
     const H = net.h, W = net.w, out = net.out;
     const scale = 2 ** meta.mean_bits;

@@ -1,12 +1,16 @@
 // Table sets with escapes over the ANS decoder (codec/entropy.py TableSet.decode).
 import { AnsDecoder } from './ans.js';
+import { ByteDecoder, IntModel, UNIFORM_BIT, finalBytes } from './bytecoder.js';
 import { CorruptStreamError } from './errors.js';
 
 const MAX_EXP = 31;
 const MAX_ABS = 2 ** 31 - 1;
 
 export class TableSet {
-  constructor(meta, arrays, name, headCdf) {
+  constructor(meta, arrays, name, headCdf, headFreq) {
+    this.freq = arrays[`${name}_freq`] ?? null;
+    this.headFreq = headFreq;
+    this.intModels = null;
     this.count = meta.count;
     this.minBits = Float64Array.from(meta.min_bits);
     this.cdf = arrays[`${name}_cdf`];
@@ -74,5 +78,46 @@ export class TableSet {
     }
     if (!coder.isEmpty()) throw new CorruptStreamError('section has data left over after decoding');
     return out;
+  }
+
+  /** The compact profile's byte-coded section (TableSet.decode_bytes), canonical or refused. */
+  decodeBytes(data, tables) {
+    this.checkTables(tables);
+    if (8 * data.length > tables.length * (2 * 24 + MAX_EXP) + 8) {
+      throw new CorruptStreamError('section is longer than any coding of its symbols');
+    }
+    if (!this.intModels) {
+      this.intModels = [];
+      for (let t = 0; t < this.count; t++) {
+        const s = this.start[t] - t; // freq rows are len + 1 long: cdf rows are len + 2
+        this.intModels.push(new IntModel(this.freq.subarray(s, s + this.lengths[t] + 1)));
+      }
+      this.headModel = new IntModel(this.headFreq);
+    }
+    const n = tables.length;
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => tables[a] - tables[b] || a - b);
+    const dec = new ByteDecoder(data);
+    const out = new Float64Array(n);
+    const esc = [];
+    for (const p of order) {
+      const t = tables[p];
+      const a = dec.decode(this.intModels[t]);
+      if (a === this.lengths[t]) esc.push(p);
+      out[p] = a + this.offsets[t];
+    }
+    const heads = esc.map(() => dec.decode(this.headModel));
+    const exps = heads.map((h) => h % (MAX_EXP + 1));
+    const mant = exps.map((e) => { let v = 0; for (let k = 0; k < e; k++) v = v * 2 + dec.decode(UNIFORM_BIT); return v; });
+    esc.forEach((p, j) => {
+      const t = tables[p], lo = this.offsets[t], len = this.lengths[t];
+      const d = (exps[j] < 31 ? 1 << exps[j] : 2147483648) + mant[j];
+      out[p] = heads[j] >= MAX_EXP + 1 ? lo + len + d - 1 : lo - d;
+    });
+    for (let i = 0; i < n; i++) if (Math.abs(out[i]) > MAX_ABS) throw new CorruptStreamError('section decodes to a latent out of range');
+    const canonical = finalBytes(dec.low, dec.width, dec.scale);
+    if (canonical.length !== data.length || canonical.some((b, i) => b !== data[i])) {
+      throw new CorruptStreamError('section is not the canonical coding of its symbols');
+    }
+    return Int32Array.from(out);
   }
 }

@@ -2,6 +2,7 @@
 // folder), get back {id, width, height, channels, rgba, ms} or {id, error: {name, message}}.
 import * as ort from '../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
 import { Decoder } from './decoder.js';
+import { browserDecodeImage } from './extras.js';
 
 ort.env.wasm.numThreads = 1;
 ort.env.wasm.wasmPaths = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
@@ -16,7 +17,7 @@ function decoderFor(models, maxPixels) {
       if (!r.ok) throw new Error(`${p}: HTTP ${r.status}`);
       return r.arrayBuffer();
     };
-    decoders.set(key, new Decoder(ort, load, maxPixels ? { maxPixels } : {}));
+    decoders.set(key, new Decoder(ort, load, { decodeImage: browserDecodeImage, ...(maxPixels ? { maxPixels } : {}) }));
   }
   return decoders.get(key);
 }
