@@ -171,3 +171,35 @@ def test_browser_gains_are_the_python_gains(name):
     for q, row in zip(qualities, got, strict=True):
         want = [f"{v:016x}" for v in model.gains(q)[1].view(np.uint64)]
         assert row == want, q
+
+
+@pytest.mark.skipif(shutil.which("node") is None
+                    or not (WEB / "node_modules" / "onnxruntime-web").is_dir(),
+                    reason="Node or web/node_modules (cd web && npm ci) is missing")
+def test_node_command_writes_png_and_rgba(tmp_path):
+    """`aec-decode MODELS in.aec out.png|out.rgba` under Node: the Python decoder's pixels;
+    a damaged stream is one Error line, exit 1, and no output file."""
+    from aecodec.model import Model, find
+    from aecodec.web_export import export
+
+    models = tmp_path / "models"
+    export(Model(find("hyperprior-fast")), models)
+    photo = np.asarray(Image.open(SAMPLE).convert("RGB"))[40:77, 60:113]
+    data = aecodec.Codec("hyperprior-fast").compress(photo, 66.6)
+    (tmp_path / "a.aec").write_bytes(data)
+    want = aecodec.decompress(data)
+    cli = [str(WEB / "bin" / "aec-decode.js"), str(models), str(tmp_path / "a.aec")]
+    for out in ("a.png", "a.rgba"):
+        r = subprocess.run(["node", *cli, str(tmp_path / out)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), want)
+    assert (tmp_path / "a.rgba").read_bytes() == _rgba(want)
+    bad = bytearray(data)
+    bad[-1] ^= 1
+    (tmp_path / "bad.aec").write_bytes(bytes(bad))
+    r = subprocess.run(["node", str(WEB / "bin" / "aec-decode.js"), str(models),
+                        str(tmp_path / "bad.aec"), str(tmp_path / "bad.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("Error:")
+    assert "CorruptStreamError" in r.stderr and not (tmp_path / "bad.png").exists()

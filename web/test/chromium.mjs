@@ -40,7 +40,8 @@ try {
   page.on('console', (m) => logs.push(m.text()));
   page.on('pageerror', (e) => logs.push(String(e)));
   await page.goto(`http://127.0.0.1:${server.address().port}/test/harness.html`);
-  await page.waitForFunction(() => window.__results !== undefined, null, { timeout: 240000 });
+  await page.waitForFunction(() => window.__results !== undefined, null,
+    { timeout: Number(process.env.AEC_TIMEOUT_MS || 240000) });
   const results = await page.evaluate(() => window.__results);
   console.log(JSON.stringify({ browser: browser ? browser.version() : await page.evaluate(() => navigator.userAgent), results, logs }));
 } finally {
