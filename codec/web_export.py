@@ -24,7 +24,7 @@ from .model import Model
 
 PRECISION = 24  # constriction's DefaultContiguousCategoricalEntropyModel
 FORMAT = 1
-FAMILIES = ("hyperprior", "factorized")  # what web/src/decoder.js decodes
+FAMILIES = ("hyperprior", "context", "factorized")  # what web/src/decoder.js decodes
 
 
 def constriction_cdf(probs: np.ndarray) -> list[int]:
@@ -107,6 +107,34 @@ def note_unsupported(info, out: Path) -> None:
     index_file.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
 
 
+def _context(arrays: _Arrays, net: dict) -> dict:
+    """The context family's step networks (codec/ctxnet.py): per step (slice, phase) but the
+    first, three integer layers."""
+    slices, phases = int(net["slices"]), int(net["phases"])
+    steps = {}
+    for s in range(slices):
+        for p in range(phases):
+            key = f"{s}_{p}"
+            if (s, p) == (0, 0):
+                continue
+            layers = []
+            for i in range(3):
+                k = f"{key}.{i}"
+                o = len(net[f"{k}.b"])
+                layer = {"shift": int(net[f"{k}.shift"])}
+                for name in ("b", "m", "lo", "hi"):
+                    layer[name] = arrays.add(f"{k}.{name}", np.broadcast_to(
+                        np.asarray(net[f"{k}.{name}"], np.float64).reshape(-1), (o,)), "float64")
+                if f"{k}.w" in net:
+                    layer["w"] = arrays.add(f"{k}.w", net[f"{k}.w"], "int32")
+                if f"{k}.wh" in net:
+                    layer["wh"] = arrays.add(f"{k}.wh", net[f"{k}.wh"], "int32")
+                layers.append(layer)
+            steps[key] = layers
+    return {"slices": slices, "phases": phases, "ctx_limit": int(net["ctx_limit"]),
+            "steps": steps}
+
+
 def export(model: Model, out: Path) -> Path:
     """Write `out/<id>/` for one model and add it to `out/index.json`; returns the folder."""
     from .container import compact_index
@@ -137,7 +165,7 @@ def export(model: Model, out: Path) -> Path:
     }
     legacy = legacy_gains.deltas(model.inv_gain) if len(model.inv_gain) > 1 else None
     meta["legacy"] = arrays.add("legacy", legacy, "int8") if legacy is not None else None
-    if family == "hyperprior":
+    if family in ("hyperprior", "context"):
         meta["tables"] = {"z": _table_set(arrays, "z", latent.z.tables),
                           "y": _table_set(arrays, "y", latent.y.tables)}
         net = latent.hyper.net
@@ -165,6 +193,8 @@ def export(model: Model, out: Path) -> Path:
         meta["z_factor"] = model.z_factor
         meta["mean_bits"] = model.mean_bits
         meta["hyper_halo"] = latent.hyper.halo
+    if family == "context":
+        meta["context"] = _context(arrays, latent.y.net)
     else:
         compact = compact_index(model.id) is not None
         meta["tables"] = {"y": _table_set(arrays, "y", latent.y.tables, compact)}

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 
 import aecodec
 from aecodec import errors
-from aecodec.container import crc8
+from aecodec.container import crc8, crc_offset
 from aecodec.demo import SAMPLE
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -98,8 +99,13 @@ def _streams() -> dict[str, tuple[bytes, dict]]:
     compact = out["mnist-rd-compact"][0]
     head, payload = compact[:2], compact[3:] + b"\x01"  # a byte the symbols do not need
     out["compact-noncanonical"] = (head + bytes([crc8(payload, crc8(head) ^ 0xFF)]) + payload, {})
-    ctx = aecodec.Codec("hyperprior-ctx").compress(odd, 50)
-    out["context-model"] = (ctx, {})
+    out["context"] = (aecodec.Codec("hyperprior-ctx").compress(odd, 50), {})
+    ctx_tiled = aecodec.Codec("hyperprior-ctx", tile=64, tile_above=0)
+    out["context-tiled"] = (ctx_tiled.compress(photo[:130, :200], 71.5), {})
+    at = crc_offset(good)  # another model's id, the CRC made right: a model nobody holds
+    other = good[:3] + bytes.fromhex("0badf00d") + good[7:at]
+    out["unknown-model"] = (other + zlib.crc32(good[at + 4:], zlib.crc32(other)).to_bytes(
+        4, "little") + good[at + 4:], {})
     return out
 
 
@@ -136,20 +142,18 @@ def test_streams_decode_to_the_python_pixels(chromium_run):
     same = 0
     for name, (data, opts) in cases.items():
         got = results[f"{name}.aec"]
-        if name == "context-model":  # a model the browser does not hold: refused, named
-            assert got.get("error") == "NotSupportedError", got
-            assert "hyperprior-ctx" in got["message"]
-            continue
         try:
             pixels = aecodec.decompress(data, max_pixels=opts.get("max_pixels"))
         except errors.AecodecError as e:
             assert got.get("error") == type(e).__name__, (name, got, str(e))
+            if name == "unknown-model":  # the refusal names what the decoder holds
+                assert "0badf00d" in got["message"] and "hyperprior-fast" in got["message"]
             continue
         assert "error" not in got, (name, got)
         assert (got["height"], got["width"]) == pixels.shape[:2], name
         assert got["sha256"] == hashlib.sha256(_rgba(pixels)).hexdigest(), name
         same += 1
-    assert same >= 12, same
+    assert same >= 20, same
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed")

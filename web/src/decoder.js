@@ -6,6 +6,7 @@ import {
   CorruptStreamError, ImageTooLargeError, ModelError, ModelMismatchError, NotSupportedError,
   UnknownModelError, UnsupportedImageError,
 } from './errors.js';
+import { decodeRegion } from './ctx.js';
 import { checkMetadata, decodeAlpha } from './extras.js';
 import { invGainsAt } from './gains.js';
 import { runIntNet } from './intnet.js';
@@ -145,7 +146,7 @@ export class Decoder {
     const side = header.tile ?? Math.max(hy, wy, 1);
     const boxes = tilesOf(hy, wy, side);
     const inv = invGainsAt(meta.inv_gain, header.quality, model.legacy);
-    const yHat = meta.family === 'hyperprior'
+    const yHat = meta.family !== 'factorized'
       ? await this.hyperprior(model, stream.latent, boxes, header, hy, wy, inv)
       : this.factorized(model, stream.latent, boxes, hy, wy, inv, header.profile === 'compact');
     const pixels = await this.synthesize(model, yHat, hy, wy, h, w, header.gray);
@@ -216,7 +217,13 @@ export class Decoder {
         const [r0, r1, c0, c1] = boxes[i];
         const th = r1 - r0, tw = c1 - c0;
         const [mu, idx] = params(r0, r1, c0, c1);
-        const sym = yt.decode(secs[i], idx);
+        let sym = null;
+        if (meta.context) { // means on the 1/16 grid, refined step by step
+          const mean16 = mu.map((v) => v * 16);
+          const res = decodeRegion(meta.context, model.arrays, yt, secs[i], mean16, idx, m, th, tw, r0, c0);
+          sym = res.sym;
+          for (let o = 0; o < mu.length; o++) mu[o] = res.mean16[o] / 16;
+        } else sym = yt.decode(secs[i], idx);
         for (let c = 0; c < m; c++) for (let r = 0; r < th; r++) for (let x = 0; x < tw; x++) {
           const o = (c * th + r) * tw + x;
           y[(c * hy + r0 + r) * wy + c0 + x] = (sym[o] + mu[o]) * inv[c];

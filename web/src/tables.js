@@ -47,6 +47,22 @@ export class TableSet {
       throw new CorruptStreamError('section is too short for the image size its header declares');
     }
     const coder = new AnsDecoder(data);
+    const out = this.decodeFrom(coder, tables, counts);
+    if (!coder.isEmpty()) throw new CorruptStreamError('section has data left over after decoding');
+    return out;
+  }
+
+  checkRoom(data, counts) {
+    if (8 * data.length + 64 < 0.99 * this.leastBits(counts) - 64) {
+      throw new CorruptStreamError('section is too short for the image size its header declares');
+    }
+  }
+
+  /** One group of symbols popped from a coder (TableSet.decode_from): by table, then the
+   * escapes' heads, then their mantissa bits. */
+  decodeFrom(coder, tables, counts = null) {
+    this.checkTables(tables);
+    if (!counts) counts = this.counts(tables);
     // positions grouped by table (stable)
     const n = tables.length;
     const groupStart = new Int32Array(this.count + 1);
@@ -76,7 +92,6 @@ export class TableSet {
         out[p] = v;
       });
     }
-    if (!coder.isEmpty()) throw new CorruptStreamError('section has data left over after decoding');
     return out;
   }
 
