@@ -444,5 +444,27 @@ def demo(out_dir, quality, model_name, threads, force) -> None:
         click.echo(line)
 
 
+@main.command("web-export")
+@click.argument("model_dir")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def web_export(model_dir, out_dir) -> None:
+    """Write what the browser decoder (web/) needs from a model folder (or a shipped model's
+    name; `all`: every shipped model it decodes) into OUT_DIR/<id>/ and OUT_DIR/index.json."""
+    from .model import Model, find, shipped
+    from .web_export import FAMILIES, export, note_unsupported
+
+    try:
+        infos = shipped() if model_dir == "all" else [find(model_dir)]
+        for info in infos:
+            if model_dir == "all" and info.family not in FAMILIES:
+                note_unsupported(info, Path(out_dir))
+                click.echo(f"{info.name} ({info.id}): not decoded in the browser (noted)")
+                continue
+            folder = export(Model(info), Path(out_dir))
+            click.echo(f"{info.name} ({info.id}): {folder}")
+    except (AecodecError, ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+
+
 if __name__ == "__main__":
     main(prog_name="aecodec")

@@ -296,7 +296,7 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
         return optimise_blocks(codec, image, y, gain, quality, steps, seed)
     tw = _twin(model)
     lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
-    inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
+    inv = model.gains(quality)[1]
     y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
     z0 = model.run(model.hyper_analysis, "z", {"y": y_g[None]})[0]
     zs = codec.latent.z_shape(_grid(codec, h, w))
@@ -325,7 +325,7 @@ def optimise_blocks(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, q
     st = codec.stride
     grid = _grid(codec, h, w)
     lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
-    inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
+    inv = model.gains(quality)[1]
     z_sym = codec.latent.hyper_latents(y, gain, grid)
     y_g = (y.astype(np.float64) * gain[:, None, None]).astype(np.float32)
     with torch.no_grad():
@@ -497,7 +497,7 @@ def encode(codec, y, gain, grid, quality, image, gray, effort: int, seed: int = 
     opt = encode_symbols(codec, best[0], best[1], grid)
     model = codec.model
     lam = float(rate.at_quality(np.asarray(model.info.manifest["rate"]["lambdas"]), quality))
-    inv = rate.gains_at(model.gain, model.inv_gain, quality)[1]
+    inv = model.gains(quality)[1]
     c0 = _real_cost(codec, base[0], grid, inv, image, gray, lam)
     c1 = _real_cost(codec, opt[0], grid, inv, image, gray, lam)
     return opt if c1 < c0 else base

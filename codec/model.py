@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from . import manifest_fields
+from . import legacy_gains, manifest_fields
 from .entropy import TableSet
 from .errors import ModelError, UnknownModelError
 from .fast_synthesis import rewrite as rewrite_synthesis
 from .latent import LATENT_CODECS as TRANSFORM_CODECS
 from .latent import LatentCodec
 from .overfit.family import OverfitCodec
-from .rate import gains_at
+from .rate import QUALITY_MIN, STEPS, gains_at
 
 # Codec(graph_optimization=...) -> onnxruntime.GraphOptimizationLevel member
 GRAPH_OPTIMIZATION = {
@@ -226,6 +226,11 @@ class Model:
         if channels is not None and self.gain.shape[1] != channels:
             raise ModelError(f"{self.path}: the manifest says {channels} latent channels, "
                              f"tables.npz has gains for {self.gain.shape[1]}")
+        if not (np.all(self.gain > 0) and np.all(self.inv_gain > 0)
+                and np.all(np.isfinite(self.gain)) and np.all(np.isfinite(self.inv_gain))):
+            raise ModelError(f"{self.path}: gains must be positive and finite")
+        self._gains: dict[float | None, tuple[np.ndarray, np.ndarray]] = {}
+        self._legacy = legacy_gains.deltas(self.inv_gain) if len(self.inv_gain) > 1 else None
         latent = self.info.manifest.get("latent", {})
         try:
             self.stride = int(latent["stride"])
@@ -412,8 +417,22 @@ class Model:
         return self.latent.y.net
 
     def gains(self, quality: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """(gain, inv_gain) [M] at a quality (see `aecodec.rate.gains_at`)."""
-        return gains_at(self.gain, self.inv_gain, quality)
+        """(gain, inv_gain) [M] at a quality (see `aecodec.rate.gains_at`); a shipped table's
+        inverse gains as its streams were always decoded (`aecodec.legacy_gains`)."""
+        key = None if quality is None else float(quality)
+        cache = self._gains
+        if key not in cache:
+            gain, inv = gains_at(self.gain, self.inv_gain, key)
+            if key is not None and len(self.inv_gain) > 1:
+                if self._legacy is not None:
+                    code = round(key * STEPS) - round(QUALITY_MIN * STEPS)
+                    if 0 <= code < len(self._legacy) and abs(code + 10 - key * STEPS) < 1e-6:
+                        inv = legacy_gains.apply(inv, self._legacy[code])
+            if len(cache) > 1024:
+                cache.clear()
+            cache[key] = (gain, inv)
+        gain, inv = cache[key]
+        return gain.copy(), inv.copy()
 
     @property
     def variable_rate(self) -> bool:

@@ -2,7 +2,9 @@
 
 A stream records quality in [1, 100] in steps of 0.1. A variable-rate model holds K gain
 vectors; a quality picks a point between two of them, interpolated geometrically
-(docs/format.md). `encode_to_bpp` searches the grid of recordable qualities.
+(docs/format.md) with `exact_pow`'s integer-arithmetic power, so every machine (and the
+browser decoder) gets the same bits, whatever its maths library. `encode_to_bpp` searches the
+grid of recordable qualities.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from .exact_pow import pow_exact
 
 QUALITY_MIN, QUALITY_MAX = 1.0, 100.0
 STEPS = 10  # recordable qualities per unit: steps of 0.1
@@ -32,15 +36,24 @@ def quality_code(quality: float) -> int:
 
 
 def at_quality(levels: np.ndarray, quality: float | None) -> np.ndarray:
-    """A per-level quantity (gains, lambdas: [K, ...]) at a quality: geometric interpolation
-    between levels floor(t) and floor(t) + 1, t = (q - 1) / 99 (K - 1) (docs/format.md)."""
+    """A per-level quantity (gains, lambdas: [K, ...], positive) at a quality: geometric
+    interpolation between levels floor(t) and floor(t) + 1, t = (q - 1) / 99 (K - 1),
+    `lo ** (1 - a) * hi ** a` with the exactly reproducible `pow_exact` (docs/format.md)."""
+    levels = np.asarray(levels, np.float64)
     k = len(levels)
     if k == 1 or quality is None:
         return levels[0]
+    i, a = position(k, quality)
+    lo, hi = levels[i].ravel().tolist(), levels[i + 1].ravel().tolist()
+    out = [pow_exact(x, 1 - a) * pow_exact(y, a) for x, y in zip(lo, hi, strict=True)]
+    return np.asarray(out, np.float64).reshape(levels.shape[1:])
+
+
+def position(k: int, quality: float) -> tuple[int, float]:
+    """(i, a): a quality's place between levels i and i + 1 of K, in IEEE basic operations."""
     t = (float(quality) - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (k - 1)
     i = min(int(np.floor(t)), k - 2)
-    a = t - i
-    return levels[i] ** (1 - a) * levels[i + 1] ** a
+    return i, t - i
 
 
 def gains_at(gain: np.ndarray, inv_gain: np.ndarray, quality: float | None

@@ -146,7 +146,6 @@ def runtime_latents(y: np.ndarray, qualities: list[float], model: str = "hyperpr
     will be given. Computed once per photo: the hyper path is most of a step's cost else."""
     import aecodec
     from aecodec.latent.base import gained
-    from aecodec.rate import gains_at
     from aecodec.tiles import TileGrid
 
     if model not in _CODECS:
@@ -155,7 +154,7 @@ def runtime_latents(y: np.ndarray, qualities: list[float], model: str = "hyperpr
     grid = TileGrid(y.shape[1], y.shape[2])
     out = []
     for q in qualities:
-        gain, inv = gains_at(m.gain, m.inv_gain, q)
+        gain, inv = m.gains(q)
         z = lc.hyper_latents(y, gain, grid)
         mu, _ = lc.entropy_params(z, y.shape)
         out.append(((np.rint(gained(y, gain) - mu) + mu) * inv[:, None, None]).astype(np.float16))
