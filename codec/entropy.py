@@ -208,6 +208,40 @@ class TableSet:
         out[order] = a
         return out
 
+    def pop(self, coder, tables: np.ndarray) -> np.ndarray:
+        """`decode_from` for many small groups: the same symbols in the same order, one
+        constriction call per group and the escapes found in one vectorised pass (the overfit
+        family pops ~1,800 wavefronts of ~60 groups each per image)."""
+        tables = self._check_tables(tables)
+        try:
+            order = _group_order(tables)
+            t = tables[order]
+            cuts = np.flatnonzero(t[1:] != t[:-1]) + 1
+            starts = np.concatenate([[0], cuts]).tolist()
+            ends = np.concatenate([cuts, [t.size]]).tolist()
+            a = np.empty(t.size, np.int64)
+            models = self._models
+            for s0, s1, i in zip(starts, ends, t[starts].tolist(), strict=True):
+                a[s0:s1] = coder.decode(models[i], s1 - s0)
+            lo, n = self.offsets[t], self.lengths[t]
+            esc = np.flatnonzero(a == n)
+            v = a + lo
+            if esc.size:
+                heads = coder.decode(self._head, esc.size).astype(np.int64)
+                above, exp = heads // (MAX_EXP + 1), heads % (MAX_EXP + 1)
+                bits = coder.decode(self._bit, int(exp.sum())) if exp.sum() else np.zeros(0)
+                d = (1 << exp) + _mantissa_values(exp, bits)
+                v[esc] = np.where(above == 1, lo[esc] + n[esc] + d - 1, lo[esc] - d)
+                if np.abs(v[esc]).max() > MAX_ABS:
+                    raise CorruptStreamError("escaped latent value out of range")
+        except AecodecError:
+            raise
+        except Exception as e:  # constriction reports bad data as ValueError and friends
+            raise CorruptStreamError(f"invalid entropy-coded data ({e})") from None
+        out = np.empty_like(v)
+        out[order] = v
+        return out
+
     # -- byte coder (compact profile) -----------------------------------------------------
 
     def _int_model(self, i: int) -> bytecoder.IntModel:

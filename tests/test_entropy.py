@@ -195,3 +195,27 @@ def test_bytecoder_decodes_any_bytes_or_refuses(data):
     except CorruptStreamError:
         return
     assert ts.encode_bytes(out, idx) == data  # whatever decodes is the canonical coding
+
+
+def test_pop_is_decode_from_for_many_groups():
+    """`pop` (one call per group, escapes vectorised) reads exactly what `decode_from` reads:
+    several groups pushed on one coder, many tables each, values beyond the tables included."""
+    from aecodec import entropy
+
+    ts = laplace_set(t=40, half=6)
+    rng = np.random.default_rng(5)
+    groups = []
+    for _ in range(12):
+        n = int(rng.integers(1, 90))
+        sym = rng.integers(-9, 10, n) * rng.integers(1, 3, n)
+        sym[rng.integers(n)] = 5000  # an escape
+        groups.append((sym, rng.integers(0, 40, n)))
+    coder = entropy.new_coder()
+    for sym, tab in reversed(groups):
+        ts.encode_into(coder, sym, tab)
+    data = entropy.finish(coder)
+    a, b = entropy.open_coder(data), entropy.open_coder(data)
+    for sym, tab in groups:
+        assert np.array_equal(ts.pop(a, tab), sym)
+        assert np.array_equal(ts.decode_from(b, tab), sym)
+    assert a.is_empty() and b.is_empty()

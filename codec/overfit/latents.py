@@ -107,7 +107,7 @@ def decode(p: dict[str, np.ndarray], data: bytes, h: int, w: int, arch: Arch,
         if not sel.size:
             continue
         m0, table = arm(p, lay.context(buf, sel), arch)
-        y = m0 + tables.decode_from(coder, table)
+        y = m0 + tables.pop(coder, table)
         if np.abs(y).max() > arch.latent_max:
             raise CorruptStreamError("a decoded latent is out of the family's range")
         buf[lay.pos[sel]] = y
