@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, extras, latent, rate, refine, tiles
+from . import container, extras, latent, progress, rate, refine, tiles
 from . import effort as _effort_mod
 from .effort import check_effort
 from .errors import (
@@ -25,12 +25,21 @@ from .errors import (
     UnreadableImageError,
     UnsupportedImageError,
 )
-from .imageio import as_array
+from .imageio import as_array, open_image
 from .model import Model, ModelInfo, find, find_by_id
 
 DEFAULT_QUALITY = 75.0
 DEFAULT_MAX_PIXELS = 100_000_000
 ModelLike = Model | ModelInfo | str | Path | None
+ImageLike = np.ndarray | Image.Image | str | os.PathLike
+
+
+def _opened(image: ImageLike) -> np.ndarray | Image.Image:
+    """A path (str or PathLike) opened as an image file, as the CLI opens one: alpha, ICC,
+    EXIF and bit depth reach the encoder. Arrays and PIL images pass as they are."""
+    if isinstance(image, str | os.PathLike):
+        return open_image(os.fspath(image))
+    return image
 
 
 def default_max_pixels() -> int:
@@ -41,7 +50,7 @@ def default_max_pixels() -> int:
         return DEFAULT_MAX_PIXELS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Encoded:
     """A compressed image with what the encoder knows about it."""
 
@@ -58,6 +67,12 @@ class Encoded:
     @property
     def header_bytes(self) -> int:
         return container.header_size(self.data)
+
+    def __repr__(self) -> str:
+        """One short line: the stream's bytes themselves would print tens of kilobytes."""
+        q = "" if self.quality is None else f", quality {self.quality:g}"
+        return (f"<Encoded {len(self.data):,} bytes, {self.width}x{self.height}{q}, "
+                f"{self.bpp:.3f} bpp>")
 
 
 class Codec:
@@ -161,7 +176,8 @@ class Codec:
         hy, wy = self.latent_hw(h, w)
         s = self.stride
         y = np.empty((m, hy, wy), np.float32)
-        for t in tiles.halo_tiles(hy, wy, tiles.run_side(hy, wy, s), self.model.analysis_halo):
+        squares = tiles.halo_tiles(hy, wy, tiles.run_side(hy, wy, s), self.model.analysis_halo)
+        for t in progress.counted("analysis", list(squares)):
             R0, R1, C0, C1 = t.outer
             # the image edge-padded to the pad multiple, one square at a time
             rows = np.minimum(np.arange(R0 * s, R1 * s), h - 1)
@@ -206,7 +222,7 @@ class Codec:
         )
         return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
-    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+    def encode(self, image: ImageLike, quality: float = DEFAULT_QUALITY,
                strip: bool = False, effort: int = 0) -> Encoded:
         """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
 
@@ -214,14 +230,15 @@ class Codec:
         all but alpha); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
         rate.quantize_quality(quality)  # validate before any work
         effort = check_effort(effort)  # 0..4: encoder-side optimisation, docs/effort.md
-        image, extra = extras.prepare(image, strip)
+        image, extra = extras.prepare(_opened(image), strip)
         a, gray = self.prepare(image)
         return self.code(self.analyse(a), a.shape[0], a.shape[1], gray, quality, extra, a,
                          effort)
 
-    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+    def compress(self, image: ImageLike, quality: float = DEFAULT_QUALITY,
                  strip: bool = False, effort: int = 0) -> bytes:
-        """Compress an H x W (x 2, 3 or 4) uint8 image or a PIL image at quality 1..100."""
+        """Compress an H x W (x 2, 3 or 4) uint8 image, a PIL image or an image file's path at
+        quality 1..100."""
         return self.encode(image, quality, strip, effort).data
 
     def estimate_bits(
@@ -230,17 +247,18 @@ class Codec:
         """Information content of the coded latents (bits, no header or coder overhead)."""
         return self.encode(image, quality).estimated_bits
 
-    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float,
+    def encode_to_bpp(self, image: ImageLike, bpp: float,
                       strip: bool = False, effort: int = 0) -> Encoded:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
         If even quality 1 is over the target, that smallest stream is returned with a
-        `RateWarning` (the CLI's `--strict-bpp` makes it an error). Extra sections
+        `RateWarning`, and so is quality 100 when the target is above what it reaches (the
+        CLI's `--strict-bpp` makes either an error). Extra sections
         (alpha, metadata) count in the stream's bits.
         """
         effort = check_effort(effort)
-        image, extra = extras.prepare(image, strip)
+        image, extra = extras.prepare(_opened(image), strip)
         a, gray = self.prepare(image)
         y = self.analyse(a)
         h, w = a.shape[:2]
@@ -258,6 +276,12 @@ class Codec:
 
             warnings.warn(f"{bpp:g} bpp cannot be met: the smallest stream is {enc.bpp:.4f} "
                           f"bpp (quality {enc.quality:g})", RateWarning, stacklevel=2)
+        elif enc.quality == rate.QUALITY_MAX and enc.bpp < bpp:
+            import warnings
+
+            warnings.warn(f"{bpp:g} bpp is above what the top quality reaches: quality 100 "
+                          f"is {enc.bpp:.4f} bpp, and more bits buy nothing with model "
+                          f"'{self.model.name}'", RateWarning, stacklevel=2)
         return enc
 
     # ---- decoding ---------------------------------------------------------------------------
@@ -331,7 +355,8 @@ class Codec:
         out = np.empty((h, w, channels), np.uint8)
         # an 8-bit synthesis gives the pixels themselves (uint8), a float one x_hat in [0, 1]
         out_name = self.model.synthesis.get_outputs()[0].name
-        for t in tiles.halo_tiles(hy, wy, tile, self.model.synthesis_halo):
+        squares = list(tiles.halo_tiles(hy, wy, tile, self.model.synthesis_halo))
+        for t in progress.counted("synthesis", squares):
             r0, _, c0, _ = t.box
             if r0 * s >= h or c0 * s >= w:
                 continue  # a tile of padding only
@@ -372,12 +397,14 @@ def get_codec(model: ModelLike = None, threads: int | None = None,
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float | None = None, model: ModelLike = None,
+    image: ImageLike, quality: float | None = None, model: ModelLike = None,
     strip: bool = False, profile: str = "full", bpp: float | None = None, effort: int = 0,
 ) -> bytes:
-    """Compress an H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped)
+    """Compress an H x W (x 2, 3 or 4) array, a PIL image or the path of an image file
+    (str or PathLike, opened as the CLI opens it) with a model (default: shipped)
     at `quality` (default 75) or, with `bpp`, the highest quality within that many bits per
-    pixel (a `RateWarning` if even quality 1 is over it; both at once is a ValueError).
+    pixel (a `RateWarning` if even quality 1 is over it, or quality 100 under it; both
+    `quality` and `bpp` at once is a ValueError).
     `strip` leaves out ICC profile, EXIF, XMP and DPI; `profile="compact"`: the compact
     stream profile of fixed-size digit models.
 
