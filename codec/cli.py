@@ -23,6 +23,8 @@ LAZY = {  # name: (module:attribute, one-line help, extra that provides it)
     "bench": ("aecodec.bench.cli:bench", "Compare aecodec with other codecs on Kodak.", "bench"),
     "train": ("aecodec.export.cli:train", "Train a model and export it (needs torch).", "train"),
     "mnist": ("aecodec.mnist_cli:mnist", "Train and evaluate the MNIST models.", "train"),
+    "tools": ("aecodec.bench.tools:tools", "The bench's tools: fuzzers, large images, profiles.",
+              "bench"),
 }
 
 

@@ -174,3 +174,55 @@ def test_one_slow_file_shows_its_own_progress(tmp_path, synth, photo_like, monke
     assert r.output.rstrip().endswith("quality 75") or "quality 75\n" in r.output
     r = invoke("compress", src, "--model", synth["hyperprior"], "--quiet", "-f")
     assert r.exit_code == 0 and r.output == "", r.output
+
+
+# ---- one CLI style ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_argparse_entry_point_is_left():
+    """Every command is a click command reached from `aecodec`: no module parses its own
+    arguments with argparse (nor by hand from sys.argv)."""
+    import ast
+
+    found = []
+    for folder in ("codec", "bench", "export"):
+        for f in (ROOT / folder).rglob("*.py"):
+            text = f.read_text()
+            for node in ast.walk(ast.parse(text)):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if "argparse" in names:
+                    found.append(str(f.relative_to(ROOT)))
+            if "sys.argv[1" in text:  # arguments read by hand (argv[0], a name, is fine)
+                found.append(f"{f.relative_to(ROOT)}: sys.argv")
+    assert not found, found
+
+
+def test_every_bench_tool_is_a_subcommand_of_aecodec():
+    from aecodec.bench.tools import TOOLS
+
+    r = invoke("tools", "--help")
+    assert r.exit_code == 0 and all(name in r.output for name in TOOLS), r.output
+    for name in TOOLS:
+        r = invoke("tools", name, "--help")
+        assert r.exit_code == 0 and r.output.startswith(f"Usage: aecodec tools {name} "), name
+
+
+def test_module_entry_points_run_the_same_click_command(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "aecodec.bench.context_projection", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "SAVING RESULTS" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-m", "aecodec.bench.fuzz", "--streams", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Invalid value for '--streams'" in r.stderr, r.stderr
+
+
+def test_train_steps_are_click_commands():
+    pytest.importorskip("torch")
+    for name, args in (("evaluate", "SOURCE [TARGET]"), ("eval-context", "CHECKPOINT LATENTS")):
+        r = invoke("train", name, "--help")
+        assert r.exit_code == 0 and f"Usage: aecodec train {name} [OPTIONS] {args}" in r.output
+    r = invoke("train", "evaluate", "/no/such/results.json")
+    assert r.exit_code == 2 and "does not exist" in r.output
