@@ -273,14 +273,16 @@ def _check_effort(model_name: str | None, effort: int) -> None:
 def _check_stream_name(output: str | None) -> None:
     """`compress x.png -o out.webp` would put a stream in a file whose name says WebP: a trap
     for whoever opens it. An image suffix on -o is refused; .aec or any other name is kept."""
+    from .batch import FILE_SUFFIXES
     from .output_options import named_format
 
     if output and output != "-" and not Path(output).is_dir():
+        suffix = Path(output).suffix.lower()
         fmt = named_format(output)
-        if fmt is not None and Path(output).suffix.lower() != ".aec":
-            raise click.UsageError(f"-o {output} names a {fmt} image, but compress writes "
-                                   ".aec streams: name the output .aec (decompress writes "
-                                   "images)")
+        if suffix != ".aec" and (fmt is not None or suffix in FILE_SUFFIXES):
+            raise click.UsageError(f"-o {output} names a {fmt or suffix} image, but compress "
+                                   "writes .aec streams: name the output .aec (decompress "
+                                   "writes images)")
 
 
 @main.command()

@@ -168,8 +168,11 @@ def written_losses(array: np.ndarray, fmt: str, data: bytes, said: list[str]) ->
     """What Pillow's writer lost without a word, read back from the file's header: a
     palette of 256 colours (GIF), another size (ICO holds at most 256x256), alpha dropped
     (BMP). `said`: losses already named, not repeated."""
-    with Image.open(io.BytesIO(data)) as out:
-        size, mode, transparency = out.size, out.mode, "transparency" in out.info
+    try:
+        with Image.open(io.BytesIO(data)) as out:
+            size, mode, transparency = out.size, out.mode, "transparency" in out.info
+    except (OSError, SyntaxError, ValueError):  # a format Pillow writes but cannot read back
+        return []
     h, w = array.shape[:2]
     lost = []
     if size != (w, h):
