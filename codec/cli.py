@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import click
 
 from .errors import AecodecError
+from .output_options import check_stream_name
+from .top_end import TopEndHelp
 
 if TYPE_CHECKING:
     from .batch import Runner
@@ -233,29 +235,6 @@ def _batch_options(f: Callable, quiet: tuple[str, ...]) -> Callable:
     return f
 
 
-class TopEndHelp(click.Option):
-    """An option whose help ends with what the default model's top quality reaches, read from
-    its manifest when help is shown (not on every run)."""
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        from .model import default_info
-        from .top_end import top_end
-
-        base = self.help
-        try:
-            top = top_end(default_info())
-        except AecodecError:
-            top = None
-        if top is not None:
-            self.help = (f"{base} Quality {top.quality:g} is the top: "
-                         f"{top.bpp:.2f} bpp, {top.psnr:.2f} dB on {top.dataset} with the "
-                         "default model; a --bpp above that buys nothing (aecodec models).")
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.help = base
-
-
 def _check_effort(model_name: str | None, effort: int) -> None:
     """One error line before any file: a model that cannot be optimised, or no torch."""
     from . import effort as E
@@ -268,21 +247,6 @@ def _check_effort(model_name: str | None, effort: int) -> None:
         raise click.ClickException(str(e)) from None
     if info.fixed_size is None and not E.has_torch():
         raise click.ClickException(f"--effort {effort} needs torch: {E.INSTALL}")
-
-
-def _check_stream_name(output: str | None) -> None:
-    """`compress x.png -o out.webp` would put a stream in a file whose name says WebP: a trap
-    for whoever opens it. An image suffix on -o is refused; .aec or any other name is kept."""
-    from .batch import FILE_SUFFIXES
-    from .output_options import named_format
-
-    if output and output != "-" and not Path(output).is_dir():
-        suffix = Path(output).suffix.lower()
-        fmt = named_format(output)
-        if suffix != ".aec" and (fmt is not None or suffix in FILE_SUFFIXES):
-            raise click.UsageError(f"-o {output} names a {fmt or suffix} image, but compress "
-                                   "writes .aec streams: name the output .aec (decompress "
-                                   "writes images)")
 
 
 @main.command()
@@ -335,7 +299,7 @@ def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, m
                                        "(only the shipped digit models have one)")
     if strict_bpp and bpp is None:
         raise click.UsageError("--strict-bpp goes with --bpp")
-    _check_stream_name(output)
+    check_stream_name(output)
     if effort:
         _check_effort(model_name, effort)
     settings = Settings("compress", model_name, quality, bpp, threads, force, strip, profile,

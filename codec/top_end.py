@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import click
+
+from .errors import AecodecError
 from .model import ModelInfo
 
 
@@ -41,3 +44,25 @@ def top_end(info: ModelInfo) -> TopEnd | None:
         except (TypeError, ValueError, KeyError):
             continue
     return None
+
+
+class TopEndHelp(click.Option):
+    """An option whose help ends with what the default model's top quality reaches, read from
+    its manifest when help is shown (not on every run)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from .model import default_info
+
+        base = self.help
+        try:
+            top = top_end(default_info())
+        except AecodecError:
+            top = None
+        if top is not None:
+            self.help = (f"{base} Quality {top.quality:g} is the top: "
+                         f"{top.bpp:.2f} bpp, {top.psnr:.2f} dB on {top.dataset} with the "
+                         "default model; a --bpp above that buys nothing (aecodec models).")
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = base
