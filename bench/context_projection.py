@@ -4,15 +4,15 @@ The saving (bits per image and quality) is measured on the torch side
 (`aecodec train eval-context CKPT LATENTS --out SAVING.json`); the projection is the bench's
 BD-rate on the bench's own results, so it lives here (runtime and numpy only).
 
-    python -m aecodec.bench.context_projection SAVING.json RESULTS.json
+    aecodec tools context-projection SAVING.json RESULTS.json
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 
 from .bdrate import bd_rate
@@ -44,17 +44,24 @@ def projected_bd(rows: list[dict], results: Path, codec: str = "aecodec-hyperpri
                       for r, b, n in zip(rows, base_curve, new_curve, strict=True)]}
 
 
+@click.command("context-projection")
+@click.argument("saving", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def command(saving: Path, results: Path) -> None:
+    """The BD-rate a context model's saving implies, projected onto a bench run of its base
+    model: SAVING is the JSON `aecodec train eval-context --out` writes, RESULTS the
+    results.json of a bench of the base model. Prints it and adds it to SAVING (under
+    `projected`)."""
+    out = json.loads(saving.read_text())
+    pr = out["projected"] = projected_bd(out["qualities"], results)
+    click.echo(f"BD-rate vs the base model {pr['bd_vs_base']:+.2%}; vs JPEG: base "
+               f"{pr['bd_base_vs_jpeg']:+.2%}, with the context {pr['bd_ctx_vs_jpeg']:+.2%}")
+    saving.write_text(json.dumps(out, indent=1))
+
 def main(argv: list[str] | None = None) -> None:
-    """Print the projection and add it to SAVING.json (under `projected`)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("saving", type=Path, help="JSON written by eval-context --out")
-    p.add_argument("results", type=Path, help="results.json of a bench of the base model")
-    a = p.parse_args(argv)
-    out = json.loads(a.saving.read_text())
-    pr = out["projected"] = projected_bd(out["qualities"], a.results)
-    print(f"BD-rate vs the base model {pr['bd_vs_base']:+.2%}; vs JPEG: base "
-          f"{pr['bd_base_vs_jpeg']:+.2%}, with the context {pr['bd_ctx_vs_jpeg']:+.2%}")
-    a.saving.write_text(json.dumps(out, indent=1))
+    """`python -m aecodec.bench.context_projection`: the same command as
+    `aecodec tools context-projection`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.context_projection")
 
 
 if __name__ == "__main__":

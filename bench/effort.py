@@ -1,6 +1,6 @@
 """Rate saved by the encoder-side optimisation (`effort=N`) on a named Kodak subset.
 
-    nice python -m aecodec.bench.effort --efforts 0,1,2 --qualities 29,58,86 \
+    nice aecodec tools effort --efforts 0,1,2 --qualities 29,58,86 \
         --images kodim01,kodim04 --out results/effort/kodak.json
 
 Per effort: every (image, quality)'s bytes, PSNR of the exact decode and encode seconds;
@@ -11,11 +11,12 @@ measured. `--step-time` times one optimisation step at 768x512 instead.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 from PIL import Image
 
@@ -127,19 +128,28 @@ def step_time(steps: int = 20) -> dict:
             "note": "includes one hard-rounded evaluation per 10 steps"}
 
 
-def main(argv: list[str] | None = None) -> None:
-    import aecodec
+@click.command("effort")
+@click.option("--efforts", default="0,1,2", show_default=True, help="Comma list of efforts.")
+@click.option("--qualities", default="29,58,86", show_default=True,
+              help="Comma list of qualities.")
+@click.option("--images", default=",".join(SUBSET), show_default=True,
+              help="Comma list of Kodak image names.")
+@click.option("--kodak", type=click.Path(file_okay=False, path_type=Path), default=KODAK,
+              help="Kodak folder (default: ../shared/data/kodak).")
+@click.option("--model", default="hyperprior-fast", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("results/effort/kodak.json"), show_default=True,
+              help="JSON written after every encode (an existing one is resumed).")
+@click.option("--step-time", is_flag=True, help="Time one optimisation step at 768x512 instead.")
+def command(**options) -> None:
+    """Rate saved by the encoder-side optimisation (effort=N) on a named Kodak subset."""
+    _run(SimpleNamespace(**options))
 
-    ap = argparse.ArgumentParser(prog="python -m aecodec.bench.effort")
-    ap.add_argument("--efforts", default="0,1,2")
-    ap.add_argument("--qualities", default="29,58,86")
-    ap.add_argument("--images", default=",".join(SUBSET))
-    ap.add_argument("--kodak", type=Path, default=KODAK)
-    ap.add_argument("--model", default="hyperprior-fast")
-    ap.add_argument("--out", type=Path, default=Path("results/effort/kodak.json"))
-    ap.add_argument("--step-time", action="store_true")
-    args = ap.parse_args(argv)
+
+def _run(args: SimpleNamespace) -> None:
     import os
+
+    import aecodec
 
     env = {"load_average": os.getloadavg(), "cpus": os.cpu_count(),
            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -147,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         res = {"step": step_time(), "environment": env}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=1))
-        print(json.dumps(res, indent=1))
+        click.echo(json.dumps(res, indent=1))
         return
     efforts = [int(e) for e in args.efforts.split(",")]
     qualities = [float(q) for q in args.qualities.split(",")]
@@ -168,14 +178,18 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append({"image": name, "quality": q, "effort": e, "bytes": len(data),
                              "bpp": 8 * len(data) / (img.shape[0] * img.shape[1]),
                              "psnr": p, "seconds": sec, "load": os.getloadavg()[0]})
-                print(name, q, e, len(data), f"{p:.3f}", f"{sec:.1f}s", flush=True)
+                click.echo(f"{name} {q} {e} {len(data)} {p:.3f} {sec:.1f}s")
                 res = {"model": args.model, "efforts": efforts, "qualities": qualities,
                        "steps": {str(k): v for k, v in __import__(
                            "aecodec.effort", fromlist=["STEPS"]).STEPS.items()},
                        "environment": env, "rows": rows, "summary": summarise(rows, efforts)}
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(res, indent=1))
-    print(json.dumps(summarise(rows, efforts), indent=1))
+    click.echo(json.dumps(summarise(rows, efforts), indent=1))
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.effort`: the same command as `aecodec tools effort`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.effort")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ with Pillow's JPEG on the same images, through the benchmark's own sweep and BD-
 bench module (runtime only), reached from `aecodec train evaluate` and `aecodec train photo
 --eval` by name, so the torch side imports no bench code.
 
-    python -m aecodec.bench.evaluate RESULTS.json [KEY]      # bench results into manifests
-    python -m aecodec.bench.evaluate --folder MODEL IMAGES   # measure one folder, record it
+    aecodec train evaluate RESULTS.json [KEY]      # bench results into manifests
+    aecodec train evaluate --folder MODEL IMAGES   # measure one folder, record it
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+import click
 
 from aecodec.manifest import update_manifest
 
@@ -83,40 +85,47 @@ def results_from_bench(results: dict[str, Any], model: str) -> dict[str, Any] | 
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`RESULTS.json [KEY]`: copy bench results into the manifests of the shipped models it
-    measured (under `results[KEY]`, default 'kodak'). `--folder MODEL IMAGES`: measure one
-    model folder on a folder of images and record it under `results[IMAGES' name]`."""
-    import sys
+@click.command("evaluate")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", required=False)
+@click.option("--folder", "measure", is_flag=True,
+              help="SOURCE is a model folder and TARGET a folder of images to measure it on.")
+def command(source: Path, target: str | None, measure: bool) -> None:
+    """Evaluate a model folder on an image folder, or record bench results in manifests.
 
+    `RESULTS.json [KEY]`: copy an `aecodec bench` run's results into the manifests of the
+    shipped models it measured (under `results[KEY]`, default 'kodak'). `--folder MODEL
+    IMAGES`: measure one model folder on a folder of images and record it under
+    `results[IMAGES' name]`."""
     from aecodec.errors import AecodecError
     from aecodec.model import shipped
 
-    args = sys.argv[1:] if argv is None else argv
-    usage = "\n".join(line.strip() for line in __doc__.splitlines() if "evaluate " in line)
-    if not args or args[0] in ("-h", "--help") or (args[0] == "--folder" and len(args) != 3):
-        print(f"usage:\n{usage}")
-        if not args or args[0] not in ("-h", "--help"):
-            sys.exit(2)
+    if measure:
+        if target is None or not Path(target).is_dir():
+            raise click.UsageError("--folder MODEL IMAGES: give the folder of images")
+        images = Path(target)
+        try:
+            res = evaluate_folder(source, images)
+        except AecodecError as e:  # no images, an unreadable one, a bad model: one line
+            raise click.ClickException(str(e)) from None
+        record_results(source, images.name, res)
+        click.echo(f"{images.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
         return
     try:
-        if args[0] == "--folder":
-            folder, images = Path(args[1]), Path(args[2])
-            res = evaluate_folder(folder, images)
-            record_results(folder, images.name, res)
-            print(f"{images.name}: BD-rate vs JPEG {res['bd_rate_vs_jpeg']:+.1%}")
-            return
-        results = json.loads(Path(args[0]).read_text())
-    except (AecodecError, OSError, ValueError) as e:  # one line, not a traceback
-        plain = isinstance(e, OSError) and e.strerror
-        print(f"Error: {f'{e.filename}: {e.strerror}' if plain else e}", file=sys.stderr)
-        sys.exit(1)
-    key = args[1] if len(args) > 1 else "kodak"
+        results = json.loads(source.read_text())
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f"{source}: not a bench results.json ({e})") from None
+    key = target or "kodak"
     for info in shipped():
         entry = results_from_bench(results, info.name)
         if entry is not None:
             record_results(info.path, key, entry)
-            print(f"{info.name}: BD-rate vs JPEG {entry['bd_rate_vs_jpeg']:+.1%}")
+            click.echo(f"{info.name}: BD-rate vs JPEG {entry['bd_rate_vs_jpeg']:+.1%}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.evaluate`: the same command as `aecodec train evaluate`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.evaluate")
 
 
 if __name__ == "__main__":

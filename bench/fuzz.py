@@ -1,6 +1,6 @@
 """Fuzz the decoder with mutated streams: each must decode or raise an AecodecError.
 
-    python -m aecodec.bench.fuzz --streams 10000 [--workers 2] [--timeout 20] [--mem-mb 6144]
+    aecodec tools fuzz --streams 10000 [--workers 2] [--timeout 20] [--mem-mb 6144]
 
 Seed streams are small real ones (64x64 photos through the shipped photo models, plain and
 tiled, and 28x28 digits through every MNIST model, then version 3 streams with extra sections:
@@ -18,7 +18,6 @@ limit), `hang` (timeout) and `died` (the worker process ended, e.g. by a signal)
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import random
@@ -29,6 +28,7 @@ from collections import Counter
 from functools import cache, lru_cache
 from pathlib import Path
 
+import click
 import numpy as np
 
 PHOTO_MODELS = ("hyperprior", "factorized")
@@ -428,24 +428,35 @@ def run(n: int, workers: int = 2, timeout: float = 20.0, mem_mb: int = 6144,
             "failures": failures}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--streams", type=int, default=10_000)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds per stream")
-    p.add_argument("--mem-mb", type=int, default=6144,
-                   help="address-space limit per worker (a legitimate 4 MP decode needs ~1.6 GB "
-                        "resident, more address space)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
-    args = p.parse_args(argv)
-    res = run(args.streams, args.workers, args.timeout, args.mem_mb, args.seed)
+@click.command("fuzz")
+@click.option("--streams", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Mutated streams to decode.")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Decoding worker processes.")
+@click.option("--timeout", type=float, default=20.0, show_default=True,
+              help="Seconds per stream.")
+@click.option("--mem-mb", type=click.IntRange(1), default=6144, show_default=True,
+              help="Address-space limit per worker (a legitimate 4 MP decode needs ~1.6 GB "
+                   "resident, more address space).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON result here.")
+def command(streams: int, workers: int, timeout: float, mem_mb: int, seed: int,
+            out: Path | None) -> None:
+    """Fuzz the decoder with mutated streams: each must decode or raise an AecodecError
+    (exit 1 on any crash, hang, memory failure or dead worker)."""
+    res = run(streams, workers, timeout, mem_mb, seed)
     text = json.dumps(res, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    click.echo(text)
+    if out:
+        out.write_text(text + "\n")
     if any(k in res["outcomes"] for k in FAILURES):
         raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.fuzz`: the same command as `aecodec tools fuzz`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.fuzz")
 
 
 if __name__ == "__main__":

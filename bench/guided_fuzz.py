@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of the stream parser, the decoder and the Pillow path (atheris).
 
-    python -m aecodec.bench.guided_fuzz --runs 1000000 --seed 1 --out results/fuzz
+    aecodec tools guided-fuzz --runs 1000000 --seed 1 --out results/fuzz
 
 Each input is one stream; its first byte chooses the path (bit 0: recompute the CRC so the
 damage reaches the entropy decoder and the networks; bit 1: through `Image.open().load()`
@@ -17,13 +17,14 @@ atheris is not a dependency of aecodec: `pip install atheris`.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
@@ -91,21 +92,16 @@ def write_corpus(folder: Path) -> int:
     return n
 
 
-def campaign(args: argparse.Namespace, argv: list[str]) -> int:
+def campaign(args: SimpleNamespace) -> int:
     """Sessions in fresh processes: libFuzzer's own memory (its tables, the instrumented
     interpreter's) grows by ~8 MB per 1000 executions here, and a fresh process per session
     keeps each under --rss-mb. The corpus carries over; a finding stops the campaign."""
     import subprocess
 
     keep = []  # this command's options, less the ones each session gets its own value of
-    skip = False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--sessions", "--seed"):
-            skip = True
-        elif not a.startswith(("--sessions=", "--seed=")):
-            keep.append(a)
+    for name, value in vars(args).items():
+        if name not in ("sessions", "seed"):
+            keep += [f"--{name.replace('_', '-')}", str(value)]
     args.out.mkdir(parents=True, exist_ok=True)
     total = args.out / "campaign.json"
     done = json.loads(total.read_text())["sessions"] if total.is_file() else []  # resume
@@ -132,28 +128,35 @@ def campaign(args: argparse.Namespace, argv: list[str]) -> int:
     return rc
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=int, default=10_000, help="executions (libFuzzer -runs)")
-    p.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
-    p.add_argument("--out", type=Path, default=Path("results/fuzz"),
-                   help="folder for the corpus, the counts and any crash-* input")
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="CPU seconds one input may take (a hang above it)")
-    p.add_argument("--wall-timeout", type=int, default=120,
-                   help="libFuzzer's wall-clock limit per input, a backstop for a stuck process")
-    p.add_argument("--rss-mb", type=int, default=2560, help="memory one run may hold")
-    p.add_argument("--max-len", type=int, default=4096, help="longest input in bytes")
-    p.add_argument("--sessions", type=int, default=1,
-                   help="run --runs executions this many times in fresh processes on the one "
-                        "growing corpus (seeds --seed, --seed+1, ...); counts.json sums them")
-    args = p.parse_args(argv)
+@click.command("guided-fuzz")
+@click.option("--runs", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Executions (libFuzzer -runs).")
+@click.option("--seed", type=int, default=1, show_default=True, help="libFuzzer's random seed.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/fuzz"), show_default=True,
+              help="Folder for the corpus, the counts and any crash-* input.")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="CPU seconds one input may take (a hang above it).")
+@click.option("--wall-timeout", type=click.IntRange(1), default=120, show_default=True,
+              help="libFuzzer's wall-clock limit per input, a backstop for a stuck process.")
+@click.option("--rss-mb", type=click.IntRange(0), default=2560, show_default=True,
+              help="Memory one run may hold (0: no limit).")
+@click.option("--max-len", type=click.IntRange(1), default=4096, show_default=True,
+              help="Longest input in bytes.")
+@click.option("--sessions", type=click.IntRange(1), default=1, show_default=True,
+              help="Run --runs executions this many times in fresh processes on the one "
+                   "growing corpus (seeds --seed, --seed+1, ...); counts.json sums them.")
+def command(**options) -> None:
+    """Coverage-guided fuzzing of the stream parser, the decoder and the Pillow path
+    (atheris, not a dependency: pip install atheris)."""
+    args = SimpleNamespace(**options)
     if args.sessions > 1:
-        sys.exit(campaign(args, argv if argv is not None else sys.argv[1:]))
+        sys.exit(campaign(args))
     try:
         import atheris
     except ImportError:
-        sys.exit("the guided fuzzer needs atheris: pip install atheris")
+        raise click.ClickException("the guided fuzzer needs atheris: pip install atheris") \
+            from None
     from aecodec import alpha, codec, container, entropy, extras, pillow_plugin  # noqa: F401
     from aecodec.latent import context, factorized, hyperprior  # noqa: F401
 
@@ -178,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
                    f"-max_len={args.max_len}", f"-artifact_prefix={args.out}/",
                    "-print_final_stats=1", str(corpus)], one_input)
     atheris.Fuzz()
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.guided_fuzz`: the same command as
+    `aecodec tools guided-fuzz`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.guided_fuzz")
 
 
 if __name__ == "__main__":

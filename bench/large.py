@@ -1,9 +1,9 @@
 """Large images in bounded memory: time and peak RSS of coding a 48-megapixel photo, and of
 decoding hostile streams that declare 100 megapixels in a few bytes.
 
-    python -m aecodec.bench.large [--width 8000 --height 6000 --quality 50 --out FILE]
-    python -m aecodec.bench.large --hostile [--width 10000 --height 10000]
-    python -m aecodec.bench.large --width 4000 --height 3000 --compare-reference
+    aecodec tools large [--width 8000 --height 6000 --quality 50 --out FILE]
+    aecodec tools large --hostile [--width 10000 --height 10000]
+    aecodec tools large --width 4000 --height 3000 --compare-reference
 
 The image is a mosaic of the Kodak photos (upscaled 2x, so it keeps photo statistics) or, with
 no Kodak folder, a synthetic photo-like image. Encoding and decoding each run in a fresh child
@@ -18,7 +18,6 @@ before the runtime's decode, and reports the ratio of the two wall times.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -27,7 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 
 
@@ -71,7 +72,7 @@ def hostile_stream(codec, version: int, width: int, height: int) -> bytes:
     return container.pack(header, [b"\x01\x02\x03\x04"] * count)
 
 
-def _child(args: argparse.Namespace) -> None:
+def _child(args: SimpleNamespace) -> None:
     """One measured step in this process: prints its JSON result."""
     from aecodec.codec import Codec
     from aecodec.errors import AecodecError
@@ -161,25 +162,32 @@ def run(width: int, height: int, quality: float, model: str | None, threads: int
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--width", type=int, default=8000)
-    p.add_argument("--height", type=int, default=6000)
-    p.add_argument("--quality", type=float, default=50.0)
-    p.add_argument("--model", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    default_kodak = Path(os.environ.get("AECODEC_SHARED") or "../shared") / "data" / "kodak"
-    p.add_argument("--kodak", type=Path, default=default_kodak if default_kodak.is_dir() else None)
-    p.add_argument("--out", type=Path, default=None, help="Also write the JSON result here.")
-    p.add_argument("--hostile", action="store_true",
-                   help="Decode 4-byte-section streams declaring WIDTH x HEIGHT (versions 1, 2).")
-    p.add_argument("--compare-reference", action="store_true",
-                   help="Also decode with the model files run as they are; report the ratio.")
-    p.add_argument("--child", choices=["encode", "decode", "hostile-v1", "hostile-v2"],
-                   help=argparse.SUPPRESS)
-    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--stream", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+DEFAULT_KODAK = Path(os.environ.get("AECODEC_SHARED") or "../shared") / "data" / "kodak"
+
+
+@click.command("large")
+@click.option("--width", type=click.IntRange(1), default=8000, show_default=True)
+@click.option("--height", type=click.IntRange(1), default=6000, show_default=True)
+@click.option("--quality", type=float, default=50.0, show_default=True)
+@click.option("--model", default=None, help="Model name or folder (default: the default).")
+@click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--kodak", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_KODAK if DEFAULT_KODAK.is_dir() else None,
+              help="Kodak folder for the mosaic (default: ../shared/data/kodak if there).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON result here.")
+@click.option("--hostile", is_flag=True,
+              help="Decode 4-byte-section streams declaring WIDTH x HEIGHT (versions 1, 2).")
+@click.option("--compare-reference", is_flag=True,
+              help="Also decode with the model files run as they are; report the ratio.")
+@click.option("--child", type=click.Choice(["encode", "decode", "hostile-v1", "hostile-v2"]),
+              default=None, hidden=True)
+@click.option("--reference", is_flag=True, hidden=True)
+@click.option("--stream", default=None, hidden=True)
+def command(**options) -> None:
+    """Large images in bounded memory: time and peak RSS of coding a large photo (8000x6000
+    by default), and of decoding hostile streams that declare it in a few bytes."""
+    args = SimpleNamespace(**options)
     if args.child:
         args.step = args.child
         _child(args)
@@ -188,9 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     res = run(args.width, args.height, args.quality, args.model, args.threads, args.kodak, steps,
               args.compare_reference)
     text = json.dumps(res, indent=2)
-    print(text)
+    click.echo(text)
     if args.out:
         args.out.write_text(text + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.large`: the same command as
+    `aecodec tools large`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.large")
 
 
 if __name__ == "__main__":

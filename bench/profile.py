@@ -1,7 +1,7 @@
 """Where decoding time goes: per stage and per ONNX operator, the runtime against its reference.
 
-    python -m aecodec.bench.profile [--sizes 768x512,4000x3000] [--threads 1,2] [--repeats 5]
-                                    [--large-repeats 2] [--quality 50] [--out results/speed]
+    aecodec tools profile [--sizes 768x512,4000x3000] [--threads 1,2] [--repeats 5]
+                          [--large-repeats 2] [--quality 50] [--out results/speed]
 
 Two decoders of the same model, side by side: `reference` runs the model files as they are
 (`Model(rewrite=False, spinning=True)`: the synthesis graph of the file, the float64
@@ -19,7 +19,6 @@ Writes profile.md and profile.json to --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,8 +26,10 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import click
 import numpy as np
 
 STAGES = ("entropy z", "hyper-decoder", "entropy y", "synthesis")
@@ -198,7 +199,7 @@ def report(res: dict[str, Any]) -> str:
     lines = [
         "# Decode profile: `hyperprior`, reference (model files as they are) vs runtime",
         "",
-        f"`python -m aecodec.bench.profile`, quality {res['quality']}, onnxruntime "
+        f"`aecodec tools profile`, quality {res['quality']}, onnxruntime "
         f"{res['ort']}, {res['cpus']} CPUs, load average {res['load_start']:.1f} at the start "
         f"and {res['load_end']:.1f} at the end (the CPU is shared: absolute times are inflated "
         "by other work; the ratios come from interleaved repeats). Medians, ms.",
@@ -256,19 +257,26 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    import tempfile
+@click.command("profile")
+@click.option("--sizes", default="768x512,4000x3000", show_default=True,
+              help="Comma list of WIDTHxHEIGHT.")
+@click.option("--threads", default="1,2", show_default=True, help="Comma list of thread counts.")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--large-repeats", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--quality", type=float, default=50, show_default=True)
+@click.option("--kodak", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Kodak folder (default: ../shared/data/kodak or $AECODEC_SHARED).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/speed"), show_default=True,
+              help="Folder for profile.md and profile.json.")
+def command(**options) -> None:
+    """Where decoding time goes: per stage and per ONNX operator, the runtime against its
+    reference."""
+    _run(SimpleNamespace(**options))
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="768x512,4000x3000")
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--large-repeats", type=int, default=2)
-    ap.add_argument("--quality", type=float, default=50)
-    ap.add_argument("--kodak", type=Path, default=None,
-                    help="Kodak folder (default: ../shared/data/kodak or $AECODEC_SHARED)")
-    ap.add_argument("--out", type=Path, default=Path("results/speed"))
-    a = ap.parse_args(argv)
+
+def _run(a: SimpleNamespace) -> None:
+    import tempfile
     kodak = a.kodak
     if kodak is None:
         shared = Path(os.environ.get("AECODEC_SHARED", "../shared"))
@@ -281,7 +289,11 @@ def main(argv: list[str] | None = None) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "profile.json").write_text(json.dumps(res, indent=1))
     (a.out / "profile.md").write_text(report(res))
-    print(report(res))
+    click.echo(report(res))
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.profile`: the same command as `aecodec tools profile`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.profile")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from aecodec.metrics import psnr
 
+from .load import describe as describe_load
 from .metrics import ms_ssim_db
 
 
@@ -86,7 +87,11 @@ def markdown(res: dict[str, Any]) -> str:
                 f"{p['dec_ms']:.1f} |")
         lines.append("")
     lines += ["## Environment", ""] + [f"- {k}: {v}" for k, v in env["versions"].items()]
+    load = env.get("load") or {}
     lines += [f"- cpu: {env['cpu']} ({env['cores']} cores), threads: {env['threads']}",
+              f"- machine load at the start: {describe_load(load.get('start'))}",
+              f"- machine load at the end: {describe_load(load.get('end'))}",
+              *[f"- skipped: {s}" for s in res.get("skipped", [])],
               f"- timing: {res.get('timing')}", ""]
     return "\n".join(lines)
 

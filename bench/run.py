@@ -16,6 +16,7 @@ from .classical import classical_codecs
 from .effort import bench_summary
 from .environment import environment
 from .learned import aecodec_models
+from .load import machine_load
 from .report import markdown, plot_curves, visual_mosaic
 from .speed import run_speed
 from .sweep import Codec, mean_curves, run_sweep, warm_up
@@ -48,6 +49,8 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
                 out[n] = type(m)(n, m.model, m.threads, m.lo, m.hi, reference=True)
             else:
                 log(f"[bench] {n}: no such photo model, skipped")
+        elif n == "jxl" and _missing("pillow_jxl"):
+            continue  # said up front (skipped_for_packages)
         elif n in classical:
             out[n] = classical[n]
         else:
@@ -58,6 +61,24 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
         learned_out = with_efforts({k: v for k, v in out.items() if k in learned
                                     or k.endswith("-reference")}, efforts)
         out = {**out, **{k: v for k, v in learned_out.items() if k not in out}}
+    return out
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def skipped_for_packages(names: list[str], plots: bool) -> list[str]:
+    """What this run leaves out because a package of the `bench` extra is missing."""
+    extra = "(pip install 'aecodec[bench]')"
+    out = []
+    if plots and _missing("matplotlib"):
+        out.append(f"the RD plots rd_psnr.png and rd_msssim.png: matplotlib is not installed "
+                   f"{extra}")
+    if "jxl" in names and _missing("pillow_jxl"):
+        out.append(f"jxl: pillow-jxl-plugin is not installed {extra}")
     return out
 
 
@@ -95,9 +116,13 @@ def run_bench(
     """Run everything and write OUTDIR/results.json, report.md, rd_*.png, visual.png."""
     t_start = time.perf_counter()
     outdir.mkdir(parents=True, exist_ok=True)
+    skipped = skipped_for_packages(codec_names, plots)
+    for line in skipped:  # said before minutes of sweeping, not found missing at the end
+        log(f"[bench] skipping {line}")
     codecs = select_codecs(codec_names, threads, log, efforts)
     if not codecs:
         raise RuntimeError("no codec to benchmark")
+    load_start = machine_load()
     warm_up({n: c for n, c in codecs.items() if not getattr(c, "slow", False)}, images[0][1])
     # every point is saved as it is measured: a killed run continues where it stopped
     per_image = run_sweep(images, codecs, points, log, outdir / SWEEP_STATE)
@@ -121,7 +146,9 @@ def run_bench(
             "anchor": anchor, "speed_bpp": speed_bpp, "settings": _settings_config(codecs, points),
             "efforts": {str(k): v for k, v in (efforts or {}).items()},
         },
-        "environment": environment(threads),
+        "environment": {**environment(threads),
+                        "load": {"start": load_start, "end": machine_load()}},
+        "skipped": skipped,
         "curves": curves,
         "per_image": per_image,
         # curves of a subset of the images (slow efforts) are compared on their own images only
@@ -134,7 +161,7 @@ def run_bench(
     res["visual"] = visual_mosaic(
         dict(images)[vi], vi, codecs, {c: per_image[c][vi] for c in codecs}, visual_bpp,
         outdir / "visual.png")
-    res["plots"] = plot_curves(res, outdir) if plots else []
+    res["plots"] = plot_curves(res, outdir) if plots and not _missing("matplotlib") else []
     res["timing"] = {"sweep_s": round(t_sweep - t_start, 1),
                      "speed_s": round(t_speed - t_sweep, 1),
                      "total_s": round(time.perf_counter() - t_start, 1)}

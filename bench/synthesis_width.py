@@ -1,6 +1,6 @@
 """What a lighter 8-bit synthesis would decode at: CPU time by channel width, random weights.
 
-    python -m aecodec.bench.synthesis_width [--repeats 5] [--out results/speed/synthesis-width.md]
+    aecodec tools synthesis-width [--repeats 5] [--out results/speed/synthesis-width.md]
 
 Builds the runtime's form of the exact 8-bit synthesis (codec/fast_synthesis.py: the same
 operators, channels-last) with random weights for other widths of the three normalised stages
@@ -13,10 +13,11 @@ rate-distortion that this does not measure.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import click
 import numpy as np
 
 WIDTHS = [(128, 128, 128), (128, 128, 96), (128, 128, 80), (128, 128, 64), (96, 96, 96),
@@ -86,16 +87,23 @@ def build(chans: tuple[int, int, int], m: int = 192, seed: int = 0) -> bytes:
                        {"pixels": (np.uint8, 4)})
 
 
-def main(argv: list[str] | None = None) -> None:
+@click.command("synthesis-width")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True,
+              help="Interleaved timings per graph (the median is kept).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("results/speed/synthesis-width.md"), show_default=True,
+              help="Markdown table to write.")
+def command(**options) -> None:
+    """What a lighter 8-bit synthesis would decode at: CPU time by channel width, random
+    weights."""
+    _run(SimpleNamespace(**options))
+
+
+def _run(a: SimpleNamespace) -> None:
     import onnxruntime as ort
 
     from aecodec.fast_synthesis import rewrite
     from aecodec.model import MODELS_DIR
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=Path("results/speed/synthesis-width.md"))
-    a = ap.parse_args(argv)
 
     def session(data: bytes, spin: bool):
         o = ort.SessionOptions()
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             times[k].append(time.thread_time() - c0)
     base = float(np.median(times["shipped file"]))
     lines = ["# 8-bit synthesis speed by channel width (768x512, 1 thread, CPU ms)", "",
-             "`python -m aecodec.bench.synthesis_width`: random weights, the runtime's operators;"
+             "`aecodec tools synthesis-width`: random weights, the runtime's operators;"
              " medians of interleaved repeats. Speed only, no rate-distortion.", "",
              "| graph | CPU ms | ratio to the shipped file |", "|---|---:|---:|"]
     for k, v in times.items():
@@ -129,7 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join(lines) + "\n"
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text)
-    print(text)
+    click.echo(text)
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.bench.synthesis_width`: the same command as
+    `aecodec tools synthesis-width`."""
+    command.main(args=argv, prog_name="python -m aecodec.bench.synthesis_width")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import click
 
 from .errors import AecodecError
+from .output_options import check_stream_name
+from .top_end import TopEndHelp
 
 if TYPE_CHECKING:
     from .batch import Runner
@@ -24,6 +26,8 @@ LAZY = {  # name: (module:attribute, one-line help, extra that provides it)
     "bench": ("aecodec.bench.cli:bench", "Compare aecodec with other codecs on Kodak.", "bench"),
     "train": ("aecodec.export.cli:train", "Train a model and export it (needs torch).", "train"),
     "mnist": ("aecodec.mnist_cli:mnist", "Train and evaluate the MNIST models.", "train"),
+    "tools": ("aecodec.bench.tools:tools", "The bench's tools: fuzzers, large images, profiles.",
+              "bench"),
 }
 
 
@@ -140,7 +144,8 @@ def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[st
             from .imageio import FORMAT_SUFFIX
 
             suffix = FORMAT_SUFFIX[settings.fmt]
-        pairs = batch.plan(batch.expand(inputs, suffixes), output, suffix)
+        mark = batch.DECODED if settings.mode == "decompress" else ""
+        pairs = batch.plan(batch.expand(inputs, suffixes), output, suffix, mark)
         batch.check_writable(pairs)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
@@ -149,11 +154,14 @@ def _run(inputs: tuple[str, ...], output: str | None, settings, suffixes: set[st
         raise click.ClickException("refusing to write binary data to a terminal: redirect "
                                    "stdout (> file) or give -o FILE")
 
+    from .progress import listening
+
     report = Report(len(pairs), verbose, quiet, to_stdout)
     batch.exit_on_sigterm()
     try:
-        summary = batch.run(pairs, settings, choose_runner(jobs, ray, ray_address),
-                            skip_existing, report=report, started=report.started)
+        with listening(report.progress):  # one input, coded here: its own steps
+            summary = batch.run(pairs, settings, choose_runner(jobs, ray, ray_address),
+                                skip_existing, report=report, started=report.started)
     except AecodecError as e:
         raise click.ClickException(str(e)) from None
     finally:
@@ -204,8 +212,15 @@ def _codec(model_name: str | None, threads: int | None, profile: str = "full"):
 # ---- commands -------------------------------------------------------------------------------
 
 
-def batch_options(f: Callable) -> Callable:
-    """The options compress and decompress share for many files."""
+def batch_options(short_quiet: bool = False) -> Callable[[Callable], Callable]:
+    """The options compress and decompress share for many files (`short_quiet`: -q also
+    means --quiet, for decompress, whose quality has no short form; compress's -q is its
+    quality)."""
+    quiet = ("-q", "--quiet") if short_quiet else ("--quiet",)
+    return lambda f: _batch_options(f, quiet)
+
+
+def _batch_options(f: Callable, quiet: tuple[str, ...]) -> Callable:
     for option in reversed([
         click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
                      help="Worker processes (default: the CPU count); with --ray, actors "
@@ -218,7 +233,7 @@ def batch_options(f: Callable) -> Callable:
                      help="Join the Ray cluster at ADDR (implies --ray)."),
         click.option("-v", "--verbose", is_flag=True,
                      help="One line per file, also for many files."),
-        click.option("--quiet", is_flag=True,
+        click.option(*quiet, "quiet", is_flag=True,
                      help="No progress bar, per-file lines or summary (errors and warnings "
                      "still go to stderr)."),
     ]):
@@ -257,13 +272,13 @@ def _check_effort(model_name: str | None, effort: int) -> None:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or folder; - for stdout.")
-@click.option("-q", "--quality", type=click.FloatRange(1, 100), default=None,
+@click.option("-q", "--quality", type=click.FloatRange(1, 100), default=None, cls=TopEndHelp,
               help="Quality 1..100, higher is better (default 75).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), default=None,
               help="Target bits per pixel: picks the highest quality that fits.")
 @click.option("--strict-bpp", is_flag=True,
               help="With --bpp: fail (exit 1, nothing written) when even quality 1 is over "
-              "the target, instead of writing it with a warning.")
+              "the target, or quality 100 under it, instead of writing it with a warning.")
 @click.option("--strip", is_flag=True,
               help="Leave out the ICC profile, EXIF, XMP and DPI (the orientation is still "
               "applied).")
@@ -282,7 +297,7 @@ def _check_effort(model_name: str | None, effort: int) -> None:
 @model_option
 @threads_option
 @force_option
-@batch_options
+@batch_options()
 def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, device,
              model_name, threads, force, jobs, skip_existing, use_ray, ray_address, verbose,
              quiet) -> None:
@@ -310,6 +325,7 @@ def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, d
                                        "(only the shipped digit models have one)")
     if strict_bpp and bpp is None:
         raise click.UsageError("--strict-bpp goes with --bpp")
+    check_stream_name(output)
     if effort:
         _check_effort(model_name, effort)
     if device is not None:  # read by the overfit family's encoder, in workers too
@@ -333,13 +349,14 @@ def compress(inputs, output, quality, bpp, strict_bpp, strip, profile, effort, d
 @model_option
 @threads_option
 @force_option
-@batch_options
+@batch_options(short_quiet=True)
 def decompress(inputs, output, fmt, out_quality, model_name, threads, force, jobs,
                skip_existing, use_ray, ray_address, verbose, quiet) -> None:
     """Decode .aec streams to images (PNG unless -o names another format).
 
-    Alpha comes back; ICC profile, EXIF, XMP and DPI are written where the output format
-    holds them (docs/cli.md), and a warning says what it cannot hold.
+    Without -o, photo.aec is written as photo.decoded.png, beside it (never over the photo
+    it was made from). Alpha comes back; ICC profile, EXIF, XMP and DPI are written where
+    the output format holds them (docs/cli.md), and a warning says what it cannot hold.
 
     Folders are searched recursively; with -o their tree is mirrored in the output folder.
     """
@@ -354,6 +371,9 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
         except AecodecError as e:
             raise click.ClickException(str(e)) from None
     check_output_options(output, fmt, out_quality)
+    if output and not Path(output).is_dir() and Path(output).suffix.lower() == ".aec":
+        raise click.UsageError(f"-o {output} names a stream, but decompress writes images: "
+                               "give an image name (x.png) or a folder")
     settings = Settings("decompress", model_name, threads=threads, force=force,
                         fmt=fmt.upper() if fmt else None, out_quality=out_quality)
     _run(inputs, output, settings, {".aec"}, jobs, skip_existing, use_ray, ray_address,
@@ -363,11 +383,19 @@ def decompress(inputs, output, fmt, out_quality, model_name, threads, force, job
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 def info(files) -> None:
-    """Show streams' headers: model, size, quality, sections, bits per pixel."""
-    from .batch import read
+    """Show streams' headers: model, size, quality, sections, bits per pixel.
+
+    Folders are searched recursively for .aec files. The model's top quality and what it
+    reaches are shown when the model is installed and measured.
+    """
+    from .batch import expand, read
     from .cli_report import one_line
     from .codec import stream_info
 
+    try:
+        files = [f for f, _ in expand(files, {".aec"})]
+    except AecodecError as e:
+        raise click.ClickException(f"{', '.join(files)}: {e} (.aec)") from None
     failed = False
     for i, file in enumerate(files):
         try:
@@ -384,14 +412,31 @@ def info(files) -> None:
             elif key == "model" and value is None:
                 value = "(not installed)"
             click.echo(f"{key:15} {value}")
+        top = _top_end_of(fields["model_id"])
+        if top is not None:
+            click.echo(f"{'top_quality':15} {top.text()}")
     if failed:
         sys.exit(1)
 
 
+def _top_end_of(model_id: str):
+    """The installed model's measured top end, or None."""
+    from .model import find_by_id
+    from .top_end import top_end
+
+    try:
+        return top_end(find_by_id(model_id))
+    except AecodecError:
+        return None
+
+
 @main.command()
 def models() -> None:
-    """List the shipped models."""
+    """List the shipped models, photo models and digit models apart.
+
+    For each: its rate range, its measured results and what its top quality reaches."""
     from .model import default_info, shipped
+    from .top_end import top_end
 
     infos = shipped()
     if not infos:
@@ -401,16 +446,24 @@ def models() -> None:
         default = default_info().name
     except AecodecError:
         default = None
-    for i in infos:
-        size = f"{i.fixed_size[1]}x{i.fixed_size[0]}" if i.fixed_size else "any size"
-        rng = f"{i.bpp_range[0]:g}-{i.bpp_range[1]:g} bpp" if i.bpp_range else "-"
-        mark = " (default)" if i.name == default else ""
-        click.echo(f"{i.name}{mark}: {i.family}, id {i.id}, {i.channels} channel(s), {size}, "
-                   f"{i.levels} rate level(s), {rng}")
-        if i.description:
-            click.echo(f"    {i.description}")
-        for key, value in i.results.items():
-            click.echo(f"    {key}: {_summary(value)}")
+    groups = [("Photo models (any size, RGB or gray):", [i for i in infos if not i.fixed_size]),
+              ("Digit models (fixed size, for MNIST digits; docs/mnist.md):",
+               [i for i in infos if i.fixed_size])]
+    for n, (title, group) in enumerate(g for g in groups if g[1]):
+        click.echo(("\n" if n else "") + title)
+        for i in group:
+            size = f"{i.fixed_size[1]}x{i.fixed_size[0]}" if i.fixed_size else "any size"
+            rng = f"{i.bpp_range[0]:g}-{i.bpp_range[1]:g} bpp" if i.bpp_range else "-"
+            mark = " (default)" if i.name == default else ""
+            click.echo(f"  {i.name}{mark}: {i.family}, id {i.id}, {i.channels} channel(s), "
+                       f"{size}, {i.levels} rate level(s), {rng}")
+            if i.description:
+                click.echo(f"      {i.description}")
+            top = top_end(i)
+            if top is not None:
+                click.echo(f"      top: {top.text()}")
+            for key, value in i.results.items():
+                click.echo(f"      {key}: {_summary(value)}")
 
 
 def _summary(value: object) -> str:
@@ -424,12 +477,15 @@ def _summary(value: object) -> str:
 
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="aecodec-demo",
-              help="Folder for the outputs, made if missing (default: ./aecodec-demo).")
+              help="Folder for the outputs, made if missing (default: ./aecodec-demo); a "
+              "rerun replaces the demo's own outputs there.")
 @click.option("-q", "--quality", type=click.FloatRange(1, 100), default=None,
               help="Quality 1..100 (default 75).")
 @model_option
 @threads_option
-@force_option
+@click.option("-f", "--force", is_flag=True,
+              help="Overwrite kodim23.aec and kodim23-decoded.png in --out even when the demo "
+              "did not write them.")
 def demo(out_dir, quality, model_name, threads, force) -> None:
     """Compress the bundled sample photo and compare with JPEG at the same PSNR."""
     from .codec import DEFAULT_QUALITY

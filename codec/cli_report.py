@@ -12,6 +12,8 @@ import click
 
 from .batch import Outcome, Summary
 
+PROGRESS_DELAY = 1.0  # seconds before one file's bar shows: a fast file draws nothing
+
 
 def one_line(text: str) -> str:
     """A report line that stays one line: control characters (a newline in a file name, say,
@@ -40,6 +42,7 @@ class Report:
     def __init__(self, total: int, verbose: bool, quiet: bool, to_stdout: bool) -> None:
         self.total, self.verbose, self.quiet, self.to_stdout = total, verbose, quiet, to_stdout
         self.bar = None
+        self.step_bar = None  # one input's own stages (progress)
 
     def started(self, skipped: int) -> None:
         """Show the bar, with the inputs left out by --skip-existing already counted."""
@@ -53,6 +56,9 @@ class Report:
 
         if self.bar is not None:
             self.bar.update()
+        if self.step_bar is not None:  # the file's own stages end with it
+            self.step_bar.close()
+            self.step_bar = None
         if o.notes:  # what the image lost (LossWarning), one line
             tqdm.write(one_line(f"Warning: {o.src}: {'; '.join(o.notes)}"), file=sys.stderr)
         if o.status == "failed":
@@ -64,7 +70,24 @@ class Report:
             else:
                 tqdm.write(line, file=sys.stderr if self.to_stdout else sys.stdout)
 
+    def progress(self, stage: str, done: int, total: int) -> None:
+        """One input's own progress (aecodec.progress): a bar per stage on stderr (effort's
+        steps, a large image's squares), shown once the file has taken PROGRESS_DELAY."""
+        from tqdm import tqdm
+
+        if self.quiet or self.total != 1:
+            return
+        if done == 0:
+            if self.step_bar is not None:
+                self.step_bar.close()
+            self.step_bar = tqdm(total=total, desc=stage, unit="step", file=sys.stderr,
+                                 delay=PROGRESS_DELAY, leave=False)
+        elif self.step_bar is not None:
+            self.step_bar.update(done - self.step_bar.n)
+
     def close(self) -> None:
+        if self.step_bar is not None:
+            self.step_bar.close()
         if self.bar is not None:
             self.bar.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import container, extras, latent, rate, refine, tiles
+from . import container, extras, latent, progress, rate, refine, tiles
 from . import effort as _effort_mod
 from .effort import check_effort
 from .encoded import Encoded
@@ -25,12 +25,21 @@ from .errors import (
     UnreadableImageError,
     UnsupportedImageError,
 )
-from .imageio import as_array
+from .imageio import as_array, open_image
 from .model import Model, ModelInfo, find, find_by_id
 
 DEFAULT_QUALITY = 75.0
 DEFAULT_MAX_PIXELS = 100_000_000
 ModelLike = Model | ModelInfo | str | Path | None
+ImageLike = np.ndarray | Image.Image | str | os.PathLike
+
+
+def _opened(image: ImageLike) -> np.ndarray | Image.Image:
+    """A path (str or PathLike) opened as an image file, as the CLI opens one: alpha, ICC,
+    EXIF and bit depth reach the encoder. Arrays and PIL images pass as they are."""
+    if isinstance(image, str | os.PathLike):
+        return open_image(os.fspath(image))
+    return image
 
 
 def default_max_pixels() -> int:
@@ -157,7 +166,8 @@ class Codec:
         hy, wy = self.latent_hw(h, w)
         s = self.stride
         y = np.empty((m, hy, wy), np.float32)
-        for t in tiles.halo_tiles(hy, wy, tiles.run_side(hy, wy, s), self.model.analysis_halo):
+        squares = tiles.halo_tiles(hy, wy, tiles.run_side(hy, wy, s), self.model.analysis_halo)
+        for t in progress.counted("analysis", list(squares)):
             R0, R1, C0, C1 = t.outer
             # the image edge-padded to the pad multiple, one square at a time
             rows = np.minimum(np.arange(R0 * s, R1 * s), h - 1)
@@ -202,7 +212,7 @@ class Codec:
         )
         return Encoded(container.pack(header, sections + list(extra.values())), w, h, q, bits)
 
-    def encode(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+    def encode(self, image: ImageLike, quality: float = DEFAULT_QUALITY,
                strip: bool = False, effort: int = 0) -> Encoded:
         """Compress and report: stream bytes, recorded quality, the entropy model's estimate.
 
@@ -210,13 +220,14 @@ class Codec:
         all but alpha); what cannot be kept is warned as a LossWarning (codec/extras.py)."""
         rate.quantize_quality(quality)  # validate before any work
         effort = check_effort(effort)  # 0..4: encoder-side optimisation, docs/effort.md
-        image, extra = extras.prepare(image, strip)
+        image, extra = extras.prepare(_opened(image), strip)
         a, gray = self.prepare(image)
         return self.pipeline.encode(a, gray, quality, extra, effort)
 
-    def compress(self, image: np.ndarray | Image.Image, quality: float = DEFAULT_QUALITY,
+    def compress(self, image: ImageLike, quality: float = DEFAULT_QUALITY,
                  strip: bool = False, effort: int = 0) -> bytes:
-        """Compress an H x W (x 2, 3 or 4) uint8 image or a PIL image at quality 1..100."""
+        """Compress an H x W (x 2, 3 or 4) uint8 image, a PIL image or an image file's path at
+        quality 1..100."""
         return self.encode(image, quality, strip, effort).data
 
     def estimate_bits(
@@ -225,17 +236,18 @@ class Codec:
         """Information content of the coded latents (bits, no header or coder overhead)."""
         return self.encode(image, quality).estimated_bits
 
-    def encode_to_bpp(self, image: np.ndarray | Image.Image, bpp: float,
+    def encode_to_bpp(self, image: ImageLike, bpp: float,
                       strip: bool = False, effort: int = 0) -> Encoded:
         """The highest quality (in steps of 0.1) whose stream is at most `bpp` bits per pixel.
 
         The analysis transform runs once; only quantization and coding repeat (bisection).
         If even quality 1 is over the target, that smallest stream is returned with a
-        `RateWarning` (the CLI's `--strict-bpp` makes it an error). Extra sections
+        `RateWarning`, and so is quality 100 when the target is above what it reaches (the
+        CLI's `--strict-bpp` makes either an error). Extra sections
         (alpha, metadata) count in the stream's bits.
         """
         effort = check_effort(effort)
-        image, extra = extras.prepare(image, strip)
+        image, extra = extras.prepare(_opened(image), strip)
         a, gray = self.prepare(image)
         return self.pipeline.encode_to_bpp(a, gray, bpp, extra, effort)
 
@@ -254,6 +266,12 @@ class Codec:
 
             warnings.warn(f"{bpp:g} bpp cannot be met: the smallest stream is {enc.bpp:.4f} "
                           f"bpp (quality {enc.quality:g})", RateWarning, stacklevel=3)
+        elif enc.quality == rate.QUALITY_MAX and enc.bpp < bpp:
+            import warnings
+
+            warnings.warn(f"{bpp:g} bpp is above what the top quality reaches: quality 100 "
+                          f"is {enc.bpp:.4f} bpp, and more bits buy nothing with model "
+                          f"'{self.model.name}'", RateWarning, stacklevel=3)
         return enc
 
     # ---- decoding ---------------------------------------------------------------------------
@@ -332,7 +350,8 @@ class Codec:
         out = np.empty((h, w, channels), np.uint8)
         # an 8-bit synthesis gives the pixels themselves (uint8), a float one x_hat in [0, 1]
         out_name = self.model.synthesis.get_outputs()[0].name
-        for t in tiles.halo_tiles(hy, wy, tile, self.model.synthesis_halo):
+        squares = list(tiles.halo_tiles(hy, wy, tile, self.model.synthesis_halo))
+        for t in progress.counted("synthesis", squares):
             r0, _, c0, _ = t.box
             if r0 * s >= h or c0 * s >= w:
                 continue  # a tile of padding only
@@ -373,12 +392,14 @@ def get_codec(model: ModelLike = None, threads: int | None = None,
 
 
 def compress(
-    image: np.ndarray | Image.Image, quality: float | None = None, model: ModelLike = None,
+    image: ImageLike, quality: float | None = None, model: ModelLike = None,
     strip: bool = False, profile: str = "full", bpp: float | None = None, effort: int = 0,
 ) -> bytes:
-    """Compress an H x W (x 2, 3 or 4) array or PIL image with a model (default: shipped)
+    """Compress an H x W (x 2, 3 or 4) array, a PIL image or the path of an image file
+    (str or PathLike, opened as the CLI opens it) with a model (default: shipped)
     at `quality` (default 75) or, with `bpp`, the highest quality within that many bits per
-    pixel (a `RateWarning` if even quality 1 is over it; both at once is a ValueError).
+    pixel (a `RateWarning` if even quality 1 is over it, or quality 100 under it; both
+    `quality` and `bpp` at once is a ValueError).
     `strip` leaves out ICC profile, EXIF, XMP and DPI; `profile="compact"`: the compact
     stream profile of fixed-size digit models.
 

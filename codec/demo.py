@@ -35,19 +35,29 @@ def jpeg_bytes_for(image: np.ndarray, target_psnr: float) -> tuple[int, int, flo
     return n, lo, p
 
 
+MARK = ".aecodec-demo"  # in a folder the demo wrote: its two outputs are the demo's own
+
+
 def run(codec: Codec, out_dir: Path, quality: float, force: bool = False) -> list[str]:
-    """Write <out>/kodim23.aec and kodim23-decoded.png; return the report lines."""
+    """Write <out>/kodim23.aec and kodim23-decoded.png; return the report lines.
+
+    A second run replaces the two files a first run wrote (the folder holds the demo's mark
+    file), so the demo can be run again as it is; files of the same names that the demo did
+    not write are replaced only with `force`."""
     image = read_image(SAMPLE)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stream, decoded = out_dir / f"{SAMPLE.stem}.aec", out_dir / f"{SAMPLE.stem}-decoded.png"
+    own = (out_dir / MARK).is_file()
     for p in (stream, decoded):
-        if p.exists() and not force:
-            raise FileExistsError(f"{p} exists (use --force to overwrite)")
+        if p.exists() and not (force or own):
+            raise FileExistsError(f"{p} exists and was not written by the demo (use --force "
+                                  "to overwrite, or --out another folder)")
     enc = codec.encode(image, quality)
     pixels = codec.decompress(enc.data)
-    write_atomic(stream, enc.data, force)
-    write_atomic(decoded, encode_image(pixels), force)
+    (out_dir / MARK).write_text("written by aecodec demo: a rerun replaces its outputs\n")
+    write_atomic(stream, enc.data, True)
+    write_atomic(decoded, encode_image(pixels), True)
     h, w = image.shape[:2]
     p = psnr(image, pixels)
     lines = [

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import rate
+from . import progress, rate
 from .errors import AecodecError, ModelError
 
 STEPS = {0: 0, 1: 25, 2: 50, 3: 100, 4: 200}  # optimisation steps per effort level
@@ -302,6 +302,7 @@ def optimise(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, quality,
     zs = codec.latent.z_shape(_grid(codec, h, w))
     z0 = z0[:, : zs[1], : zs[2]]
     x = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))[None]
+    progress.stage("effort", steps)
     with _settings(torch, seed):
         return _anneal(torch, tw, x, y_g, lam, inv, steps, z0=z0, trace=trace)
 
@@ -332,8 +333,10 @@ def optimise_blocks(codec, image: np.ndarray, y: np.ndarray, gain: np.ndarray, q
         mu, idx = tw.hyper_decode(torch.as_tensor(z_sym[None].astype(np.float32)))
     mu, idx = mu[..., : grid.hy, : grid.wy], idx[..., : grid.hy, : grid.wy]
     y_sym = np.empty(y.shape, np.float64)
+    blocks = list(tiles.halo_tiles(grid.hy, grid.wy, BLOCK, HALO))
+    progress.stage(f"effort, {len(blocks)} blocks", len(blocks) * steps)
     with _settings(torch, seed):
-        for t in tiles.halo_tiles(grid.hy, grid.wy, BLOCK, HALO):
+        for t in blocks:
             R0, R1, C0, C1 = t.outer
             px = image[R0 * st: min(R1 * st, h), C0 * st: min(C1 * st, w)]
             x = torch.as_tensor(np.ascontiguousarray(px.transpose(2, 0, 1), np.float32))[None]
@@ -432,6 +435,7 @@ def _anneal(torch, tw, x, y_g: np.ndarray, lam: float, inv: np.ndarray, steps: i
                     trace.append((t, float(cst)))
         if t == steps:
             break
+        progress.step()
         tau = temperature(t, steps)
         if t == int(0.9 * steps):
             for g in opt.param_groups:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from . import container
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Encoded:
     """A compressed image with what the encoder knows about it."""
 
@@ -24,3 +24,9 @@ class Encoded:
     @property
     def header_bytes(self) -> int:
         return container.header_size(self.data)
+
+    def __repr__(self) -> str:
+        """One short line: the stream's bytes themselves would print tens of kilobytes."""
+        q = "" if self.quality is None else f", quality {self.quality:g}"
+        return (f"<Encoded {len(self.data):,} bytes, {self.width}x{self.height}{q}, "
+                f"{self.bpp:.3f} bpp>")

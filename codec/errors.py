@@ -48,4 +48,6 @@ class LossWarning(UserWarning):
 
 
 class RateWarning(UserWarning):
-    """A bits-per-pixel target that even the lowest quality cannot meet (the stream is over)."""
+    """A bits-per-pixel target out of the model's reach: one that even the lowest quality
+    cannot meet (the stream is over it), or one above what the top quality spends (the stream
+    is quality 100, well under it)."""

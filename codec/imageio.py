@@ -161,6 +161,7 @@ def encode_image(array: np.ndarray, fmt: str = "PNG", info: dict | None = None,
             raise
         lost.append(f"alpha dropped ({fmt} output has no alpha channel)")
         data = _save(im.convert(im.mode[:-1]), fmt, params)
+    lost += written_losses(array, fmt, data, lost)
     if lost:
         warnings.warn("; ".join(lost), LossWarning, stacklevel=2)
     return data
@@ -200,6 +201,36 @@ def _tiff_exif(exif: bytes) -> Image.Exif:
     for tag in TIFF_LAYOUT_TAGS:
         parsed.pop(tag, None)
     return parsed
+
+
+def written_losses(array: np.ndarray, fmt: str, data: bytes, said: list[str]) -> list[str]:
+    """What Pillow's writer lost without a word, read back from the file's header: a
+    palette of 256 colours (GIF), another size (ICO holds at most 256x256), alpha dropped
+    (BMP). `said`: losses already named, not repeated."""
+    try:
+        with Image.open(io.BytesIO(data)) as out:
+            size, mode, transparency = out.size, out.mode, "transparency" in out.info
+    except (OSError, SyntaxError, ValueError):  # a format Pillow writes but cannot read back
+        return []
+    h, w = array.shape[:2]
+    lost = []
+    if size != (w, h):
+        lost.append(f"written as {size[0]}x{size[1]}, not {w}x{h} ({fmt} output)")
+    alpha = array.ndim == 3 and array.shape[2] in (2, 4)
+    if alpha and "A" not in mode and not any("alpha" in s for s in said):
+        lost.append(f"alpha dropped ({fmt} output as Pillow writes it has no alpha channel)"
+                    if not transparency else f"alpha reduced to on/off ({fmt} output)")
+    if mode in ("P", "PA") and _colours_over(array, 256):
+        lost.append(f"colours reduced to a 256-colour palette ({fmt} output)")
+    return lost
+
+
+def _colours_over(array: np.ndarray, n: int) -> bool:
+    """Whether the image has more than n distinct colours (alpha left out)."""
+    a = array if array.ndim == 2 else array[:, :, : (1 if array.shape[2] <= 2 else 3)]
+    flat = a.reshape(a.shape[0] * a.shape[1], -1).astype(np.uint32)
+    keys = flat[:, 0] if flat.shape[1] == 1 else (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    return len(np.unique(keys)) > n
 
 
 def register_plugins(fmt_or_ext: str) -> None:

@@ -1,5 +1,5 @@
-"""Checks of decompress's output options before any decoding: --format against -o's name,
-and a --quality that no lossless output would use."""
+"""Checks of the output options before any coding: decompress's --format against -o's name
+and a --quality that no lossless output would use; compress's -o against the stream it writes."""
 
 from __future__ import annotations
 
@@ -38,3 +38,17 @@ def check_output_options(output: str | None, fmt: str | None, quality: int | Non
     if quality is not None and not unknown and written not in LOSSY_FORMATS:
         click.echo(f"Warning: --quality {quality} is unused: {written} outputs are lossless "
                    "(it applies to JPEG, WebP, AVIF and JXL)", err=True)
+
+
+def check_stream_name(output: str | None) -> None:
+    """`compress x.png -o out.webp` would put a stream in a file whose name says WebP: a trap
+    for whoever opens it. An image suffix on -o is refused; .aec or any other name is kept."""
+    from .batch import FILE_SUFFIXES
+
+    if output and output != "-" and not Path(output).is_dir():
+        suffix = Path(output).suffix.lower()
+        fmt = named_format(output)
+        if suffix != ".aec" and (fmt is not None or suffix in FILE_SUFFIXES):
+            raise click.UsageError(f"-o {output} names a {fmt or suffix} image, but compress "
+                                   "writes .aec streams: name the output .aec (decompress "
+                                   "writes images)")

@@ -366,11 +366,11 @@ def latents(out: Path, folders: tuple[Path, ...], model: str, max_side: int, exa
     click.echo(write_latents(out, list(folders), model, max_side or None, exact, threads))
 
 
-# The trainings not yet moved onto the one loop keep their own options for now (their --help
-# is their own); listed here so that `aecodec train --help` shows every training there is.
+# Click commands of their own modules (the bench's measurement; the context model's, which
+# imports torch at once), imported when run: `aecodec train --help` lists them by name.
 PASSTHROUGH = {
-    "evaluate": ("aecodec.bench.evaluate:main", "Evaluate a model folder on an image folder."),
-    "eval-context": ("aecodec.export.eval_context:main", "Measure a context model's saving."),
+    "evaluate": ("aecodec.bench.evaluate:command", "Evaluate a model folder on an image folder."),
+    "eval-context": ("aecodec.export.eval_context:command", "Measure a context model's saving."),
 }
 
 
@@ -383,7 +383,9 @@ def _passthrough(name: str, target: str, text: str) -> None:
         import importlib
 
         module, attr = target.split(":")
-        getattr(importlib.import_module(module), attr)(list(ctx.args))
+        real: click.Command = getattr(importlib.import_module(module), attr)
+        real.main(args=list(ctx.args), prog_name=f"aecodec train {name}",
+                  standalone_mode=False)
 
 
 for _name, (_target, _text) in PASSTHROUGH.items():

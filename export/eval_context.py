@@ -13,13 +13,13 @@ With `--bench results.json` the BD-rate it implies follows, from the bench's own
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import click
 import numpy as np
 import torch
 
@@ -96,28 +96,37 @@ def runtime_saving(ckpt: Path, latents: dict[str, np.ndarray], qualities=BENCH_Q
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("latents", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="JSON with every image's bits")
-    p.add_argument("--bench", type=Path, default=None,
-                   help="results.json of a bench of the base model on the same images")
-    p.add_argument("--scale-only", action="store_true",
-                   help="drop the mean refinements (pixels stay exactly the base model's)")
-    a = p.parse_args(argv)
-    rows = runtime_saving(a.checkpoint, load_latents(a.latents), scale_only=a.scale_only)
+@click.command("eval-context")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("latents", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON with every image's bits.")
+@click.option("--bench", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="results.json of a bench of the base model on the same images.")
+@click.option("--scale-only", is_flag=True,
+              help="Drop the mean refinements (pixels stay exactly the base model's).")
+def command(checkpoint: Path, latents: Path, out: Path | None, bench: Path | None,
+            scale_only: bool) -> None:
+    """Measure a context model's saving: the rate CHECKPOINT's context model saves on
+    LATENTS, with the runtime's own pieces."""
+    rows = runtime_saving(checkpoint, load_latents(latents), scale_only=scale_only)
     for r in rows:
-        print(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
-              f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
-    if a.out is None and a.bench is None:
+        click.echo(f"quality {r['quality']:5.1f}: {r['bits_base'] / 8:10.0f} B -> "
+                   f"{r['bits_ctx'] / 8:10.0f} B, saved {r['saved'] * 100:+.2f} %")
+    if out is None and bench is None:
         return
-    out = a.out or Path(tempfile.mkdtemp()) / "saving.json"
+    out = out or Path(tempfile.mkdtemp()) / "saving.json"
     out.write_text(json.dumps({"qualities": rows}, indent=1))
-    if a.bench:  # the projection is the bench's: run as its command, export imports no bench
+    if bench:  # the projection is the bench's: run as its command, export imports no bench
         sys.stdout.flush()
         subprocess.run([sys.executable, "-m", "aecodec.bench.context_projection", str(out),
-                        str(a.bench)], check=True)
+                        str(bench)], check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m aecodec.export.eval_context`: the same command as
+    `aecodec train eval-context`."""
+    command.main(args=argv, prog_name="python -m aecodec.export.eval_context")
 
 
 def curve_markdown(runs: list[Path]) -> str:

@@ -194,3 +194,28 @@ def test_the_slow_family_runs_only_when_named() -> None:
     names = set(select_codecs(["aecodec"], 1, lambda s: None))
     assert "aecodec-overfit" not in names and "aecodec-hyperprior-fast" in names
     assert "aecodec-overfit" in select_codecs(["aecodec-overfit"], 1, lambda s: None)
+
+
+def test_missing_packages_said_up_front_and_the_load_recorded(tiny_folder, tmp_path,
+                                                             monkeypatch) -> None:
+    """Without matplotlib or pillow-jxl-plugin the run says first what it will skip (not
+    after minutes of sweeping), and results.json and report.md record the machine's load."""
+    import aecodec.bench.run as run
+
+    monkeypatch.setattr(run, "_missing", lambda module: module in ("matplotlib", "pillow_jxl"))
+    folder, _ = tiny_folder
+    out = tmp_path / "out"
+    r = CliRunner().invoke(bench, [str(folder), "--codecs", "jpeg,jxl", "--out", str(out),
+                                   "--points", "2", "--repeats", "0", "--max-images", "1"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    first = r.output.splitlines()[:2]
+    assert "skipping the RD plots" in first[0] and "matplotlib" in first[0], r.output
+    assert "skipping jxl: pillow-jxl-plugin" in first[1], r.output
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["skipped"]) == 2 and res["plots"] == [] and res["config"]["codecs"] == ["jpeg"]
+    for when in ("start", "end"):
+        load = res["environment"]["load"][when]
+        assert len(load["loadavg"]) == 3 and isinstance(load["others"], list)
+    report = (out / "report.md").read_text()
+    assert "machine load at the start: load average" in report
+    assert "- skipped: jxl" in report

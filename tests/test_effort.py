@@ -60,8 +60,15 @@ def test_effort_never_worse_and_decodes(codec, crop, streams):
     assert _cost(codec, e1, crop) <= _cost(codec, e0, crop)
 
 
-def test_same_seed_same_bytes(codec, crop, streams):
-    assert codec.compress(crop, Q, effort=1) == streams[1]
+def test_same_seed_same_bytes_and_each_step_reported(codec, crop, streams):
+    """Also: each optimisation step reaches a progress listener (the CLI's bar for one
+    slow file), and listening changes no byte."""
+    from aecodec import progress
+
+    seen = []
+    with progress.listening(lambda *a: seen.append(a)):
+        assert codec.compress(crop, Q, effort=1) == streams[1]
+    assert [d for s, d, t in seen if s == "effort"] == list(range(13))
 
 
 def test_effort_zero_is_the_old_encoder(codec, crop, streams):

@@ -18,14 +18,32 @@ FOLDERS = {"codec": "aecodec", "export": "aecodec/export", "bench": "aecodec/ben
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory) -> set[str]:
+def built(tmp_path_factory) -> tuple[set[str], str]:
+    """The wheel's file names and the build's log (verbose: setuptools' warnings in it)."""
     out = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(out),
                         str(ROOT)], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {r.stderr.strip()[-300:]}")
     (whl,) = out.glob("aecodec-*.whl")
-    return set(zipfile.ZipFile(whl).namelist())
+    return set(zipfile.ZipFile(whl).namelist()), r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel_names(built) -> set[str]:
+    return built[0]
+
+
+def test_the_build_warns_of_nothing(built):
+    """No deprecated metadata (`project.license` is an SPDX string) and no folder that Python
+    could import left out of `packages` (aecodec.data): builds that will keep working."""
+    log = built[1]
+    assert "SetuptoolsDeprecationWarning" not in log, log[-3000:]
+    assert "absent from the `packages` configuration" not in log, log[-3000:]
+
+
+def test_the_wheel_is_typed_and_runs_as_a_module(wheel_names):
+    assert {"aecodec/py.typed", "aecodec/__main__.py"} <= wheel_names
 
 
 def test_every_module_is_in_the_wheel(wheel_names):

@@ -21,11 +21,11 @@ from .coder import Coded, Coder, Mode, Settings, error_text, loss_notes
 from .fileio import occupied, read, write
 from .job import Summary, run
 from .outcome import Outcome, code_file, done_line, finish, output_format
-from .planning import FILE_SUFFIXES, SUFFIX, Pair, check_writable, expand, plan, resume
+from .planning import DECODED, FILE_SUFFIXES, SUFFIX, Pair, check_writable, expand, plan, resume
 from .runners import InProcess, ProcessPool, Runner, cpu_count, exit_on_sigterm, process
 
 __all__ = [
-    "FILE_SUFFIXES", "SUFFIX", "Coded", "Coder", "InProcess", "Mode", "Outcome", "Pair",
+    "DECODED", "FILE_SUFFIXES", "SUFFIX", "Coded", "Coder", "InProcess", "Mode", "Outcome", "Pair",
     "ProcessPool", "Runner", "Settings", "Summary", "check_writable", "code_file",
     "cpu_count", "done_line", "error_text", "exit_on_sigterm", "expand", "finish",
     "loss_notes", "occupied", "output_format", "plan", "process", "read", "resume", "run",

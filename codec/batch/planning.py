@@ -14,6 +14,9 @@ from ..errors import AecodecError
 from .fileio import occupied
 
 SUFFIX = {"compress": ".aec", "decompress": ".png"}  # output suffix when -o is a folder
+# decompress's default output (no -o) beside its stream: photo.aec -> photo.decoded.png, never
+# the name of the photo.png it was made from (compress's own default is photo.aec)
+DECODED = ".decoded"
 
 
 def _file_suffixes() -> set[str]:
@@ -52,9 +55,11 @@ def expand(
     return out
 
 
-def plan(found: list[tuple[str, Path | None]], output: str | None, suffix: str) -> list[Pair]:
-    """(input, output) pairs: outputs next to the inputs by default; with -o, one input named
-    directly may go to a file, otherwise -o is a folder that mirrors the input folders' trees."""
+def plan(found: list[tuple[str, Path | None]], output: str | None, suffix: str,
+         mark: str = "") -> list[Pair]:
+    """(input, output) pairs: outputs next to the inputs by default (`mark` inserted before
+    the suffix: DECODED for decompress); with -o, one input named directly may go to a file,
+    otherwise -o is a folder that mirrors the input folders' trees."""
     if sum(f == "-" for f, _ in found) > 1:  # the second read would get nothing
         raise AecodecError("- (stdin) can be read only once: give it once")
     if output == "-" and len(found) > 1:
@@ -65,7 +70,7 @@ def plan(found: list[tuple[str, Path | None]], output: str | None, suffix: str) 
         raise AecodecError(f"-o {output} names one file, but there are {len(found)} inputs "
                            "(a folder's files): give a folder for -o")
     if output is None:
-        dsts = ["-" if f == "-" else str(Path(f).with_suffix(suffix)) for f, _ in found]
+        dsts = ["-" if f == "-" else str(Path(f).with_suffix(mark + suffix)) for f, _ in found]
     elif (len(found) == 1 and found[0][1] is None and not Path(output).is_dir()
           and not output.endswith(("/", "\\"))):
         dsts = [output]
