@@ -121,6 +121,8 @@ def test_encode_never_worse_than_the_default_model(codec, monkeypatch):
     info = aecodec.stream_info(enc.data)
     assert info["model"] == aecodec.Codec().model.name  # 2 steps cannot beat it
     assert aecodec.decompress(enc.data).shape == img.shape
+    # the codec that wrote it decodes it too, whichever model's stream it chose
+    assert np.array_equal(codec.decompress(enc.data), aecodec.decompress(enc.data))
 
 
 def test_hostile_streams_are_refused_cleanly(codec, fitted):

@@ -191,7 +191,13 @@ class OverfitPipeline:
         return best
 
     def decode(self, stream) -> np.ndarray:
-        """Pixels (H x W x 3, or H x W if gray) of a parsed stream of this model."""
+        """Pixels (H x W x 3, or H x W if gray) of a parsed stream of this model, or of the
+        default model's stream `encode` returned in its place (the codec that wrote a stream
+        decodes it)."""
+        if stream.header.model_id != self.codec.model.id:
+            base = self.codec.base()
+            if stream.header.model_id == base.model.id:
+                return base.pipeline.decode(stream)
         header, h, w = self.codec.check_header(stream)
         return self.decode_sections(stream.latent, h, w, header.gray)
 
