@@ -186,6 +186,9 @@ def visual_mosaic(
     shown: dict[str, Any] = {"image": image_name, "crop": [y, x, crop], "target_bpp": target_bpp,
                              "codecs": {}}
     for name, codec in codecs.items():
+        if getattr(codec, "slow", False):  # minutes per encode: not trained again for a picture
+            shown["codecs"][name] = {"skipped": "trains per image; its sweep points stand"}
+            continue
         if hasattr(codec, "lo") and hasattr(codec, "hi") and not getattr(codec, "effort", 0):
             setting = setting_for_bpp(codec, img, target_bpp)  # (slow efforts: a sweep point)
         else:
