@@ -197,20 +197,7 @@ def _short_repr(value: object) -> str:
 
 
 def _exif(im: Image.Image, lost: list[str]) -> Image.Exif | None:
-    """The image's EXIF (empty if none); None, said in `lost`, if Pillow cannot parse it, or
-    if its entries declare values far larger than the block (entries sharing one data area:
-    Pillow would read each entry's copy, hundreds of MB from a block under 1 MB)."""
-    raw = im.info.get("exif")
-    if isinstance(raw, bytes | bytearray):
-        tiff = bytes(raw[6:] if raw[:6] == EXIF_PREFIX else raw)
-        try:
-            declared = _walk(tiff)[1] if tiff[:4] in TIFF_HEADERS else 0
-        except CorruptStreamError:
-            declared = 0  # Pillow may still read some of it; what it writes is checked later
-        if declared > MAX_EXIF_EXPANSION * len(tiff) + (1 << 20):
-            lost.append(f"EXIF dropped (its entries declare {declared:,} bytes of values in "
-                        f"{len(tiff):,} bytes)")
-            return None
+    """The image's EXIF (empty if none); None, said in `lost`, if Pillow cannot parse it."""
     try:
         exif = im.getexif()
         exif.tobytes()  # what will be written must be writable
@@ -225,21 +212,14 @@ _TYPE_SIZES = np.array([_TYPE_SIZE.get(t, 1) for t in range(13)], np.int64)  # o
 _SUB_IFDS = (0x8769, 0x8825, 0xA005)  # Exif, GPS and interoperability directories
 _BLOBS = ((0x0201, 0x0202), (0x0111, 0x0117))  # (offsets, byte counts): thumbnail data
 MAX_EXIF_DIRECTORIES = 64
-MAX_EXIF_EXPANSION = 16  # declared value bytes per byte of block (plus 1 MiB) read at encoding
 
 
 def exif_extent(tiff: bytes) -> int:
-    """The end of the last byte an EXIF (TIFF) structure uses (`_walk`)."""
-    return _walk(tiff)[0]
-
-
-def _walk(tiff: bytes) -> tuple[int, int]:
-    """(extent, declared value bytes) of an EXIF (TIFF) structure. The extent is the end of
-    the last byte the structure uses: its directories, their out-of-line values,
-    sub-directories and thumbnail data; what lies past it is trailing bytes. The declared
-    bytes count every entry's out-of-line values, shared ones each time. CorruptStreamError
-    for offsets outside the block, a directory loop, or directories holding more entries
-    together than the block has room for (12 bytes each: overlapping directories).
+    """The end of the last byte an EXIF (TIFF) structure uses: its directories, their
+    out-of-line values, sub-directories and thumbnail data. CorruptStreamError for offsets
+    outside the block, a directory loop, or directories holding more entries together than
+    the block has room for (12 bytes each: overlapping directories); what lies past the
+    extent is trailing bytes.
 
     The cost is bounded by the block's size, whatever it holds: each directory's entries
     are checked at once (numpy over the 12-byte entries), values are read only for the
@@ -256,7 +236,6 @@ def _walk(tiff: bytes) -> tuple[int, int]:
         return int.from_bytes(tiff[pos:pos + n], "little" if order == "<" else "big")
 
     end, todo, seen, room = 8, [u(4, 4)], set(), size // 12
-    declared = 0  # bytes of out-of-line values, shared ones counted each time
     while todo:
         ifd = todo.pop()
         if ifd == 0:
@@ -276,7 +255,6 @@ def _walk(tiff: bytes) -> tuple[int, int]:
         sizes = np.where(types < 13, _TYPE_SIZES[np.minimum(types, 12)], 1) * e["count"]
         outside = sizes > 4
         if outside.any():
-            declared += int(sizes[outside].sum())
             stop = e["value"][outside].astype(np.int64) + sizes[outside]
             if int(stop.max()) > size:
                 raise CorruptStreamError("EXIF section points outside itself")
@@ -292,7 +270,7 @@ def _walk(tiff: bytes) -> tuple[int, int]:
                 if int(stop.max()) > size:
                     raise CorruptStreamError("EXIF section points outside itself")
                 end = max(end, int(stop.max()))
-    return end, declared
+    return end
 
 
 def _values(tiff: bytes, e: np.ndarray, ifd: int, tag: int, order: str) -> np.ndarray:

@@ -390,19 +390,3 @@ def test_a8_a_bad_model_folder_is_one_error_line_in_the_cli(factorized_copy, tmp
                                   str(factorized_copy)])
     assert r.exit_code == 1 and r.stderr.startswith("Error:") and "stride" in r.stderr
     assert len(r.stderr.splitlines()) == 1 and not (tmp_path / "a.aec").exists()
-
-
-def test_a1_an_input_whose_exif_entries_share_one_data_area_is_not_expanded():
-    """The same 248 kB structure as an input's EXIF (a PNG eXIf chunk): Pillow would read
-    20,000 copies of the 8 KiB data area (164 MB) and write them all back; the encoder drops
-    it with a warning before Pillow parses it."""
-    n, data_at = 20_000, 8 + 2 + 12 * 20_000 + 4
-    tiff = (b"MM\x00*" + (8).to_bytes(4, "big") + n.to_bytes(2, "big")
-            + _entry(0x010E, 3, 4096, data_at) * n + bytes(4) + bytes(8192))
-    buf = io.BytesIO()
-    Image.fromarray(np.full((16, 16, 3), 70, np.uint8)).save(buf, "PNG",
-                                                              exif=b"Exif\x00\x00" + tiff)
-    im = Image.open(io.BytesIO(buf.getvalue()))
-    with call_budget(5_000), pytest.warns(LossWarning, match="EXIF dropped"):
-        pixels, extra = extras.prepare(im)
-    assert "exif" not in extra and pixels.shape == (16, 16, 3)
