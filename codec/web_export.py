@@ -195,7 +195,7 @@ def export(model: Model, out: Path) -> Path:
         meta["hyper_halo"] = latent.hyper.halo
     if family == "context":
         meta["context"] = _context(arrays, latent.y.net)
-    else:
+    if family == "factorized":
         compact = compact_index(model.id) is not None
         meta["tables"] = {"y": _table_set(arrays, "y", latent.y.tables, compact)}
         if compact:
