@@ -20,7 +20,7 @@ from PIL import Image
 
 import aecodec
 from aecodec import errors
-from aecodec.container import crc8, crc_offset
+from aecodec.container import Header, crc8, crc_offset, pack
 from aecodec.demo import SAMPLE
 
 WEB = Path(__file__).resolve().parents[1] / "web"
@@ -109,6 +109,12 @@ def _streams() -> dict[str, tuple[bytes, dict]]:
     out["context"] = (aecodec.Codec("hyperprior-ctx").compress(odd, 50), {})
     ctx_tiled = aecodec.Codec("hyperprior-ctx", tile=64, tile_above=0)
     out["context-tiled"] = (ctx_tiled.compress(photo[:96, :150], 71.5), {})
+    fid = aecodec.Codec("hyperprior-fast").model.id
+    # a huge image declared with a few bytes: refused before decoding (the cost per byte)
+    out["too-few-bytes"] = (pack(Header(fid, 4000, 3000, False, 50.0),
+                                 [b"\x05" * 20, b"\x07" * 4]), {})
+    # an untiled stream over 16 MiP: refused, it cannot be decoded in bounded memory
+    out["untiled-too-large"] = (pack(Header(fid, 5000, 4000, False, 50.0), [b"\x01"]), {})
     at = crc_offset(good)  # another model's id, the CRC made right: a model nobody holds
     other = good[:3] + bytes.fromhex("0badf00d") + good[7:at]
     out["unknown-model"] = (other + zlib.crc32(good[at + 4:], zlib.crc32(other)).to_bytes(
