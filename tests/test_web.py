@@ -220,3 +220,35 @@ def test_node_command_writes_png_and_rgba(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("Error:")
     assert "CorruptStreamError" in r.stderr and not (tmp_path / "bad.png").exists()
+
+
+def test_web_export_writes_a_model_and_refuses_bad_input(tmp_path):
+    """`aecodec web-export`: a model folder's files and its index entry (the tables' CDFs are
+    constriction's); an unknown model is one Error line and writes nothing."""
+    from click.testing import CliRunner
+
+    from aecodec.cli import main
+    from aecodec.entropy import TableSet
+    from aecodec.web_export import constriction_cdf
+
+    r = CliRunner().invoke(main, ["web-export", "mnist-rd", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    info = aecodec.Codec("mnist-rd").model.info
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index[info.id]["name"] == "mnist-rd" and index[info.id]["compact_index"] == 6
+    meta = json.loads((tmp_path / "out" / info.id / "model.json").read_text())
+    assert meta["id"] == info.id and meta["legacy"] == "legacy"
+    # the CDF of a table reproduces constriction's own coding: a symbol stream coded by
+    # constriction decodes through the exported CDF (the interval of each symbol matches)
+    import constriction
+
+    probs = TableSet(np.array([[0.5, 0.3, 0.15]]), np.array([3]), np.array([0]))._probs[0]
+    cdf = constriction_cdf(probs)
+    model = constriction.stream.model.Categorical(probs, perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    coder.encode_reverse(np.array([3], np.int32), model)
+    (word,) = coder.get_compressed()
+    assert cdf[3] <= int(word) % 2**24 < cdf[4]  # the one symbol's slot in the fixed-point CDF
+    bad = CliRunner().invoke(main, ["web-export", "no-such-model", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and bad.output.startswith("Error:")
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
