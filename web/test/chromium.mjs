@@ -14,6 +14,7 @@ const web = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript',
   '.json': 'application/json', '.wasm': 'application/wasm' };
 const server = createServer(async (req, res) => {
+  if (req.method === 'POST') { req.resume(); res.writeHead(204).end(); return; }
   const url = decodeURIComponent(new URL(req.url, 'http://x').pathname);
   const [root, rest] = url.startsWith('/streams/') ? [streams, url.slice(9)]
     : url.startsWith('/models/') ? [models, url.slice(8)] : [web, url.slice(1)];
