@@ -8,6 +8,8 @@ checks that every module under codec/, export/ and bench/ is in it.
 from setuptools import find_packages, setup
 
 ROOTS = {"aecodec": "codec", "aecodec.export": "export", "aecodec.bench": "bench"}
+# Data only: the shipped model weights a fine-tune starts from (`--init hyperprior`).
+DATA = {"aecodec.checkpoints": "checkpoints"}
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:
@@ -19,6 +21,8 @@ def _packages() -> tuple[list[str], dict[str, str]]:
         for sub in find_packages(folder):
             names.append(f"{name}.{sub}")
             dirs[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    names += DATA
+    dirs |= DATA
     return names, dirs
 
 

@@ -44,7 +44,8 @@ def resolve(value: str | Path) -> Path:
         return known[str(value)]
     names = ", ".join(known) or "none in this installation"
     raise FileNotFoundError(f"{value}: neither a weights file nor a shipped model's weights "
-                            f"(shipped: {names})")
+                            f"(here: {names}; the wheel ships hyperprior's, a checkout of "
+                            f"the repository every photo model's in checkpoints/)")
 
 
 def shipped_name(path: Path, record: dict) -> str | None:
