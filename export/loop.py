@@ -255,6 +255,8 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
             opt.load_state_dict(state["optimisers"][k])
         step, record = int(state["step"]), state["record"]
         best_model = state.get("best_model")
+        if best_model is None and record.get("best", {}).get("step") == step:
+            best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         task.load_extra_state(state.get("task_state", {}))
         log(f"resumed {task.name} at step {step} from {source}")
     forward: nn.Module = model
@@ -356,6 +358,12 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
             last = now
     bar.close()
     run["seconds"], run["end_step"] = time.time() - t0, step
+    if budget is not None and step == first < recipe.steps and budget_steps != 0:
+        save()
+        raise ValueError(f"--minutes {minutes:g} left no time for a training step: loading "
+                         f"and validating took {time.time() - t_start:.0f} s, and the end "
+                         f"keeps {val_seconds + reserve_s:.0f} s for the last validation and "
+                         "the export; give more minutes")
     if not record["validation"] or record["validation"][-1]["step"] != step:
         validate()
     save()
