@@ -47,7 +47,8 @@ def loop_options(steps: int, batch: int, crop: int, lr: float | None, bf16: bool
         "steps": option("--steps", "--iterations", "steps", type=int, default=steps,
                         show_default=True, help="Length of the schedule, in steps."),
         "minutes": option("--minutes", type=float, default=None,
-                          help="Stop after this long (the schedule follows the clock)."),
+                          help="Time budget of the whole run, its validations included "
+                               "(the schedule follows the clock)."),
         "batch": option("--batch", type=int, default=batch, show_default=True,
                         help="Global batch (split over torchrun's processes)."),
         "crop": option("--crop", type=int, default=crop, show_default=True,
