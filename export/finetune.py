@@ -3,9 +3,9 @@ exported model's name, and the before/after table a run ends with.
 
 A fine-tune (a start from trained weights) differs from training from scratch: a fresh Adam
 moves every weight by about the learning rate in its first steps, whatever the gradient's
-size, and at the from-scratch rate (1e-4) three steps took a shipped model from 38.2 to
-31.9 dB at its top level (3 validation crops, batch 4 of 128-pixel crops). So a fine-tune
-starts at a tenth of that rate with a linear warm-up, trains the hyper-decoder
+size, and at the from-scratch rate (1e-4) three steps took the shipped hyperprior from
+38.2 to 31.9 dB at its level 6 of 8 (3 validation crops, batch 4 of 128-pixel crops). So a
+fine-tune starts at a tenth of that rate with a linear warm-up, trains the hyper-decoder
 quantization-aware from the first step (the shipped one already is), and keeps the start's
 rate levels (docs/training.md has the measurements).
 """
