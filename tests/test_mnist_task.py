@@ -94,7 +94,7 @@ def test_train_mnist_command_trains_resumes_and_exports(digits, tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "model:" in r.output and (run / "model" / "manifest.json").is_file()
-    assert [json.loads(x)["step"] for x in (run / "log.jsonl").open()] == [2]
+    assert [json.loads(x)["step"] for x in (run / "log.jsonl").open()] == [0, 2]
     r = CliRunner().invoke(main, ["mnist", "export", str(run / "checkpoint.pt"), "--out",
                                   str(tmp_path / "again"), "--data", str(digits)])
     assert r.exit_code == 0, r.output
