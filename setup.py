@@ -10,6 +10,8 @@ codec/, export/ and bench/ is in it and that the build warns of nothing.
 from setuptools import find_namespace_packages, setup
 
 ROOTS = {"aecodec": "codec", "aecodec.export": "export", "aecodec.bench": "bench"}
+# Data only: the shipped model weights a fine-tune starts from (`--init hyperprior`).
+DATA = {"aecodec.checkpoints": "checkpoints"}
 
 
 def _packages() -> tuple[list[str], dict[str, str]]:
@@ -23,6 +25,8 @@ def _packages() -> tuple[list[str], dict[str, str]]:
                 continue  # hyperprior-fast: data only (package-data), never importable
             names.append(f"{name}.{sub}")
             dirs[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    names += DATA
+    dirs |= DATA
     return names, dirs
 
 

@@ -34,8 +34,9 @@ def train() -> None:
     resumes the run. docs/training.md has the commands and what each costs."""
 
 
-def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True,
-                 validate_every: int = 0, schedule: str = "step", skip: tuple[str, ...] = ()):
+def loop_options(steps: int, batch: int, crop: int, lr: float | None, bf16: bool = True,
+                 validate_every: int = 0, schedule: str = "step", skip: tuple[str, ...] = (),
+                 lr_help: str | None = None):
     """The options every subcommand on the one loop shares, with the task's own defaults:
     the same name for the same thing everywhere (`skip`: those a task has no use for)."""
     option = click.option
@@ -46,12 +47,14 @@ def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True
         "steps": option("--steps", "--iterations", "steps", type=int, default=steps,
                         show_default=True, help="Length of the schedule, in steps."),
         "minutes": option("--minutes", type=float, default=None,
-                          help="Stop after this long (the schedule follows the clock)."),
+                          help="Time budget of the whole run, its validations included "
+                               "(the schedule follows the clock)."),
         "batch": option("--batch", type=int, default=batch, show_default=True,
                         help="Global batch (split over torchrun's processes)."),
         "crop": option("--crop", type=int, default=crop, show_default=True,
                        help="Crop side in pixels."),
-        "lr": option("--lr", type=float, default=lr, show_default=True),
+        "lr": option("--lr", type=float, default=lr, show_default=lr is not None,
+                     help=lr_help),
         "schedule": option("--schedule", type=click.Choice(["step", "cosine"]),
                            default=schedule, show_default=True,
                            help="step: lr x0.1 after 85 %; cosine: to zero."),
@@ -64,7 +67,8 @@ def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True
                            help="torch.compile the forward pass (default: on CUDA only)."),
         "validate_every": option("--validate-every", type=int, default=validate_every,
                                  show_default=True, help="Steps between validation points "
-                                                         "(0: at the start and end only)."),
+                                                         "(0: at the start and end only; "
+                                                         "the start is always one)."),
         "checkpoint_minutes": option("--checkpoint-minutes", type=float, default=5.0,
                                      show_default=True),
         "seed": option("--seed", type=int, default=0, show_default=True),
@@ -83,12 +87,14 @@ def loop_options(steps: int, batch: int, crop: int, lr: float, bf16: bool = True
     return decorate
 
 
-def run_loop(task, out: Path, o: dict, log=click.echo, **recipe) -> dict:
-    """`fit` with the shared options `o` (the keyword arguments of a loop subcommand) and a
-    task's own recipe fields."""
+def run_loop(task, out: Path, o: dict, log=click.echo, fit_args: dict | None = None,
+             **recipe) -> dict:
+    """`fit` with the shared options `o` (the keyword arguments of a loop subcommand), a
+    task's own recipe fields and `fit`'s own arguments (`fit_args`). A fine-tune that made
+    the model worse raises `loop.NoGain` for the command to report."""
     import torch
 
-    from .loop import Recipe, fit
+    from .loop import NoGain, Recipe, fit
 
     if o["threads"]:
         torch.set_num_threads(o["threads"])
@@ -98,7 +104,9 @@ def run_loop(task, out: Path, o: dict, log=click.echo, **recipe) -> dict:
                     checkpoint_minutes=o["checkpoint_minutes"], seed=o["seed"], **recipe)
     try:
         return fit(task, recipe, out, device=o["device"], minutes=o["minutes"], log=log,
-                   start=o["resume"])
+                   start=o["resume"], **(fit_args or {}))
+    except NoGain:
+        raise
     except (ValueError, FileNotFoundError) as e:  # a refused checkpoint, no images: one line
         raise click.ClickException(str(e)) from None
 
@@ -116,19 +124,42 @@ def _is_loop_checkpoint(path: Path) -> bool:
     return isinstance(state, dict) and state.get("format") == FORMAT and "task" in state
 
 
+class WeightsParam(click.ParamType):
+    """A weights file, or a shipped model's name (its weights ship with aecodec)."""
+
+    name = "WEIGHTS"
+
+    def convert(self, value, param, ctx) -> Path:
+        from .start import resolve
+
+        try:
+            return resolve(value)
+        except FileNotFoundError as e:
+            self.fail(str(e), param, ctx)
+
+
 @train.command("photo")
 @click.argument("data", type=click.Path(exists=True, path_type=Path), nargs=-1, required=True)
-@loop_options(steps=200_000, batch=16, crop=256, lr=1e-4)
+@loop_options(steps=200_000, batch=16, crop=256, lr=None,
+              lr_help="Learning rate [default: 1e-4; 1e-5 for a fine-tune (--init)].")
+@click.option("--warmup", type=int, default=None,
+              help="Steps of a linear rise of the learning rate [default: 0; 100 for a "
+                   "fine-tune].")
 @click.option("--family", type=click.Choice(["hyperprior", "factorized"]), default="hyperprior")
 @click.option("--n", type=int, default=128, help="Transform channels.")
 @click.option("--m", type=int, default=192, help="Latent channels.")
 @click.option("--nz", type=int, default=128, help="Hyper-latent channels.")
 @click.option("--upsample", type=click.Choice(["subpel", "deconv"]), default="subpel")
-@click.option("--qat-from", type=float, default=0.5,
-              help="Fraction of the run after which the hyper-decoder trains quantized.")
-@click.option("--init", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Weights to fine-tune (a shipped checkpoint, a run's weights.pt); "
-                   "--resume takes them too.")
+@click.option("--qat-from", type=float, default=None,
+              help="Fraction of the run after which the hyper-decoder trains quantized "
+                   "[default: 0.5; 0 for a fine-tune].")
+@click.option("--init", type=WeightsParam(), default=None,
+              help="Weights to fine-tune: a shipped model's name (hyperprior: its weights "
+                   "ship with aecodec), a checkpoint or a run's weights.pt; --resume takes "
+                   "them too.")
+@click.option("--force", is_flag=True,
+              help="Export even when the fine-tune made the model worse on the validation "
+                   "images (the last weights); without it such a run exports nothing.")
 @click.option("--pack", is_flag=True,
               help="Only pack DATA folders into OUT/train.tar and exit: crops of the photos "
                    "(downscaled to 1024) up to --pack-mib.")
@@ -137,25 +168,36 @@ def _is_loop_checkpoint(path: Path) -> bool:
 @click.option("--pack-crop", type=int, default=256, show_default=True,
               help="Side of the crops --pack cuts.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path), default=None,
-              help="After training, export the model folder here (ONNX + tables + manifest).")
+              help="After training, export the model folder here (ONNX + tables + "
+                   "manifest; within --minutes: about a minute is kept for it).")
 @click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of images to measure the exported model on (written to its manifest).")
-@click.option("--name", default=None, help="Model name in the manifest (default: family).")
+@click.option("--name", default=None,
+              help="Model name in the manifest [default: <start or family>-<OUT's name>].")
 @click.option("--int-minutes", type=float, default=0.0,
-              help="After training, fine-tune the exact 8-bit synthesis for this long "
-                   "(the int8 task, in OUT/int8/<digest of the float model>).")
+              help="Then fine-tune the exact 8-bit synthesis this long (decoder only; its own "
+                   "task, in OUT/int8/<digest of the float model>).")
 @click.option("--int8-analysis", is_flag=True,
               help="Export the analysis in 8 bits, calibrated on DATA (faster encoding).")
-@click.option("--extend-low", type=int, default=0,
-              help="Rate levels to add below the lowest trained one (log-linear gains).")
-def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample: str,
-          qat_from: float, init: Path | None, pack: bool, pack_mib: float, pack_crop: int,
-          export_to: Path | None, eval_dir: Path | None, name: str | None, int_minutes: float,
-          int8_analysis: bool, extend_low: int, **o) -> None:
+@click.option("--extend-low", type=int, default=None,
+              help="Rate levels to add below the lowest trained one (log-linear gains) "
+                   "[default: the start's; 0 from scratch].")
+def photo(data: tuple[Path, ...], warmup: int | None, family: str, n: int, m: int, nz: int,
+          upsample: str, qat_from: float | None, init: Path | None, force: bool, pack: bool,
+          pack_mib: float, pack_crop: int, export_to: Path | None, eval_dir: Path | None,
+          name: str | None, int_minutes: float, int8_analysis: bool, extend_low: int | None,
+          **o) -> None:
     """Train a learned codec on DATA (folders of images, or one .tar made by --pack).
+
+    From scratch, or a fine-tune of weights (--init hyperprior: the shipped model's). A
+    validation point at the start and the end (log.jsonl), a before/after table at the end;
+    the best validated weights are exported, and a fine-tune that made the model worse
+    exports nothing unless --force. --minutes is the whole run's budget, export included.
 
     Runs data-parallel under `torchrun --nproc-per-node N -m aecodec.export.cli ...`
     (--batch is the global batch)."""
+    import time
+
     from .data import build_archive
 
     out = o["out"]
@@ -168,6 +210,8 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
             raise click.ClickException(str(e)) from None
         click.echo(f"{out / 'train.tar'}: {size / 2**20:.1f} MiB")
         return
+    from . import finetune
+    from .loop import NoGain
     from .models import Config
     from .tasks.photo import PhotoTask
 
@@ -175,10 +219,25 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
         raise click.UsageError("train takes one DATA folder or archive")
     if o["resume"] is not None and not _is_loop_checkpoint(o["resume"]):
         init, o["resume"] = init or o["resume"], None  # weights (or an old run's checkpoint)
+    start_name, start_low = _start(init)
+    tuned = init is not None
+    chosen = finetune.recipe_defaults(tuned, o["lr"], warmup, qat_from)
+    o["lr"] = chosen["lr"]
+    low = start_low if extend_low is None else extend_low
     task = PhotoTask(data[0], Config(family=family, n=n, m=m, nz=nz, upsample=upsample),
-                     init=init, qat_from=qat_from)
-    record = run_loop(task, out, o)
+                     init=init, qat_from=chosen["qat_from"], extend_low=low)
+    t0 = time.time()
+    reserve = finetune.EXPORT_RESERVE_S if export_to is not None else 0.0
+    try:
+        record = run_loop(task, out, o, warmup=chosen["warmup"],
+                          fit_args={"reserve_s": reserve, "force": force})
+    except NoGain as e:
+        click.echo(finetune.table(task.record or {}, task.cfg.lambdas, low, task.val_images))
+        raise click.ClickException(str(e)) from None
     weights = out / "weights.pt"
+    if "export" not in record:
+        return  # not the first of torchrun's processes: rank 0 exports
+    click.echo(finetune.table(record, task.cfg.lambdas, low, task.val_images))
     if int_minutes > 0:  # in every process, as the photo task ran
         from .tasks.int8 import Int8Task
 
@@ -186,21 +245,35 @@ def photo(data: tuple[Path, ...], family: str, n: int, m: int, nz: int, upsample
         run_loop(int8, out / "int8" / int8.digest,
                  o | {"minutes": int_minutes, "steps": 10**9, "lr": 3e-5, "bf16": False,
                       "schedule": "cosine", "resume": None})
-    if "export" not in record:
-        return  # not the first of torchrun's processes: rank 0 exports
     click.echo(f"weights: {weights}")
     if export_to is not None:
         from .onnx_export import export_model
 
-        folder = export_model(weights, export_to, name=name or family, eval_dir=eval_dir,
-                              extend_low=extend_low, calib=data[0] if int8_analysis else None)
-        click.echo(f"model: {folder}")
+        t1 = time.time()
+        model_name = name or finetune.default_name(start_name, task.cfg.family, out)
+        folder = export_model(weights, export_to, name=model_name, eval_dir=eval_dir,
+                              extend_low=low, calib=data[0] if int8_analysis else None)
+        click.echo(f"model: {folder} ({model_name}, {task.cfg.family}, "
+                   f"{len(task.cfg.lambdas) + low} rate levels); export {time.time() - t1:.0f} s"
+                   f", the whole run {time.time() - t0:.0f} s")
         if eval_dir is not None:  # the bench's measurement, run as its command
             import subprocess
             import sys
 
             subprocess.run([sys.executable, "-m", "aecodec.bench.evaluate", "--folder",
                             str(folder), str(eval_dir)], check=True)
+
+
+def _start(init: Path | None) -> tuple[str | None, int]:
+    """The shipped model `init` holds the weights of (or None), and its extra low levels."""
+    if init is None:
+        return None, 0
+    import torch
+
+    from .start import extended_low, shipped_name
+
+    record = torch.load(init, map_location="cpu", weights_only=False).get("record", {})
+    return shipped_name(init, record), extended_low(init, record)
 
 
 @train.command("int8")

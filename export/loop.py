@@ -98,6 +98,17 @@ class Task:
     def validate(self, model: nn.Module, device: str) -> dict[str, float]:
         return {}
 
+    def score(self, point: dict[str, float]) -> float | None:
+        """A validation point's cost, lower is better (the export keeps the best point's
+        weights); None: the task does not rank its points (the last weights are exported)."""
+        return None
+
+    def trained_start(self) -> bool:
+        """Whether the run starts from trained weights (a fine-tune): then its first
+        validation point competes with the trained ones, and a run that beats it nowhere
+        exports nothing without `force`."""
+        return False
+
     def export(self, model: nn.Module, out: Path) -> Path | None:
         """What the run leaves (a model folder, weights); None: the checkpoint only."""
         return None
@@ -172,6 +183,10 @@ def shard(batch: Any, rank: int, world: int) -> Any:
     return batch
 
 
+class NoGain(ValueError):
+    """A fine-tune whose every validated point is worse than its start: nothing exported."""
+
+
 def load_checkpoint(path: Path, device: str = "cpu") -> dict:
     state = torch.load(path, map_location=device, weights_only=False)
     if state.get("format") != FORMAT:
@@ -195,11 +210,23 @@ def lr_factor(recipe: Recipe, frac: float, step: int = 0) -> float:
 
 def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool = True,
         minutes: float | None = None, budget_steps: int | None = None,
-        log: Callable[[str], None] = print, start: Path | None = None) -> dict:
+        log: Callable[[str], None] = print, start: Path | None = None,
+        reserve_s: float = 0.0, force: bool = False) -> dict:
     """Train `task` into `out` (resuming `out/checkpoint.pt` when there is one, else `start`,
     a checkpoint of this loop kept elsewhere); stops at the schedule's end, after `minutes`
     or after `budget_steps` steps of this run. Returns the record (runs, validation points,
-    export)."""
+    the best point, export).
+
+    `minutes` is the whole call's budget: loading, the validations and `reserve_s` seconds
+    left for what the caller does afterwards (an export) are inside it, so training stops
+    when one more step would not leave time for the final validation and the reserve.
+
+    A validation point at the start, always (the baseline), and at the end. When the task
+    ranks its points (`Task.score`), the export is of the best point's weights; when the
+    run started from trained weights (`Task.trained_start`) and no trained point beat the
+    start, nothing is exported and `NoGain` is raised (the checkpoint is kept), unless
+    `force`, which exports the last weights."""
+    t_start = time.time()
     rank, world, device = distributed(device)
     if recipe.batch % world:
         raise ValueError(f"batch {recipe.batch} does not split over {world} processes")
@@ -212,6 +239,7 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
     opts = {k: torch.optim.Adam([{"params": ps, "lr": recipe.lr * s} for ps, s in gs])
             for k, gs in groups.items()}
     step, record = 0, {"runs": [], "validation": []}
+    best_model: dict | None = None  # the best point's weights, while they are not the model's
     source = ckpt if resume and ckpt.is_file() else start
     if source is not None:
         state = load_checkpoint(source, device)
@@ -226,6 +254,9 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
         for k, opt in opts.items():
             opt.load_state_dict(state["optimisers"][k])
         step, record = int(state["step"]), state["record"]
+        best_model = state.get("best_model")
+        if best_model is None and record.get("best", {}).get("step") == step:
+            best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         task.load_extra_state(state.get("task_state", {}))
         log(f"resumed {task.name} at step {step} from {source}")
     forward: nn.Module = model
@@ -240,42 +271,61 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
            "start_step": step, "recipe": dataclasses.asdict(recipe), "torch": torch.__version__,
            "code": code_version(), "seconds": 0.0}
     record["runs"].append(run)
+    origin = record["runs"][0]["start_step"]  # the step of the weights the run started from
+    start_counts = task.trained_start()
+    val_seconds = 0.0  # what the last validation took: the final one is budgeted as much
 
     def save() -> None:
         if rank == 0:
+            kept = best_model if record.get("best", {}).get("step") != step else None
             save_atomic({"format": FORMAT, "task": task.name, "task_config": _plain(task.config()),
                          "recipe": dataclasses.asdict(recipe), "step": step,
                          "model": model.state_dict(),
                          "optimisers": {k: o.state_dict() for k, o in opts.items()},
                          "task_state": task.extra_state(), "record": record,
-                         "code": run["code"]}, ckpt)
+                         "best_model": kept, "code": run["code"]}, ckpt)
 
     def validate() -> None:
+        nonlocal best_model, val_seconds
         if rank == 0:
+            t = time.time()
             model.eval()
             with torch.no_grad():
                 point = {"step": step, **task.validate(model, device)}
             model.train()
+            val_seconds = time.time() - t
             record["validation"].append(point)
             with (out / "log.jsonl").open("a") as f:
                 f.write(json.dumps(point) + "\n")
+            score = task.score(point)
+            best = record.get("best")
+            if score is not None and (step > origin or start_counts) and (
+                    best is None or score < best["score"]):
+                record["best"] = {"step": step, "score": score}
+                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    if step == 0 and recipe.validate_every:
-        validate()  # where a fresh run starts from: the baseline of its learning curve
+    if step == 0 and not any(p["step"] == 0 for p in record["validation"]):
+        validate()  # where a fresh run starts from: the baseline it must beat
+    budget = None if minutes is None else minutes * 60
     t0 = last = time.time()
-    first = step
-    bar = tqdm(total=recipe.steps, initial=step, dynamic_ncols=True, mininterval=5,
-               disable=rank > 0)
+    first, step_seconds, short = step, 0.0, False
+    bar = _bar(recipe.steps, step, budget, rank)
     autocast_device = device.split(":")[0]
     while step < recipe.steps:
         if budget_steps is not None and step - first >= budget_steps:
             break
-        elapsed = agreed_time(time.time(), device, world) - t0
-        if minutes is not None and elapsed > minutes * 60:
-            break
-        frac = step / recipe.steps  # with a time budget the schedule follows the clock
-        if minutes is not None:
-            frac = max(frac, elapsed / (minutes * 60))
+        frac = step / recipe.steps
+        if budget is not None:  # the schedule follows the clock, within what training may use
+            now = time.time()
+            used, trained, tail, last_step = agreed(
+                [now - t_start, now - t0, val_seconds + reserve_s, step_seconds], device, world)
+            if used + last_step + tail > budget:
+                if step > first:
+                    break
+                short = True  # one step all the same, and said below
+            frac = max(frac, trained / max(budget - tail - (used - trained), 1e-9))
+            bar.update(min(used, budget) - bar.n)
+        t_step = time.time()
         factor = lr_factor(recipe, frac, step)
         for k, opt in opts.items():
             for g, (_, scale) in zip(opt.param_groups, groups[k], strict=True):
@@ -295,9 +345,12 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
                                                recipe.clip)
             opt.step()
         step += 1
-        bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
+        step_seconds = time.time() - t_step
+        if budget is None:
+            bar.update(1)
+        if step % 10 == 0 or budget is not None:
+            bar.set_postfix({"step": step} | {k: f"{v:.4g}" for k, v in metrics.items()},
+                            refresh=False)
         if recipe.validate_every and step % recipe.validate_every == 0:
             validate()
         now = time.time()
@@ -307,30 +360,79 @@ def fit(task: Task, recipe: Recipe, out: Path, device: str = "cpu", resume: bool
             last = now
     bar.close()
     run["seconds"], run["end_step"] = time.time() - t0, step
+    if short:
+        log(f"Warning: --minutes {minutes:g} is less than the run needs besides training "
+            f"(loading and validating took {t0 - t_start:.0f} s, the end keeps "
+            f"{val_seconds + reserve_s:.0f} s for the last validation and the export): one "
+            "step trained; give more minutes")
     if not record["validation"] or record["validation"][-1]["step"] != step:
         validate()
     save()
     task.record = record  # the runs and validation points, for what the export writes
-    exported = task.export(model, out) if rank == 0 else None
-    if exported is not None:
-        record["export"] = str(exported)
-        save()
+    refused = None
+    if rank == 0:
+        exported, refused = _export_best(task, model, out, record, best_model, step, origin,
+                                         force, log)
+        if exported is not None:
+            record["export"] = str(exported)
+            save()
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
+    if refused is not None:
+        raise refused
     return record
 
 
-def agreed_time(now: float, device: str, world: int) -> float:
-    """Rank 0's clock in every process, so time-boxed runs decay and stop together."""
+def _bar(steps: int, step: int, budget: float | None, rank: int) -> tqdm:
+    """Steps of the schedule, or seconds of the time budget when there is one."""
+    if budget is None:
+        return tqdm(total=steps, initial=step, dynamic_ncols=True, mininterval=5,
+                    disable=rank > 0)
+    return tqdm(total=round(budget), unit="s", dynamic_ncols=True, mininterval=5,
+                disable=rank > 0, bar_format="{l_bar}{bar}| {n:.0f}/{total} s {postfix}")
+
+
+def _export_best(task: Task, model: nn.Module, out: Path, record: dict,
+                 best_model: dict | None, step: int, origin: int, force: bool,
+                 log: Callable[[str], None]) -> tuple[Path | None, NoGain | None]:
+    """The task's export of the best validated point (rank 0), or the refusal to export."""
+    best = record.get("best")
+    chosen = step
+    if best is not None and best["step"] != step:
+        last = task.score(record["validation"][-1])
+        if best["step"] == origin and step > origin:  # no trained point beat the start
+            start = f"validation cost {best['score']:.5g} at step {origin} (the start), " \
+                    f"{last:.5g} at step {step} (the end)"
+            if not force:
+                return None, NoGain(f"the run made the model worse: {start}; nothing "
+                                    "exported (the checkpoint is kept; --force exports the "
+                                    "last weights)")
+            log(f"Warning: the run made the model worse ({start}); exporting the last "
+                "weights as --force asks")
+        else:
+            log(f"exporting step {best['step']}'s weights, the best validated point "
+                f"(cost {best['score']:.5g}; step {step}, the last: {last:.5g})")
+            chosen = best["step"]
+            import copy
+
+            model = copy.deepcopy(model)
+            model.load_state_dict(best_model)
+    record["exported_step"] = chosen
+    task.record = record
+    return task.export(model, out), None
+
+
+def agreed(values: list[float], device: str, world: int) -> list[float]:
+    """Rank 0's values in every process, so time-boxed runs decay and stop together."""
     if world == 1:
-        return now
+        return values
     import torch.distributed as dist
 
-    t = torch.tensor([now], dtype=torch.float64, device=device)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.broadcast(t, 0)
-    return float(t.item())
+    return [float(v) for v in t.tolist()]
 
 
 def _plain(obj: Any) -> Any:

@@ -7,7 +7,11 @@ before the folder is written.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +32,33 @@ from .intnet import MEAN_BITS
 from .models import Codec, Hyperprior, load_weights
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The exporter's own chatter off: its `[torch.onnx]` progress lines, the registry's
+    "torchvision is not installed" log lines and the deprecation warnings of the libraries
+    it drives. None of it is about the model; the parity checks below are."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", module=r"(torch|onnx|onnxscript|onnx_ir)\b")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _export_graph(body: nn.Module, arg: str, out_name: str, example: torch.Tensor, path: Path,
                   fp16: bool) -> None:
     h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
-    torch.onnx.export(
-        body.eval(), (example,), str(path), dynamo=True, external_data=False,
-        input_names=[arg], output_names=[out_name],
-        dynamic_shapes=({2: h, 3: w},),  # positional, so the graph input can be named freely
-    )
+    with quiet():
+        torch.onnx.export(
+            body.eval(), (example,), str(path), dynamo=True, external_data=False,
+            input_names=[arg], output_names=[out_name], verbose=False,
+            dynamic_shapes=({2: h, 3: w},),  # positional: the graph input named freely
+        )
     finalize(path, fp16)
     # Parity with torch on the example (a real image, or its latents).
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -64,3 +64,10 @@ def test_shipped_models_and_sample_are_in_the_wheel(wheel_names):
 
 def test_no_test_or_checkpoint_files_in_the_wheel(wheel_names):
     assert not [n for n in wheel_names if n.startswith(("tests/", "checkpoints/", "results/"))]
+
+
+def test_the_fine_tune_start_is_in_the_wheel(wheel_names):
+    """`aecodec train photo DIR --init hyperprior` from a wheel: the hyperprior's weights are
+    package data, and no other checkpoint rides along."""
+    shipped = [n for n in wheel_names if n.endswith(".pt")]
+    assert shipped == ["aecodec/checkpoints/hyperprior.pt"]

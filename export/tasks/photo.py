@@ -3,9 +3,11 @@ lambda * MSE with the rate level drawn per crop, Adam, and the entropy bottlenec
 on their own optimiser (the auxiliary loss, at 10x the learning rate).
 
 From scratch (`init=None`) or from a weights file (fine-tune on one's own photos). The
-integer hyper-decoder trains quantised after `qat_from` of the schedule. Export writes
-`OUT/weights.pt` (model, config and training record: what `onnx_export.export_model` and a
-shipped checkpoint hold).
+integer hyper-decoder trains quantised after `qat_from` of the schedule. Validation measures
+the model as it would be exported (the integer hyper-decoder quantised, real rounding) on the
+held-out images, cropped to `VAL_SIDE`, so its cost is bounded; its score is the training
+loss itself, averaged over the levels. Export writes `OUT/weights.pt` (model, config and
+training record: what `onnx_export.export_model` and a shipped checkpoint hold).
 """
 
 from __future__ import annotations
@@ -22,15 +24,19 @@ from ..data import load_images, random_crops, split
 from ..loop import Recipe, Task, save_atomic, steps_trained, unwrap
 from ..models import Codec, Config, build, load_weights
 
+VAL_SIDE = 512  # validation images are cropped to at most this side (a bounded cost)
+
 
 class PhotoTask(Task):
     name = "photo"
 
     def __init__(self, data: Path, cfg: Config | None = None, init: Path | None = None,
-                 qat_from: float = 0.5, aux_lr_scale: float = 10.0) -> None:
+                 qat_from: float = 0.5, aux_lr_scale: float = 10.0,
+                 extend_low: int = 0) -> None:
         self.data, self.cfg = Path(data), cfg or Config()
         self.init = None if init is None else Path(init)
         self.qat_from, self.aux_lr_scale = qat_from, aux_lr_scale
+        self.extend_low = extend_low  # the start's extra low levels, kept in what it exports
         self._train: list[torch.Tensor] | None = None
         self._val: list[tuple[str, np.ndarray]] = []
         self._record: dict = {}
@@ -88,10 +94,31 @@ class PhotoTask(Task):
                  "aux": float(aux.detach())})
 
     def validate(self, model: nn.Module, device: str) -> dict[str, float]:
-        """Mean estimated bpp and PSNR (real rounding) over the held-out images, per level."""
+        """Mean estimated bpp and PSNR (real rounding) over the held-out images, per level,
+        with the hyper-decoder as exported (quantised); `cost`: the loss, mean over levels."""
         self._load()
-        rows = evaluate(model, [a for _, a in self._val], device)
-        return {f"{k}_level{r['level']}": r[k] for r in rows for k in ("bpp", "psnr")}
+        inner = unwrap(model)
+        quantize = getattr(getattr(inner, "h_s", None), "quantize", None)
+        if quantize is not None:
+            inner.h_s.quantize = True
+        rows = evaluate(inner, [a for _, a in self._val], device, limit=VAL_SIDE)
+        if quantize is not None:
+            inner.h_s.quantize = quantize
+        point = {f"{k}_level{r['level']}": r[k] for r in rows for k in ("bpp", "psnr")}
+        costs = [lam * 255**2 * r["mse"] + r["bpp"]
+                 for lam, r in zip(self.cfg.lambdas, rows, strict=True)]
+        return point | {"cost": float(np.mean(costs))}
+
+    @property
+    def val_images(self) -> int:
+        """How many held-out images the validation measures."""
+        return len(self._val)
+
+    def score(self, point: dict[str, float]) -> float | None:
+        return point.get("cost")
+
+    def trained_start(self) -> bool:
+        return self.init is not None
 
     def export(self, model: nn.Module, out: Path) -> Path:
         """OUT/weights.pt: the model with its config and training record. A run that trained
@@ -99,9 +126,14 @@ class PhotoTask(Task):
         path = out / "weights.pt"
         loop = self.record or {"runs": [], "validation": []}
         steps = steps_trained(loop)
+        chosen = loop.get("exported_step")  # the best validated point's, when not the last
+        points = [p for p in loop["validation"] if p.get("step") == chosen]
+        if chosen is not None and loop["runs"]:
+            steps = chosen - loop["runs"][0]["start_step"]
         record = {"iterations": int(self._record.get("iterations", 0)) + steps,
                   "runs": [*self._record.get("runs", []), *loop["runs"]],
-                  "validation": (loop["validation"] or [{}])[-1]}
+                  "validation": (points or loop["validation"] or [{}])[-1],
+                  "extend_low": self.extend_low}
         state = {"config": self.cfg.to_dict(), "model": model.state_dict(), "record": record}
         last = loop["runs"][-1] if loop["runs"] else {}
         sources = []
@@ -143,18 +175,28 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
     return 10 * math.log10(255**2 / max(mse, 1e-10))
 
 
+def _mse(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    """MSE in [0, 1] units of pixels rounded to 8 bits, as decoding makes them."""
+    p = torch.round(x_hat.float().clamp(0, 1) * 255)
+    return torch.mean((p - torch.round(x * 255)) ** 2).item() / 255**2
+
+
 @torch.no_grad()
-def evaluate(model: Codec, images: list[np.ndarray], device: str) -> list[dict]:
-    """Per rate level: mean estimated bpp and PSNR with real rounding (images cropped to /64)."""
+def evaluate(model: Codec, images: list[np.ndarray], device: str,
+             limit: int | None = None) -> list[dict]:
+    """Per rate level: mean estimated bpp, PSNR with real rounding and MSE (images cropped to
+    /64, each side at most `limit`)."""
     model.eval()
     rows = []
     for k in range(len(model.cfg.lambdas)):
-        bpps, psnrs = [], []
+        bpps, psnrs, mses = [], [], []
         for a in images:
-            x = image_tensor(a, device)
+            x = image_tensor(a, device, limit)
             out = model(x, torch.tensor([k], device=device))
             psnrs.append(psnr(out["x_hat"], x))
+            mses.append(_mse(out["x_hat"], x))
             bpps.append(out["bits"].item() / (x.shape[2] * x.shape[3]))
-        rows.append({"level": k, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+        rows.append({"level": k, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
+                     "mse": float(np.mean(mses))})
     model.train()
     return rows
