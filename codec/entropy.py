@@ -191,15 +191,7 @@ class TableSet:
             esc = np.concatenate(esc_parts) if esc_parts else np.zeros(0, np.int64)
             if esc.size:
                 t = tables[order[esc]]
-                lo, n = self.offsets[t], self.lengths[t]
-                heads = coder.decode(self._head, esc.size).astype(np.int64)
-                above, exp = heads // (MAX_EXP + 1), heads % (MAX_EXP + 1)
-                bits = coder.decode(self._bit, int(exp.sum())) if exp.sum() else np.zeros(0)
-                d = (1 << exp) + _mantissa_values(exp, bits)
-                v = np.where(above == 1, lo + n + d - 1, lo - d)
-                if np.abs(v).max() > MAX_ABS:  # the encoder never writes these
-                    raise CorruptStreamError("escaped latent value out of range")
-                a[esc] = v
+                a[esc] = self._escaped(coder, self.offsets[t], self.lengths[t])
         except AecodecError:
             raise
         except Exception as e:  # constriction reports bad data as ValueError and friends
@@ -207,6 +199,18 @@ class TableSet:
         out = np.empty_like(a)
         out[order] = a
         return out
+
+    def _escaped(self, coder, lo: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """The values of escaped symbols of tables with offsets `lo` and lengths `n`: one head
+        each (side, exponent), then their mantissa bits (decode order of a group)."""
+        heads = coder.decode(self._head, lo.size).astype(np.int64)
+        above, exp = heads // (MAX_EXP + 1), heads % (MAX_EXP + 1)
+        bits = coder.decode(self._bit, int(exp.sum())) if exp.sum() else np.zeros(0)
+        d = (1 << exp) + _mantissa_values(exp, bits)
+        v = np.where(above == 1, lo + n + d - 1, lo - d)
+        if np.abs(v).max() > MAX_ABS:  # the encoder never writes these
+            raise CorruptStreamError("escaped latent value out of range")
+        return v
 
     def pop(self, coder, tables: np.ndarray) -> np.ndarray:
         """`decode_from` for many small groups: the same symbols in the same order, one
@@ -227,13 +231,7 @@ class TableSet:
             esc = np.flatnonzero(a == n)
             v = a + lo
             if esc.size:
-                heads = coder.decode(self._head, esc.size).astype(np.int64)
-                above, exp = heads // (MAX_EXP + 1), heads % (MAX_EXP + 1)
-                bits = coder.decode(self._bit, int(exp.sum())) if exp.sum() else np.zeros(0)
-                d = (1 << exp) + _mantissa_values(exp, bits)
-                v[esc] = np.where(above == 1, lo[esc] + n[esc] + d - 1, lo[esc] - d)
-                if np.abs(v[esc]).max() > MAX_ABS:
-                    raise CorruptStreamError("escaped latent value out of range")
+                v[esc] = self._escaped(coder, lo[esc], n[esc])
         except AecodecError:
             raise
         except Exception as e:  # constriction reports bad data as ValueError and friends
