@@ -34,7 +34,9 @@ def test_families_declare_their_files():
                                                               "hyper_synthesis.npz"}
     assert set(LATENT_CODECS["context"].files()) == BASE | {"hyper_analysis.onnx",
                                                            "hyper_synthesis.npz", "context.npz"}
-    assert model.FAMILIES == tuple(LATENT_CODECS)
+    # the transform families' latent codecs, then the overfit family's (no transforms)
+    assert model.FAMILIES == (*LATENT_CODECS, "overfit")
+    assert set(model.LATENT_CODECS["overfit"].files()) == {"arch.json", "tables.npz"}
     assert not hasattr(model, "GRAPHS") and not hasattr(model, "NETS")
 
 
