@@ -184,3 +184,17 @@ def test_cli_pillow_and_device(tmp_path, monkeypatch):
     monkeypatch.delenv("AECODEC_DEVICE", raising=False)
     Image.open(src).save(tmp_path / "c.aec", model="overfit", quality=50)
     assert Image.open(tmp_path / "c.aec").size == (32, 24)
+
+
+def test_golden_stream_decodes_to_the_same_pixels_everywhere():
+    """A committed stream of the family: its pixels are pinned (the decoder is exact, so any
+    machine gives this hash, and a change of the decoding rules shows here)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden"
+    meta = json.loads((golden / "overfit.json").read_text())
+    assert meta["id"] == aecodec.model.find("overfit").id
+    px = aecodec.decompress((golden / "overfit.aec").read_bytes())
+    assert hashlib.sha256(px.tobytes()).hexdigest() == meta["pixels_sha256"]
