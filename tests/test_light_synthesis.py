@@ -128,11 +128,11 @@ def test_train_resume_and_export_a_folder_sharing_the_encoder(tmp_path):
     out = tmp_path / "light"
     light = ["light-synthesis", lat, photos, "--out", out, "--weights", weights, "--stage", 2,
              "--width", 4, "--steps", 5, "--batch", 2, "--crop", 6, "--base", base]
-    run(*light, "--minutes", 0)  # stopped at once: a checkpoint at step 0, then resumed
+    run(*light, "--minutes", 0)  # a budget too short: one step (docs/training.md), then resumed
     first = torch.load(out / "checkpoint.pt", weights_only=False)
     run(*light)
     again = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert again["step"] == 5 and [r["start_step"] for r in again["record"]["runs"]] == [0, 0]
+    assert again["step"] == 5 and [r["start_step"] for r in again["record"]["runs"]] == [0, 1]
     st = torch.load(out / "light.pt", weights_only=False)
     assert st["record"]["iterations"] == 5 and st["widths"] == (8, 8, 4)
     assert not torch.equal(st["net"]["convs.2.weight"], first["model"]["convs.2.weight"])

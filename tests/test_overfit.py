@@ -170,6 +170,7 @@ def test_cli_pillow_and_device(tmp_path, monkeypatch):
     from aecodec.overfit import family
 
     monkeypatch.setitem(family.STEPS, 0, 3)
+    monkeypatch.setenv("AECODEC_DEVICE", "cpu")  # undone at teardown, whatever --device sets
     src = tmp_path / "in.png"
     Image.fromarray(_image(24, 32)).save(src)
     run = CliRunner().invoke
@@ -177,11 +178,10 @@ def test_cli_pillow_and_device(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     r = run(main, ["decompress", str(tmp_path / "a.aec"), "-o", str(tmp_path / "a.png")])
     assert r.exit_code == 0 and Image.open(tmp_path / "a.png").size == (32, 24)
-    monkeypatch.delenv("AECODEC_DEVICE", raising=False)
     r = run(main, ["compress", str(src), "--model", "overfit", "--device", "cuda:7",
                    "-o", str(tmp_path / "b.aec")])
     assert r.exit_code == 1 and "cuda:7" in r.output and not (tmp_path / "b.aec").exists()
-    monkeypatch.delenv("AECODEC_DEVICE", raising=False)
+    monkeypatch.setenv("AECODEC_DEVICE", "cpu")
     Image.open(src).save(tmp_path / "c.aec", model="overfit", quality=50)
     assert Image.open(tmp_path / "c.aec").size == (32, 24)
 
