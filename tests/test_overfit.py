@@ -198,3 +198,38 @@ def test_golden_stream_decodes_to_the_same_pixels_everywhere():
     assert meta["id"] == aecodec.model.find("overfit").id
     px = aecodec.decompress((golden / "overfit.aec").read_bytes())
     assert hashlib.sha256(px.tobytes()).hexdigest() == meta["pixels_sha256"]
+
+
+def test_fused_training_terms_equal_the_plain_modules():
+    """The step's fast path (hand-written band gradients) computes what autograd through the
+    plain modules does: the same bits, errors and gradients, band boundaries included."""
+    import json
+
+    from aecodec.overfit import fit, fused
+    from aecodec.overfit.arch import Arch, grid_shapes
+
+    arch = Arch.from_manifest({"architecture": json.loads(
+        aecodec.Codec("overfit").model.blob("arch.json"))})
+    gen = torch.Generator().manual_seed(5)
+    net = fit.Net(arch, gen)
+    with torch.no_grad():  # every layer active (the zero-initialised ones too)
+        for t in net.parameters():
+            t.add_(torch.randn(t.shape, generator=gen) * 0.2)
+    img = _image(37, 53)
+    x = fit._target(img, "cpu")
+    grids = [(torch.randn(1, 1, h, w, generator=gen) * 2).requires_grad_(True)
+             for h, w in grid_shapes(37, 53, arch.grids)]
+    old = fused.ARM_BAND, fused.SYN_BAND
+    fused.ARM_BAND, fused.SYN_BAND = 64, 200  # many bands, ragged last ones
+    try:
+        bits, sse = net.fused_terms(grids, x)
+        fast = torch.autograd.grad(bits + 1e-3 * sse, [*grids, *net.parameters()])
+    finally:
+        fused.ARM_BAND, fused.SYN_BAND = old
+    plain_bits = net.bits(grids)
+    plain_sse = ((net.synthesis(net.upsample(grids)) - x) ** 2).sum()
+    plain = torch.autograd.grad(plain_bits + 1e-3 * plain_sse, [*grids, *net.parameters()])
+    assert float(bits.detach()) == pytest.approx(float(plain_bits.detach()), rel=1e-5)
+    assert float(sse.detach()) == pytest.approx(float(plain_sse.detach()), rel=1e-5)
+    for a, b in zip(fast, plain, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-7)

@@ -1,83 +1,98 @@
 """Training one image's latents and networks (the encoder of the overfit family).
 
-torch is imported by this module alone, and this module only when an image is encoded with an
-overfit-family model (the `effort` extra). The networks mirror `decode.py` in float; after
-training they are quantised and the stream is written and checked by the exact decoder.
+torch is imported inside the functions here (and in fused.py), never when the module is
+imported: only when an image is encoded with an overfit-family model (the `effort` extra).
+The networks mirror `synthesis.py` and `latents.py` in float; after training they are
+quantised and the stream is written and checked by the exact decoder.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from . import fused
 from .arch import CONTEXT, CTX_LEFT, CTX_RIGHT, CTX_UP, UP_EVEN, UP_ODD, UP_SHIFT, Arch
 
-LOG2 = math.log(2.0)
+if TYPE_CHECKING:
+    import torch
 
 
-def softround(x: torch.Tensor, t: float) -> torch.Tensor:
+
+def softround(x: Any, t: float) -> Any:
     """A differentiable round (C3, Agustsson & Theis): -> round(x) as t -> 0."""
+    import torch
+
     f = torch.floor(x)
     d = x - f - 0.5
     return f + 0.5 * torch.tanh(d / t) / math.tanh(0.5 / t) + 0.5
 
 
-def _up_kernel() -> torch.Tensor:
+def _up_kernel() -> Any:
     """[4, 1, 5, 5] phase kernels (ee, eo, oe, oo) of the x2 upsampling over a window of 5."""
+    import torch
+
     e = torch.tensor([*UP_EVEN, 0.0]) / 2**UP_SHIFT
     o = torch.tensor([0.0, *UP_ODD]) / 2**UP_SHIFT
     k = [torch.outer(a, b) for a in (e, o) for b in (e, o)]
     return torch.stack(k)[:, None]
 
 
-class Net(nn.Module):
-    """The autoregressive module and the synthesis of one image, in float."""
+class Net:
+    """The autoregressive module and the synthesis of one image, in float: leaf tensors by
+    their stream names (`Arch.layers`), so the trainer and the stream agree by construction."""
 
-    def __init__(self, arch: Arch, generator: torch.Generator):
-        super().__init__()
+    def __init__(self, arch: Arch, generator: Any, device: str = "cpu"):
+        import torch
+
         c, s, g = arch.arm_width, arch.synth_width, arch.grids
         self.arch = arch
 
         def rnd(*shape, std):
-            return nn.Parameter(torch.randn(*shape, generator=generator) * std)
+            return torch.randn(*shape, generator=generator) * std
 
         def zeros(*shape):
-            return nn.Parameter(torch.zeros(*shape))
+            return torch.zeros(*shape)
 
-        self.arm_w1, self.arm_b1 = rnd(c, c, std=1 / c), zeros(c)
-        self.arm_w2, self.arm_b2 = zeros(c, c), zeros(c)
-        self.arm_w3, self.arm_b3 = rnd(2, c, std=1 / c**2), zeros(2)
-        self.arm_ws = rnd(2, c, std=1 / c**2)
+        t = {}
+        t["arm.w1"], t["arm.b1"] = rnd(c, c, std=1 / c), zeros(c)
+        t["arm.w2"], t["arm.b2"] = zeros(c, c), zeros(c)
+        t["arm.w3"], t["arm.b3"] = rnd(2, c, std=1 / c**2), zeros(2)
+        t["arm.ws"] = rnd(2, c, std=1 / c**2)
         # a positive bias: at zero latents every unit is active, so gradients reach them
-        self.syn_w1 = rnd(s, g, std=1 / math.sqrt(g))
-        self.syn_b1 = nn.Parameter(torch.full((s,), 0.1))
-        self.syn_w2 = rnd(3, s, std=1 / s)
-        self.syn_b2 = nn.Parameter(torch.full((3,), 0.5))
-        self.syn_w3, self.syn_b3 = zeros(3, 3, 3, 3), zeros(3)
-        self.syn_w4, self.syn_b4 = zeros(3, 3, 3, 3), zeros(3)
-        kh, kw = CTX_UP + 1, CTX_LEFT + CTX_RIGHT + 1
-        self.register_buffer("ctx_index", torch.tensor(
-            [(dy + CTX_UP) * kw + dx + CTX_LEFT for dy, dx in CONTEXT]))
-        self.kshape = (kh, kw)
-        self.register_buffer("up", _up_kernel())
+        t["syn.w1"] = rnd(s, g, std=1 / math.sqrt(g))
+        t["syn.b1"] = torch.full((s,), 0.1)
+        t["syn.w2"] = rnd(3, s, std=1 / s)
+        t["syn.b2"] = torch.full((3,), 0.5)
+        t["syn.w3"], t["syn.b3"] = zeros(3, 3, 3, 3), zeros(3)
+        t["syn.w4"], t["syn.b4"] = zeros(3, 3, 3, 3), zeros(3)
+        self.t = {name: t[name].to(device).requires_grad_(True) for name, _ in arch.layers()}
+        kw = CTX_LEFT + CTX_RIGHT + 1
+        self.ctx_index = torch.tensor([(dy + CTX_UP) * kw + dx + CTX_LEFT
+                                       for dy, dx in CONTEXT], device=device)
+        self.kshape = (CTX_UP + 1, kw)
+        self.up = _up_kernel().to(device)
 
-    def named_tensors(self) -> dict[str, torch.Tensor]:
+    def parameters(self) -> list[Any]:
+        return list(self.t.values())
+
+    def named_tensors(self) -> dict[str, Any]:
         """The parameters by their stream names (`Arch.layers`)."""
-        return {name: getattr(self, name.replace(".", "_")) for name, _ in self.arch.layers()}
+        return self.t
 
     # -- the entropy model ---------------------------------------------------------------
 
     def arm(self, grids: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mu, log-scale, y) of every latent of every grid, flattened in grid order."""
+        import torch
+        import torch.nn.functional as F
+
         c = self.arch.arm_width
-        k = torch.zeros(c + 2, self.kshape[0] * self.kshape[1], dtype=self.arm_w1.dtype)
-        k = k.index_copy(1, self.ctx_index, torch.cat([self.arm_w1, self.arm_ws])
+        k = torch.zeros(c + 2, self.kshape[0] * self.kshape[1], dtype=self.t["arm.w1"].dtype)
+        k = k.index_copy(1, self.ctx_index, torch.cat([self.t["arm.w1"], self.t["arm.ws"]])
                          ).view(c + 2, 1, *self.kshape)
         feats, ys = [], []
         for y in grids:
@@ -85,23 +100,15 @@ class Net(nn.Module):
             feats.append(F.conv2d(p, k).flatten(2)[0])
             ys.append(y.flatten())
         f = torch.cat(feats, 1).t()  # [N, c + 2]
-        h1 = torch.relu(f[:, :c] + self.arm_b1)
-        h2 = torch.relu(torch.addmm(self.arm_b2, h1, self.arm_w2.t()) + h1)
-        out = torch.addmm(self.arm_b3, h2, self.arm_w3.t()) + f[:, c:]
+        h1 = torch.relu(f[:, :c] + self.t["arm.b1"])
+        h2 = torch.relu(torch.addmm(self.t["arm.b2"], h1, self.t["arm.w2"].t()) + h1)
+        out = torch.addmm(self.t["arm.b3"], h2, self.t["arm.w3"].t()) + f[:, c:]
         return out[:, 0], out[:, 1], torch.cat(ys)
 
     def bits(self, grids: list[torch.Tensor]) -> torch.Tensor:
         """Code length of the latents (bits) under the Laplace the module predicts."""
-        a = self.arch
         mu, ls, y = self.arm(grids)
-        b = torch.exp(ls.clamp(a.log_scale_min, a.log_scale_max))
-        d = (y - mu).abs()
-        # P = CDF(d + .5) - CDF(d - .5) of a zero-centred Laplace, for d >= 0
-        hi = torch.exp(-(d + 0.5) / b)
-        lo = torch.where(d < 0.5, 2.0 - torch.exp(-(0.5 - d).clamp_min(0) / b),
-                         torch.exp(-(d - 0.5).clamp_min(0) / b))
-        p = (0.5 * (lo - hi)).clamp_min(2.0**-16)
-        return -torch.log(p).sum() / LOG2
+        return fused.laplace_bits(y, mu, ls, self.arch.log_scale_min, self.arch.log_scale_max)
 
     def fused_terms(self, grids: list[torch.Tensor], x: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,28 +119,37 @@ class Net(nn.Module):
                               "arm.ws")]
         syn = [t[f"syn.{k}"] for k in ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")]
         a = self.arch
-        bits = fused.ArmBits.apply(self.ctx_index, a.log_scale_min, a.log_scale_max,
-                                   len(grids), *grids, *arm)
-        return bits, fused.SynthSSE.apply(self.upsample(grids), x, *syn)
+        arm_bits, synth_sse = fused.functions()
+        bits = arm_bits.apply(self.ctx_index, a.log_scale_min, a.log_scale_max,
+                              len(grids), *grids, *arm)
+        return bits, synth_sse.apply(self.upsample(grids), x, *syn)
 
     # -- the synthesis -------------------------------------------------------------------
 
     def upsample(self, grids: list[torch.Tensor]) -> torch.Tensor:
         """All grids brought to the finest one's size: [1, grids, h, w]."""
+        import torch
+        import torch.nn.functional as F
+
         u = grids[-1]
         for g in reversed(grids[:-1]):
             n = u.shape[1]
-            p = F.pad(u, (2, 2, 2, 2), mode="replicate")
+            p = F.pad(u, (2, 2, 2, 2), mode="replicate").contiguous(
+                memory_format=torch.channels_last)  # oneDNN's faster depthwise layout
             u = F.pixel_shuffle(F.conv2d(p, self.up.repeat(n, 1, 1, 1), groups=n), 2)
             u = torch.cat([g, u[:, :, : g.shape[2], : g.shape[3]]], 1)
         return u
 
     def synthesis(self, u: torch.Tensor) -> torch.Tensor:
-        s1 = torch.relu(F.conv2d(u, self.syn_w1[:, :, None, None], self.syn_b1))
-        s2 = F.conv2d(s1, self.syn_w2[:, :, None, None], self.syn_b2)
-        s3 = torch.relu(F.conv2d(F.pad(s2, (1, 1, 1, 1), mode="replicate"), self.syn_w3,
-                                 self.syn_b3)) + s2
-        return F.conv2d(F.pad(s3, (1, 1, 1, 1), mode="replicate"), self.syn_w4, self.syn_b4) + s3
+        import torch
+        import torch.nn.functional as F
+
+        t = self.t
+        s1 = torch.relu(F.conv2d(u, t["syn.w1"][:, :, None, None], t["syn.b1"]))
+        s2 = F.conv2d(s1, t["syn.w2"][:, :, None, None], t["syn.b2"])
+        s3 = torch.relu(F.conv2d(F.pad(s2, (1, 1, 1, 1), mode="replicate"), t["syn.w3"],
+                                 t["syn.b3"])) + s2
+        return F.conv2d(F.pad(s3, (1, 1, 1, 1), mode="replicate"), t["syn.w4"], t["syn.b4"]) + s3
 
 
 @dataclass
@@ -157,11 +173,14 @@ class Schedule:
     unit: float = 1 / 16  # the pyramid's latent unit on the [0, 1] pixel scale
 
 
-def _pyramid_init(net: Net, lat: list[nn.Parameter], x: torch.Tensor, unit: float) -> None:
+def _pyramid_init(net: Net, lat: list[torch.Tensor], x: torch.Tensor, unit: float) -> None:
     """A head start: the grids hold a luma Laplacian pyramid (closed loop: each level codes
     what the upsampled coarser ones miss, in latent units of `unit`), and the synthesis starts
     as the sum of the upsampled grids (relu(u) - relu(-u) pairs), grey. Training then adds
     colour and trades rate for distortion from there instead of from a flat image."""
+    import torch
+    import torch.nn.functional as F
+
     g = len(lat)
     with torch.no_grad():
         luma = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(
@@ -176,18 +195,18 @@ def _pyramid_init(net: Net, lat: list[nn.Parameter], x: torch.Tensor, unit: floa
             base = 0.0 if rec is None else net.upsample([torch.zeros_like(lat[k]), rec])[:, 1:]
             lat[k].copy_(torch.round((pyr[k] - base) / unit))
             rec = base + lat[k] * unit
-        s = net.syn_w1.shape[0]
+        s = net.t["syn.w1"].shape[0]
         w1 = torch.zeros(s, g)
         w1[:g] = torch.eye(g)
         w1[g:2 * g] = -torch.eye(g)
-        w1[2 * g:] = net.syn_w1[2 * g:]
-        net.syn_w1.copy_(w1)
-        net.syn_b1[: 2 * g] = 0.0
+        w1[2 * g:] = net.t["syn.w1"][2 * g:]
+        net.t["syn.w1"].copy_(w1)
+        net.t["syn.b1"][: 2 * g] = 0.0
         w2 = torch.randn(3, s, generator=torch.Generator().manual_seed(1)) * 1e-3
         w2[:, :g] = unit
         w2[:, g:2 * g] = -unit
-        net.syn_w2.copy_(w2)
-        net.syn_b2.zero_()
+        net.t["syn.w2"].copy_(w2)
+        net.t["syn.b2"].zero_()
 
 
 @dataclass
@@ -200,6 +219,8 @@ class Fitted:
 
 
 def _target(image: np.ndarray, device: str) -> torch.Tensor:
+    import torch
+
     return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)), device=device
                            )[None].float() / 255.0
 
@@ -208,14 +229,16 @@ def fit(image: np.ndarray, arch: Arch, lam: float, schedule: Schedule, seed: int
         device: str = "cpu", progress=None) -> Fitted:
     """Train latents and networks for one H x W x 3 uint8 image at the RD trade-off `lam`
     (the loss is lam * 255**2 * MSE + bits per pixel, the other models' scale)."""
+    import torch
+
     from .arch import grid_shapes
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x = _target(image, device)
     h, w = image.shape[:2]
-    net = Net(arch, gen).to(device)
-    lat = [nn.Parameter(torch.zeros(1, 1, gh, gw, device=device))
+    net = Net(arch, gen, device)
+    lat = [torch.zeros(1, 1, gh, gw, device=device).requires_grad_(True)
            for gh, gw in grid_shapes(h, w, arch.grids)]
     if schedule.init == "pyramid":
         _pyramid_init(net, lat, x, schedule.unit)
@@ -258,8 +281,10 @@ def fit(image: np.ndarray, arch: Arch, lam: float, schedule: Schedule, seed: int
 def rd_cost(arch: Arch, image: np.ndarray, grids: list[np.ndarray],
             params: dict[str, np.ndarray], lam: float, device: str = "cpu") -> tuple[float, float]:
     """(latent bits, MSE) of hard-rounded grids under float networks holding `params`."""
+    import torch
+
     gen = torch.Generator().manual_seed(0)
-    net = Net(arch, gen).to(device)
+    net = Net(arch, gen, device)
     with torch.no_grad():
         for n, t in net.named_tensors().items():
             t.copy_(torch.as_tensor(params[n], dtype=torch.float32))
@@ -271,6 +296,8 @@ def rd_cost(arch: Arch, image: np.ndarray, grids: list[np.ndarray],
 
 def check_device(device: str) -> None:
     """A clear error for a device torch cannot use here."""
+    import torch
+
     from ..errors import AecodecError
 
     if device == "cpu":
