@@ -20,6 +20,8 @@ TOOLS = {
     "profile": ("profile", "Where decoding time goes, per stage and ONNX operator."),
     "effort": ("effort", "Rate saved by encoder effort on a Kodak subset."),
     "synthesis-width": ("synthesis_width", "Synthesis CPU time by channel width."),
+    "overfit-steps": ("overfit_steps", "RD cost of real overfit-family streams against "
+                      "training steps."),
     "context-projection": ("context_projection", "A context model's saving as a BD-rate "
                            "on a bench run."),
 }
