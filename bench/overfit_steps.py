@@ -4,8 +4,8 @@ Each (image, steps) point trains the image from scratch with a schedule of that 
 schedule scales with it: a 500-step run is not the first 500 steps of a 5,000-step one), writes
 the real stream (container header, quantised networks, coded latents) and decodes it with the
 exact decoder. The RD cost is the training loss measured on that stream: bpp + lambda * 255^2 *
-MSE (pixels on the 0..1 scale). The default model's stream at the same quality is the reference row. Every point is saved
-at once, so a killed run continues where it stopped.
+MSE (pixels on the 0..1 scale). The default model's stream at the same quality is the
+reference row. Every point is saved at once, so a killed run continues where it stopped.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ TOOLS = {
     "synthesis-width": ("synthesis_width", "Synthesis CPU time by channel width."),
     "overfit-steps": ("overfit_steps", "RD cost of real overfit-family streams against "
                       "training steps."),
+    "overfit-step": ("overfit_step", "Where one overfit training step spends its time."),
     "context-projection": ("context_projection", "A context model's saving as a BD-rate "
                            "on a bench run."),
 }
