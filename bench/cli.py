@@ -17,7 +17,8 @@ from .run import ALL_CODECS, run_bench
 @click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False,
                                                           path_type=Path))
 @click.option("--codecs", default=",".join(ALL_CODECS), show_default=True,
-              help="Comma list: aecodec (every photo model), aecodec-<model>, jpeg, webp, "
+              help="Comma list: aecodec (every photo model), aecodec-<model>, "
+                   "aecodec-<model folder> (its curve is aecodec-<its name>), jpeg, webp, "
                    "jpeg2000, avif, jxl.")
 @click.option("--out", "outdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench-out"), show_default=True, help="Output folder.")

@@ -15,7 +15,7 @@ from .bdrate import bd_summary
 from .classical import classical_codecs
 from .effort import bench_summary
 from .environment import environment
-from .learned import aecodec_models
+from .learned import AecodecModel, aecodec_models
 from .load import machine_load
 from .report import markdown, plot_curves, visual_mosaic
 from .speed import run_speed
@@ -26,6 +26,19 @@ ALL_CODECS = ("aecodec", "jpeg", "webp", "jpeg2000", "avif", "jxl")
 
 
 SWEEP_STATE = "sweep-state.json"  # the points measured so far (resume)
+
+
+def _folder_model(path: str, threads: int, log: Callable[[str], None]) -> AecodecModel | None:
+    """A model folder's adapter, its curve named for the manifest's name (`aecodec-<name>`)."""
+    from aecodec.errors import AecodecError
+    from aecodec.model import find
+
+    try:
+        info = find(path)
+    except AecodecError as e:
+        log(f"[bench] {path}: {e}, skipped")
+        return None
+    return AecodecModel(f"aecodec-{info.name}", str(info.path), threads)
 
 
 def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
@@ -47,6 +60,10 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
             elif base != n and base in learned:  # same model, its files run as they are
                 m = learned[base]
                 out[n] = type(m)(n, m.model, m.threads, m.lo, m.hi, reference=True)
+            elif Path(n.removeprefix("aecodec-")).is_dir():  # a model folder (a fine-tune)
+                m = _folder_model(n.removeprefix("aecodec-"), threads, log)
+                if m is not None:
+                    out[m.name] = m
             else:
                 log(f"[bench] {n}: no such photo model, skipped")
         elif n == "jxl" and _missing("pillow_jxl"):

@@ -219,3 +219,20 @@ def test_missing_packages_said_up_front_and_the_load_recorded(tiny_folder, tmp_p
     report = (out / "report.md").read_text()
     assert "machine load at the start: load average" in report
     assert "- skipped: jxl" in report
+
+
+def test_a_model_folder_is_a_codec_named_for_its_manifest(tmp_path) -> None:
+    """`aecodec-<folder>` benches a model folder (a fine-tune beside its start), its curve
+    named `aecodec-<manifest name>`; a folder that is no model is skipped, saying why."""
+    import shutil
+
+    import aecodec
+
+    src = aecodec.model.find("hyperprior-fast").path
+    folder = tmp_path / "mine"
+    shutil.copytree(src, folder)
+    said: list[str] = []
+    codecs = select_codecs([f"aecodec-{folder}", f"aecodec-{tmp_path}"], 1, said.append)
+    assert list(codecs) == ["aecodec-hyperprior-fast"]
+    assert codecs["aecodec-hyperprior-fast"].model == str(folder)
+    assert len(said) == 1 and str(tmp_path) in said[0] and "skipped" in said[0]
