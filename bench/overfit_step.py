@@ -10,7 +10,6 @@ the networks' zero-initialised layers are perturbed so every unit works as it do
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,85 +20,17 @@ from .images import load_image, synthetic_image
 from .load import describe, machine_load
 
 
-def _timer(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, oneDNN primitive caches
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
-
-
 def profile(image: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
-    """Seconds per call of each part of the step (median-free mean over `repeats`)."""
-    import torch
-
+    """Seconds per call of each part of the step (mean over `repeats`, after one warm-up):
+    the trainer times itself (`aecodec.overfit.fit.time_step_parts`; the bench imports no
+    torch)."""
     import aecodec
     from aecodec.overfit import fit
-    from aecodec.overfit.arch import Arch, grid_shapes
+    from aecodec.overfit.arch import Arch
 
-    torch.set_num_threads(threads)
     arch = Arch.from_manifest({"architecture": json.loads(
         aecodec.Codec("overfit").model.blob("arch.json"))})
-    gen = torch.Generator().manual_seed(0)
-    net = fit.Net(arch, gen)
-    with torch.no_grad():
-        for t in net.parameters():
-            t.add_(torch.randn(t.shape, generator=gen) * 0.05)
-    h, w = image.shape[:2]
-    x = fit._target(image, "cpu")
-    lat = [(torch.randn(1, 1, a, b, generator=gen) * 2).requires_grad_(True)
-           for a, b in grid_shapes(h, w, arch.grids)]
-    opt = torch.optim.Adam([*net.parameters(), *lat], lr=1e-4)
-    arm_bits, synth_sse = fit.fused.functions()
-    t = net.named_tensors()
-    arm = [t[n] for n in ("arm.w1", "arm.b1", "arm.w2", "arm.b2", "arm.w3", "arm.b3", "arm.ws")]
-    syn = [t[f"syn.{k}"] for k in ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")]
-    a = arch
-    u = net.upsample(lat).detach().requires_grad_(True)
-
-    def quantised():
-        return [fit.softround(fit.softround(y, 0.2) + 0.2 * torch.randn_like(y), 0.2)
-                for y in lat]
-
-    def step():
-        bits, sse = net.fused_terms(quantised(), x)
-        loss = 0.01 * 255**2 * sse / x.numel() + bits / (h * w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def arm_part():
-        arm_bits.apply(net.ctx_index, a.log_scale_min, a.log_scale_max, len(lat), *lat,
-                       *arm).backward()
-
-    def synth_part():
-        synth_sse.apply(u, x, *syn).backward()
-
-    def upsample_part():
-        net.upsample(lat).sum().backward()
-
-    def softround_part():
-        with torch.no_grad():
-            quantised()
-
-    def adam_part():
-        for p in opt.param_groups[0]["params"]:
-            p.grad = torch.zeros_like(p)
-        opt.step()
-
-    def plain_part():
-        bits = net.bits(lat)
-        sse = ((net.synthesis(net.upsample(lat)) - x) ** 2).sum()
-        (bits + sse).backward()
-
-    parts = {"ARM term, fused (forward + backward)": arm_part,
-             "synthesis term, fused (forward + backward)": synth_part,
-             "upsampling (forward + backward)": upsample_part,
-             "soft rounding and noise": softround_part,
-             "Adam": adam_part,
-             "whole step": step,
-             "the two terms and upsampling unfused (plain autograd)": plain_part}
-    return {name: _timer(fn, repeats) for name, fn in parts.items()}
+    return fit.time_step_parts(image, arch, threads, repeats)
 
 
 def report(times: dict[str, float], size: str, threads: int, load: str) -> str:

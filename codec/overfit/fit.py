@@ -159,7 +159,8 @@ class Schedule:
     steps: int
     # Cool-chic's 1e-2 for both suits its 10 k+ steps; at 1-2 k steps the latents must move
     # faster (256x256 crop of kodim23, 400 steps, RD loss: latents at 1e-2 1.93, 0.05 1.41,
-    # 0.1 1.16, 0.25 1.08, 0.5 1.16; networks at 0.02 beat 0.01 and 0.03)
+    # 0.1 1.16, 0.25 1.08, 0.5 1.16; networks at 0.02 beat 0.01 and 0.03). The networks'
+    # rate depends on the quality: `Schedule.at`.
     lr: float = 0.02  # the networks'
     latent_lr: float = 0.25
     final: float = 0.1  # share of the steps trained with hard rounding at the end
@@ -171,6 +172,17 @@ class Schedule:
     init: str = "zero"  # "pyramid": latents start as a luma Laplacian pyramid (measured
     # worse: 2.04 against 1.08 on that crop, from a grey start that colour must undo)
     unit: float = 1 / 16  # the pyramid's latent unit on the [0, 1] pixel scale
+
+    @classmethod
+    def at(cls, steps: int, quality: float) -> Schedule:
+        """The schedule for a quality: the networks' learning rate 0.02 up to quality 34,
+        0.01 from 67, log-linear between. Measured on 256x256 crops, 1,000 steps, final RD
+        loss at 0.02 / 0.01: kodim09 q1 0.069 / 0.140, kodim01 q34 0.814 / 0.806, kodim09 q67
+        0.648 / 0.601 (0.0075: 0.602, 0.005: 0.608, 0.04 diverged: 2.13), kodim01 q67 2.041 /
+        1.965, kodim09 q100 2.533 / 2.138: high rates want the slower networks, low ones the
+        faster."""
+        a = min(max((quality - 34.0) / 33.0, 0.0), 1.0)
+        return cls(steps, lr=0.02 * 0.5**a)
 
 
 def _pyramid_init(net: Net, lat: list[torch.Tensor], x: torch.Tensor, unit: float) -> None:
@@ -292,6 +304,87 @@ def rd_cost(arch: Arch, image: np.ndarray, grids: list[np.ndarray],
         bits = float(net.bits(yq))
         mse = float(torch.mean((net.synthesis(net.upsample(yq)) - _target(image, device)) ** 2))
     return bits, mse
+
+
+def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
+                    ) -> dict[str, float]:
+    """Seconds per call of each part of one training step, side by side in this process
+    (`aecodec tools overfit-step`): random latents of a trained image's spread, the networks'
+    zero-initialised layers perturbed so every unit works as mid-run."""
+    import time
+
+    import torch
+
+    from .arch import grid_shapes
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    net = Net(arch, gen)
+    with torch.no_grad():
+        for t in net.parameters():
+            t.add_(torch.randn(t.shape, generator=gen) * 0.05)
+    h, w = image.shape[:2]
+    x = _target(image, "cpu")
+    lat = [(torch.randn(1, 1, a, b, generator=gen) * 2).requires_grad_(True)
+           for a, b in grid_shapes(h, w, arch.grids)]
+    opt = torch.optim.Adam([*net.parameters(), *lat], lr=1e-4)
+    arm_bits, synth_sse = fused.functions()
+    t = net.named_tensors()
+    arm = [t[n] for n in ("arm.w1", "arm.b1", "arm.w2", "arm.b2", "arm.w3", "arm.b3", "arm.ws")]
+    syn = [t[f"syn.{k}"] for k in ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")]
+    a = arch
+    u = net.upsample(lat).detach().requires_grad_(True)
+
+    def quantised():
+        return [softround(softround(y, 0.2) + 0.2 * torch.randn_like(y), 0.2)
+                for y in lat]
+
+    def step():
+        bits, sse = net.fused_terms(quantised(), x)
+        loss = 0.01 * 255**2 * sse / x.numel() + bits / (h * w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def arm_part():
+        arm_bits.apply(net.ctx_index, a.log_scale_min, a.log_scale_max, len(lat), *lat,
+                       *arm).backward()
+
+    def synth_part():
+        synth_sse.apply(u, x, *syn).backward()
+
+    def upsample_part():
+        net.upsample(lat).sum().backward()
+
+    def softround_part():
+        with torch.no_grad():
+            quantised()
+
+    def adam_part():
+        for p in opt.param_groups[0]["params"]:
+            p.grad = torch.zeros_like(p)
+        opt.step()
+
+    def plain_part():
+        bits = net.bits(lat)
+        sse = ((net.synthesis(net.upsample(lat)) - x) ** 2).sum()
+        (bits + sse).backward()
+
+    parts = {"ARM term, fused (forward + backward)": arm_part,
+             "synthesis term, fused (forward + backward)": synth_part,
+             "upsampling (forward + backward)": upsample_part,
+             "soft rounding and noise": softround_part,
+             "Adam": adam_part,
+             "whole step": step,
+             "the two terms and upsampling unfused (plain autograd)": plain_part}
+    def timed(fn) -> float:
+        fn()  # warm-up: allocations, oneDNN primitive caches
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - t0) / repeats
+
+    return {name: timed(fn) for name, fn in parts.items()}
 
 
 def check_device(device: str) -> None:
