@@ -74,7 +74,7 @@ def functions() -> tuple[Any, Any]:
         def forward(ctx, index, lo, hi, n, *tensors):
             grids, (w1, b1, w2, b2, w3, b3, ws) = tensors[:n], tensors[n:]
             c = w1.shape[0]
-            total = torch.zeros((), dtype=torch.float64)
+            total = torch.zeros((), dtype=torch.float64, device=w1.device)
             wc = torch.cat([w1, ws]).detach()  # [c + 2, len(CONTEXT)]
             w2, w3 = w2.detach(), w3.detach()
             b1c, b2c, b3c = b1.detach()[:, None], b2.detach()[:, None], b3.detach()[:, None]
@@ -139,7 +139,7 @@ def functions() -> tuple[Any, Any]:
             _, c, hh, ww = u.shape
             gu = torch.zeros_like(u)
             g_params = [torch.zeros_like(p) for p in params]
-            total = torch.zeros((), dtype=torch.float64)
+            total = torch.zeros((), dtype=torch.float64, device=u.device)
             rows = max(1, SYN_BAND // ww)
             halo = 2
             for r0 in range(0, hh, rows):
