@@ -1,31 +1,14 @@
 // node test/chromium.mjs STREAMS_DIR MODELS_DIR: serve web/, the streams and the models over
 // HTTP on localhost, decode every stream of STREAMS_DIR/list.json in headless Chromium (the
 // worker, onnxruntime-web's wasm backend) and print {file: {sha256 of RGBA | error}} as JSON.
-import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { chromium } from 'playwright-core';
+import { serve } from './serve.mjs';
 
 const [streams, models] = process.argv.slice(2).map((p) => path.resolve(p));
-const web = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript',
-  '.json': 'application/json', '.wasm': 'application/wasm' };
-const server = createServer(async (req, res) => {
-  if (req.method === 'POST') { req.resume(); res.writeHead(204).end(); return; }
-  const url = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-  const [root, rest] = url.startsWith('/streams/') ? [streams, url.slice(9)]
-    : url.startsWith('/models/') ? [models, url.slice(8)] : [web, url.slice(1)];
-  const file = path.resolve(root, rest);
-  if (!file.startsWith(root)) { res.writeHead(403).end(); return; }
-  try {
-    const body = await readFile(file);
-    res.writeHead(200, { 'content-type': types[path.extname(file)] || 'application/octet-stream' }).end(body);
-  } catch { res.writeHead(404).end(); }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const server = await serve(streams, models);
 const profile = mkdtempSync(path.join(os.tmpdir(), 'aec-chromium-'));
 // a fresh profile folder (--user-data-dir), removed afterwards
 const context = await chromium.launchPersistentContext(profile, {
