@@ -120,8 +120,7 @@ class Net:
         syn = [t[f"syn.{k}"] for k in ("w1", "b1", "w2", "b2", "w3", "b3", "w4", "b4")]
         a = self.arch
         arm_bits, synth_sse = fused.functions()
-        bits = arm_bits.apply(self.ctx_index, a.log_scale_min, a.log_scale_max,
-                              len(grids), *grids, *arm)
+        bits = arm_bits.apply(a.log_scale_min, a.log_scale_max, len(grids), *grids, *arm)
         return bits, synth_sse.apply(self.upsample(grids), x, *syn)
 
     # -- the synthesis -------------------------------------------------------------------
@@ -347,8 +346,7 @@ def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
         opt.step()
 
     def arm_part():
-        arm_bits.apply(net.ctx_index, a.log_scale_min, a.log_scale_max, len(lat), *lat,
-                       *arm).backward()
+        arm_bits.apply(a.log_scale_min, a.log_scale_max, len(lat), *lat, *arm).backward()
 
     def synth_part():
         synth_sse.apply(u, x, *syn).backward()

@@ -63,7 +63,7 @@ def functions() -> tuple[Any, Any]:
     import torch.nn.functional as F
 
     class ArmBits(torch.autograd.Function):
-        """Total bits of all grids: forward(kernel_index, lo, hi, n_grids, *grids, *arm_params).
+        """Total bits of all grids: forward(lo, hi, n_grids, *grids, *arm_params).
 
         The module's layers are differentiated by hand (a few small matrix products per band):
         autograd over the context gather alone cost zero-filled full-band buffers per offset.
@@ -71,7 +71,7 @@ def functions() -> tuple[Any, Any]:
         """
 
         @staticmethod
-        def forward(ctx, index, lo, hi, n, *tensors):
+        def forward(ctx, lo, hi, n, *tensors):
             grids, (w1, b1, w2, b2, w3, b3, ws) = tensors[:n], tensors[n:]
             c = w1.shape[0]
             total = torch.zeros((), dtype=torch.float64, device=w1.device)
@@ -127,7 +127,7 @@ def functions() -> tuple[Any, Any]:
         @staticmethod
         def backward(ctx, g):
             saved = ctx.saved_tensors
-            return (None, None, None, None, *_scaled(saved, g))
+            return (None, None, None, *_scaled(saved, g))
 
 
     class SynthSSE(torch.autograd.Function):
