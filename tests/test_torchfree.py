@@ -47,15 +47,15 @@ def test_cli_without_torch(synth, tmp_path, photo):
 def test_runtime_sources_never_import_torch():
     """No `import torch` in codec/ but inside functions (indented) of the encoders that train:
     the effort module (tests/test_effort.py) and the overfit family's trainer (`overfit/fit.py`,
-    `fused.py`), so torch loads only when an encode asks for them. The trainer is imported
+    `fused.py`, `soap.py`), so torch loads only when an encode asks for them. The trainer is imported
     only by `overfit/family.py`, inside the function that encodes."""
     codec = Path(__file__).resolve().parents[1] / "codec"
     pattern = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
     top_level = re.compile(r"^(import|from)\s+torch\b", re.MULTILINE)
-    allowed = {codec / "effort.py", codec / "overfit" / "fit.py", codec / "overfit" / "fused.py"}
+    trainer = {codec / "overfit" / n for n in ("fit.py", "fused.py", "soap.py")}
+    allowed = {codec / "effort.py", *trainer}
     importers = re.compile(r"^\s*from \.(fit|fused)? ?import .*\b(fit|fused)\b|"
                            r"^\s*from \.(fit|fused) import", re.MULTILINE)
-    trainer = {codec / "overfit" / "fit.py", codec / "overfit" / "fused.py"}
     for f in codec.rglob("*.py"):
         text = f.read_text()
         if f in allowed:

@@ -110,7 +110,7 @@ class OverfitPipeline:
         fitting.check_device(device)
         self.check_size(*a.shape[:2])
         lam = self.family.lam(quality)
-        sched = fitting.Schedule.at(steps or STEPS[effort], quality)
+        sched = fitting.Schedule.at(steps or STEPS[effort], lam)
         fitted = fitting.fit(a, self.arch, lam, sched, seed, device, progress)
         h, w = a.shape[:2]
 
