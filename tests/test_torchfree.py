@@ -47,8 +47,8 @@ def test_cli_without_torch(synth, tmp_path, photo):
 def test_runtime_sources_never_import_torch():
     """No `import torch` in codec/ but inside functions (indented) of the encoders that train:
     the effort module (tests/test_effort.py) and the overfit family's trainer (`overfit/fit.py`,
-    `fused.py`, `soap.py`), so torch loads only when an encode asks for them. The trainer is imported
-    only by `overfit/family.py`, inside the function that encodes."""
+    `fused.py`, `soap.py`), so torch loads only when an encode asks for them. The trainer is
+    imported only by `overfit/family.py`, inside the function that encodes."""
     codec = Path(__file__).resolve().parents[1] / "codec"
     pattern = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
     top_level = re.compile(r"^(import|from)\s+torch\b", re.MULTILINE)
