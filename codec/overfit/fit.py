@@ -353,7 +353,7 @@ def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
     x = _target(image, "cpu")
     lat = [(torch.randn(1, 1, a, b, generator=gen) * 2).requires_grad_(True)
            for a, b in grid_shapes(h, w, arch.grids)]
-    opt = torch.optim.Adam([*net.parameters(), *lat], lr=1e-4)
+    opt = _optimizer(net, lat, Schedule(1, lr=1e-4, latent_lr=1e-4))
     arm_bits, synth_sse = fused.functions()
     t = net.named_tensors()
     arm = [t[n] for n in ("arm.w1", "arm.b1", "arm.w2", "arm.b2", "arm.w3", "arm.b3", "arm.ws")]
@@ -370,6 +370,7 @@ def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
         loss = 0.01 * 255**2 * sse / x.numel() + bits / (h * w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), Schedule(1).clip * 0.01 * 255**2)
         opt.step()
 
     def arm_part():
@@ -385,9 +386,11 @@ def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
         with torch.no_grad():
             quantised()
 
-    def adam_part():
-        for p in opt.param_groups[0]["params"]:
-            p.grad = torch.zeros_like(p)
+    def optimizer_part():
+        for g in opt.param_groups:
+            for p in g["params"]:
+                if p.grad is None:  # the warm-up call's, reused
+                    p.grad = torch.randn(p.shape, generator=gen) * 1e-3
         opt.step()
 
     def plain_part():
@@ -399,7 +402,7 @@ def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
              "synthesis term, fused (forward + backward)": synth_part,
              "upsampling (forward + backward)": upsample_part,
              "soft rounding and noise": softround_part,
-             "Adam": adam_part,
+             "SOAP (the networks) and Adam (the latents)": optimizer_part,
              "whole step": step,
              "the two terms and upsampling unfused (plain autograd)": plain_part}
     def timed(fn) -> float:
