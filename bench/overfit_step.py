@@ -2,8 +2,8 @@
 
 Times each part of the step on one image size, side by side in one process: the fused ARM
 term (context, MLP, Laplace bits, forward and backward), the fused synthesis term, the
-upsampling, the soft rounding, the optimisers, the whole step, and the same two terms unfused (plain
-autograd over whole images) for the ratio. The latents are random (a trained image's spread),
+upsampling, the soft rounding, the optimisers, the whole step, and the same two terms unfused
+(plain autograd over whole images) for the ratio. The latents are random (a trained image's spread),
 the networks' zero-initialised layers are perturbed so every unit works as it does mid-run.
 """
 
