@@ -257,6 +257,23 @@ def _optimizer(net: Net, lat: list[Any], schedule: Schedule) -> Any:
     raise ValueError(f"unknown optimizer {schedule.optimizer!r}")
 
 
+def _step(net: Net, opt: Any, yq: list[Any], x: Any, k: float, clip: float
+          ) -> tuple[Any, Any, Any]:
+    """One optimiser step on k * MSE + bpp with the networks' gradient norm bounded at
+    `clip * k` (Cool-chic's loss is this one over k; 0: no bound): (loss, bits, MSE)."""
+    import torch
+
+    bits, sse = net.fused_terms(yq, x)
+    mse = sse / x.numel()
+    loss = k * mse + bits / (x.shape[2] * x.shape[3])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip * k)
+    opt.step()
+    return loss, bits, mse
+
+
 def _target(image: np.ndarray, device: str) -> torch.Tensor:
     import torch
 
@@ -298,14 +315,7 @@ def fit(image: np.ndarray, arch: Arch, lam: float, schedule: Schedule, seed: int
             yq = [torch.round(y.detach()) for y in lat]  # the networks adapt to the rounding
         for g in opt.param_groups:
             g["lr"] = g["base"] * lr
-        bits, sse = net.fused_terms(yq, x)
-        mse = sse / x.numel()
-        loss = k * mse + bits / (h * w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if schedule.clip:  # Cool-chic's loss is this one over k
-            torch.nn.utils.clip_grad_norm_(net.parameters(), schedule.clip * k)
-        opt.step()
+        loss, bits, mse = _step(net, opt, yq, x, k, schedule.clip)
         if progress is not None:
             progress(step)
         if step % 100 == 0 or step == schedule.steps - 1:
@@ -368,12 +378,7 @@ def time_step_parts(image: np.ndarray, arch: Arch, threads: int, repeats: int
                 for y in lat]
 
     def step():
-        bits, sse = net.fused_terms(quantised(), x)
-        loss = 0.01 * 255**2 * sse / x.numel() + bits / (h * w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), Schedule(1).clip * 0.01 * 255**2)
-        opt.step()
+        _step(net, opt, quantised(), x, 0.01 * 255**2, Schedule(1).clip)
 
     def arm_part():
         arm_bits.apply(a.log_scale_min, a.log_scale_max, len(lat), *lat, *arm).backward()
