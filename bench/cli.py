@@ -38,6 +38,9 @@ from .run import ALL_CODECS, run_bench
               help="Use only the first N images of FOLDER.")
 @click.option("--every", "every_image", type=click.IntRange(1), default=1, show_default=True,
               help="Use every K-th image of FOLDER only (sorted by name: 1, K+1, ...).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes measuring points at once (for the slow per-image "
+                   "codecs; their times are then taken beside each other's work).")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib RD plots.")
 @click.option("--effort", "efforts", default="", metavar="N,N,...",
               help="Encoder efforts to add for the models effort optimises (curves "
@@ -48,7 +51,7 @@ from .run import ALL_CODECS, run_bench
 def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
           repeats: int | None, threads: int | None, anchor: str, speed_bpp: float,
           visual_bpp: float, visual_image: str | None, max_images: int | None,
-          every_image: int, no_plots: bool, efforts: str,
+          every_image: int, jobs: int, no_plots: bool, efforts: str,
           effort_every: tuple[str, ...]) -> None:
     """Sweep FOLDER's images (default: a built-in sample, reduced sweep) through each codec."""
     if folder is None:
@@ -66,7 +69,7 @@ def bench(folder: Path | None, codecs: str, outdir: Path, points: int | None,
     levels = parse_efforts(efforts, effort_every)
     res = run_bench(images, source, names, outdir, points, repeats, threads or available_cores(),
                     anchor, speed_bpp, visual_bpp, visual_image, not no_plots,
-                    log=lambda s: click.echo(s, err=True), efforts=levels)
+                    log=lambda s: click.echo(s, err=True), efforts=levels, jobs=jobs)
     for name, b in res["bd"]["codecs"].items():
         if name != anchor and b["bd_rate"] is not None:
             click.echo(f"{name:>24}: BD-rate {100 * b['bd_rate']:+.1f} % vs {anchor}")

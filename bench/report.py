@@ -22,6 +22,13 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:+.1f} %"
 
 
+def _jobs_line(jobs: int) -> str:
+    if jobs <= 1:
+        return ""
+    return (f" Points were measured by {jobs} worker processes at once: each time was taken "
+            f"beside the other workers' encodes.")
+
+
 def markdown(res: dict[str, Any]) -> str:
     """report.md: BD table, speed table, one table per curve, environment."""
     env, cfg, bd = res["environment"], res["config"], res["bd"]
@@ -30,7 +37,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"{res['images']['count']} images from `{res['images']['source']}`, "
         f"{cfg['points']} points per codec, {env['threads']} threads, {env['cpu']}, "
-        f"{env['date']}.",
+        f"{env['date']}." + _jobs_line(cfg.get("jobs", 1)),
         "",
         f"## BD against {bd['anchor']} (mean curves)",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -81,6 +82,10 @@ def select_codecs(names: list[str], threads: int, log: Callable[[str], None],
     return out
 
 
+def _quiet(line: str) -> None:
+    """The workers' log: what they would say, the main process said already."""
+
+
 def _missing(module: str) -> bool:
     import importlib.util
 
@@ -129,6 +134,7 @@ def run_bench(
     points: int, repeats: int, threads: int, anchor: str = "jpeg", speed_bpp: float = 0.5,
     visual_bpp: float = 0.5, visual_image: str | None = None, plots: bool = True,
     log: Callable[[str], None] = print, efforts: dict[int, int] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run everything and write OUTDIR/results.json, report.md, rd_*.png, visual.png."""
     t_start = time.perf_counter()
@@ -142,7 +148,8 @@ def run_bench(
     load_start = machine_load()
     warm_up({n: c for n, c in codecs.items() if not getattr(c, "slow", False)}, images[0][1])
     # every point is saved as it is measured: a killed run continues where it stopped
-    per_image = run_sweep(images, codecs, points, log, outdir / SWEEP_STATE)
+    make = functools.partial(select_codecs, codec_names, threads, _quiet, efforts)
+    per_image = run_sweep(images, codecs, points, log, outdir / SWEEP_STATE, jobs, make)
     t_sweep = time.perf_counter()
     curves = mean_curves(per_image)
     full = {n: c for n, c in codecs.items() if getattr(c, "every", 1) == 1}
@@ -160,6 +167,7 @@ def run_bench(
         },
         "config": {
             "codecs": list(codecs), "points": points, "repeats": repeats, "threads": threads,
+            "jobs": jobs,
             "anchor": anchor, "speed_bpp": speed_bpp, "settings": _settings_config(codecs, points),
             "efforts": {str(k): v for k, v in (efforts or {}).items()},
         },

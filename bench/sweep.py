@@ -65,32 +65,77 @@ def measure_point(codec: Codec, img: np.ndarray, setting: float) -> dict[str, An
 def run_sweep(
     images: list[tuple[str, np.ndarray]], codecs: dict[str, Codec], points: int,
     log: Callable[[str], None] = lambda s: None, state: Path | None = None,
+    jobs: int = 1, make_codecs: Callable[[], dict[str, Codec]] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """per_image[codec][image] = list of points, low rate first.
 
     With `state`, every measured point is written there at once (atomically), and points found
     there for the same codec, image and setting are taken instead of measured again: a run
-    that was killed continues where it stopped (`resumed` marks the points it took)."""
+    that was killed continues where it stopped (`resumed` marks the points it took).
+
+    With `jobs` > 1, points are measured by that many worker processes, each building its own
+    codecs with `make_codecs` (a picklable callable): for the slow per-image codecs, minutes a
+    point, on a machine with cores to spare. Each worker's times are then taken beside the
+    others' work (the report says how many jobs ran)."""
     settings = {name: c.settings(points) for name, c in codecs.items()}
-    per_image: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in codecs}
     done = _load_state(state)
+    todo: list[tuple[str, str, int, int]] = []  # (key, codec, image index, setting index)
+    layout: list[tuple[str, str, list[str]]] = []  # (codec, image, keys in order)
+    for k, (iname, _) in enumerate(images):
+        here = [n for n, c in codecs.items() if k % getattr(c, "every", 1) == 0]
+        keys = {n: [f"{n}|{iname}|{settings[n][i]!r}" for i in range(points)] for n in here}
+        layout += [(n, iname, keys[n]) for n in here]
+        todo += [(keys[n][i], n, k, i) for i in range(points) for n in here
+                 if keys[n][i] not in done]
     t0 = time.perf_counter()
-    for k, (iname, img) in enumerate(images):
-        here = {n: c for n, c in codecs.items() if k % getattr(c, "every", 1) == 0}
-        for name in here:  # a codec with `every` = k runs on images 0, k, 2k, ... only
-            per_image[name][iname] = []
-        for i in range(points):
-            for name, c in here.items():
-                key = f"{name}|{iname}|{settings[name][i]!r}"
-                if key in done:
-                    point = {**done[key], "resumed": True}
-                else:
-                    point = measure_point(c, img, settings[name][i])
-                    done[key] = point
+    if jobs > 1 and todo:
+        if make_codecs is None:
+            raise ValueError("jobs > 1 needs make_codecs")
+        _measure_in_workers(todo, images, settings, jobs, make_codecs, done, state, log, t0)
+    else:
+        for n_img, (iname, img) in enumerate(images):
+            for key, name, k, i in todo:
+                if k == n_img:
+                    done[key] = measure_point(codecs[name], img, settings[name][i])
                     _save_state(state, done)
-                per_image[name][iname].append(point)
-        log(f"[sweep] {k + 1}/{len(images)} {iname} ({time.perf_counter() - t0:.0f} s)")
+            log(f"[sweep] {n_img + 1}/{len(images)} {iname} ({time.perf_counter() - t0:.0f} s)")
+    fresh = {k for k, *_ in todo}
+    per_image: dict[str, dict[str, list[dict[str, Any]]]] = {n: {} for n in codecs}
+    for name, iname, keys in layout:
+        per_image[name][iname] = [done[k] if k in fresh else {**done[k], "resumed": True}
+                                  for k in keys]
     return per_image
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(make_codecs: Callable[[], dict[str, Codec]],
+                 images: list[tuple[str, np.ndarray]]) -> None:
+    codecs = make_codecs()
+    warm_up({n: c for n, c in codecs.items() if not getattr(c, "slow", False)}, images[0][1])
+    _WORKER.update(codecs=codecs, images=images)
+
+
+def _worker_point(name: str, k: int, setting: float) -> dict[str, Any]:
+    return measure_point(_WORKER["codecs"][name], _WORKER["images"][k][1], setting)
+
+
+def _measure_in_workers(todo, images, settings, jobs, make_codecs, done, state, log,
+                        t0) -> None:
+    """Measure `todo`'s points in `jobs` fresh (spawned) processes, saving each as it comes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # no inherited thread pools or sessions
+    with ProcessPoolExecutor(jobs, ctx, _worker_init, (make_codecs, images)) as pool:
+        futures = {pool.submit(_worker_point, name, k, settings[name][i]): key
+                   for key, name, k, i in todo}
+        for n, fut in enumerate(as_completed(futures), 1):
+            key = futures[fut]
+            done[key] = fut.result()
+            _save_state(state, done)
+            log(f"[sweep] {n}/{len(todo)} {key} ({time.perf_counter() - t0:.0f} s)")
 
 
 def _load_state(state: Path | None) -> dict[str, dict[str, Any]]:

@@ -190,6 +190,28 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path) -> None:
     assert third.calls == 0
 
 
+def test_workers_measure_the_same_points_and_resume(tmp_path) -> None:
+    """--jobs: points measured in worker processes equal the serial run's, each saved as it
+    comes, and a second run with the state measures nothing again."""
+    import functools
+
+    from aecodec.bench.sweep import run_sweep
+
+    rng = np.random.default_rng(0)
+    images = [(n, rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)) for n in "ab"]
+    make = functools.partial(select_codecs, ["jpeg", "webp"], 1, print)
+    serial = run_sweep(images, make(), 2)
+    state = tmp_path / "state.json"
+    par = run_sweep(images, make(), 2, state=state, jobs=2, make_codecs=make)
+    for codec in ("jpeg", "webp"):
+        for name in "ab":
+            assert ([(p["bytes"], p["psnr"]) for p in par[codec][name]]
+                    == [(p["bytes"], p["psnr"]) for p in serial[codec][name]])
+    assert len(json.loads(state.read_text())["points"]) == 8
+    again = run_sweep(images, make(), 2, state=state, jobs=2, make_codecs=make)
+    assert all(p["resumed"] for c in again.values() for rows in c.values() for p in rows)
+
+
 def test_the_slow_family_runs_only_when_named() -> None:
     names = set(select_codecs(["aecodec"], 1, lambda s: None))
     assert "aecodec-overfit" not in names and "aecodec-hyperprior-fast" in names

@@ -11,12 +11,13 @@ plain modules (`fit.Net.bits`, `fit.Net.synthesis`), several times less memory t
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from .arch import CONTEXT, CTX_LEFT, CTX_RIGHT, CTX_UP
 
 ARM_BAND = 1 << 15  # latents per band
-SYN_BAND = 1 << 14  # pixels per band (before the halo)
+SYN_BAND = 1 << 15  # pixels per band (before the halo)
 
 
 def _scaled(grads, g):
@@ -35,6 +36,35 @@ def laplace_bits(y, mu, ls, lo: float, hi: float):
                       torch.exp(-(d - 0.5).clamp_min(0) / b))
     p = (0.5 * (low - up)).clamp_min(2.0**-16)
     return -torch.log2(p).sum()
+
+
+def laplace_bits_grad(y, mu, ls, lo: float, hi: float):
+    """`laplace_bits` and its gradients (d/dy, d/dmu, d/dls) in one pass, differentiated by
+    hand: with e1 = exp(-(d + 1/2) / b), e2 = exp(-|d - 1/2| / b), both of p's branches share
+    dp/dd = (e1 - e2) / 2b and dp/db = (e2 (d - 1/2) - e1 (d + 1/2)) / 2b^2. A third fewer
+    passes over the band than autograd through the branches of `laplace_bits`."""
+    import torch
+
+    lsc = ls.clamp(lo, hi)
+    b = torch.exp(lsc)
+    r = 1.0 / b
+    diff = y - mu
+    d = diff.abs()
+    e1 = torch.exp(-(d + 0.5) * r)
+    dm = d - 0.5
+    e2 = torch.exp(-dm.abs() * r)
+    p = torch.where(dm >= 0, 0.5 * (e2 - e1), 1.0 - 0.5 * (e1 + e2))
+    floor = p <= 2.0**-16
+    p = p.clamp_min(2.0**-16)
+    bits = -torch.log2(p).sum()
+    g = (-1.0 / math.log(2.0)) / p  # d bits / dp
+    g.masked_fill_(floor, 0.0)
+    gr = g * r * 0.5
+    d_d = gr * (e1 - e2)
+    d_ls = gr * r * (e2 * dm - e1 * (d + 0.5)) * b  # d/db * db/dls (= b)
+    d_ls.masked_fill_((ls < lo) | (ls > hi), 0.0)
+    d_y = d_d * torch.sign(diff)
+    return bits, d_y, -d_y, d_ls
 
 
 def _conv_rows(x, w, b, top: bool, bottom: bool):
@@ -98,11 +128,7 @@ def functions() -> tuple[Any, Any]:
                     h2 = torch.relu(torch.addmm(b2c, w2, h1) + h1)
                     out = torch.addmm(b3c, w3, h2) + feats[c:]
                     yc = yp[r0 + CTX_UP: r1 + CTX_UP, CTX_LEFT: CTX_LEFT + ww].reshape(m)
-                    with torch.enable_grad():
-                        v = [yc.clone().requires_grad_(True), out[0].clone().requires_grad_(True),
-                             out[1].clone().requires_grad_(True)]
-                        bits = laplace_bits(*v, lo, hi)
-                        d_yc, d_mu, d_ls = torch.autograd.grad(bits, v)
+                    bits, d_yc, d_mu, d_ls = laplace_bits_grad(yc, out[0], out[1], lo, hi)
                     d_out = torch.stack([d_mu, d_ls])  # [2, m]
                     g_w3.addmm_(d_out, h2.t())
                     g_b3 += d_out.sum(1)
