@@ -289,7 +289,7 @@ def _check_effort(model_name: str | None, effort: int) -> None:
               help="Encoder effort: 1-4 optimise each image's latents for its decoder "
               "(smaller streams, same decoder; seconds to minutes per image, docs/effort.md; "
               "photo models need the 'effort' extra). 0 is the fast encoder. For the "
-              "overfit model, the training length: 1k, 2k, 4k, 8k, 16k steps "
+              "overfit model, the training length: 2k, 4k, 8k, 16k, 32k steps "
               "(docs/overfit.md).")
 @click.option("--device", default=None, metavar="cpu|cuda",
               help="Where the overfit family trains each image (default cpu; cuda when "

@@ -124,8 +124,8 @@ def functions() -> tuple[Any, Any]:
                                 CTX_LEFT + dx: CTX_LEFT + dx + ww] for dy, dx in CONTEXT]
                     cols = torch.stack(views).view(len(CONTEXT), m)
                     feats = wc @ cols  # [c + 2, m]
-                    h1 = torch.relu(feats[:c] + b1c)
-                    h2 = torch.relu(torch.addmm(b2c, w2, h1) + h1)
+                    h1 = (feats[:c] + b1c).relu_()
+                    h2 = torch.addmm(b2c, w2, h1).add_(h1).relu_()
                     out = torch.addmm(b3c, w3, h2) + feats[c:]
                     yc = yp[r0 + CTX_UP: r1 + CTX_UP, CTX_LEFT: CTX_LEFT + ww].reshape(m)
                     bits, d_yc, d_mu, d_ls = laplace_bits_grad(yc, out[0], out[1], lo, hi)
@@ -175,10 +175,11 @@ def functions() -> tuple[Any, Any]:
                     band = u[:, :, e0:e1].detach().requires_grad_(True)
                     ps = [p.detach().requires_grad_(True) for p in params]
                     flat = band[0].reshape(c, -1)
-                    s1 = torch.relu(torch.addmm(ps[1][:, None], ps[0], flat))
+                    s1 = torch.addmm(ps[1][:, None], ps[0], flat).relu_()  # in place: one
+                    # band-sized [40, n] buffer fewer (addmm keeps no output for backward)
                     s2 = torch.addmm(ps[3][:, None], ps[2], s1).reshape(1, 3, e1 - e0, ww)
                     top1, bot1 = e0 == 0, e1 == hh
-                    s3 = torch.relu(_conv_rows(s2, ps[4], ps[5], top1, bot1)) + _crop_rows(
+                    s3 = _conv_rows(s2, ps[4], ps[5], top1, bot1).relu_() + _crop_rows(
                         s2, top1, bot1)
                     a0 = e0 + (0 if top1 else 1)
                     a1 = e1 - (0 if bot1 else 1)
