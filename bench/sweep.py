@@ -131,11 +131,15 @@ def _measure_in_workers(todo, images, settings, jobs, make_codecs, done, state, 
     with ProcessPoolExecutor(jobs, ctx, _worker_init, (make_codecs, images)) as pool:
         futures = {pool.submit(_worker_point, name, k, settings[name][i]): key
                    for key, name, k, i in todo}
-        for n, fut in enumerate(as_completed(futures), 1):
-            key = futures[fut]
-            done[key] = fut.result()
-            _save_state(state, done)
-            log(f"[sweep] {n}/{len(todo)} {key} ({time.perf_counter() - t0:.0f} s)")
+        try:
+            for n, fut in enumerate(as_completed(futures), 1):
+                key = futures[fut]
+                done[key] = fut.result()
+                _save_state(state, done)
+                log(f"[sweep] {n}/{len(todo)} {key} ({time.perf_counter() - t0:.0f} s)")
+        except BaseException:  # a point failed or the run was stopped: start nothing more
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _load_state(state: Path | None) -> dict[str, dict[str, Any]]:

@@ -212,6 +212,35 @@ def test_workers_measure_the_same_points_and_resume(tmp_path) -> None:
     assert all(p["resumed"] for c in again.values() for rows in c.values() for p in rows)
 
 
+class _Failing:
+    """A codec whose every encode fails (module level: the spawned workers import it)."""
+
+    name = "failing"
+    slow = True  # not warmed up, as the per-image family
+
+    def settings(self, points: int) -> list[float]:
+        return [float(q) for q in range(1, points + 1)]
+
+    def encode(self, img: np.ndarray, setting: float) -> bytes:
+        raise ValueError(f"cannot encode at {setting}")
+
+    def decode(self, data: bytes) -> np.ndarray:
+        raise AssertionError("never reached")
+
+
+def _failing_codecs() -> dict:
+    return {"f": _Failing()}
+
+
+def test_a_failing_worker_point_stops_the_run_with_its_error(tmp_path) -> None:
+    from aecodec.bench.sweep import run_sweep
+
+    images = [(n, np.zeros((8, 8, 3), np.uint8)) for n in "abc"]
+    with pytest.raises(ValueError, match="cannot encode"):
+        run_sweep(images, _failing_codecs(), 2, state=tmp_path / "s.json", jobs=2,
+                  make_codecs=_failing_codecs)
+
+
 def test_the_slow_family_runs_only_when_named() -> None:
     names = set(select_codecs(["aecodec"], 1, lambda s: None))
     assert "aecodec-overfit" not in names and "aecodec-hyperprior-fast" in names
