@@ -146,7 +146,7 @@ def run_bench(
     if not codecs:
         raise RuntimeError("no codec to benchmark")
     load_start = machine_load()
-    warm_up({n: c for n, c in codecs.items() if not getattr(c, "slow", False)}, images[0][1])
+    warm_up(codecs, images[0][1])
     # every point is saved as it is measured: a killed run continues where it stopped
     make = functools.partial(select_codecs, codec_names, threads, _quiet, efforts)
     per_image = run_sweep(images, codecs, points, log, outdir / SWEEP_STATE, jobs, make)

@@ -36,9 +36,12 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def warm_up(codecs: dict[str, Codec], img: np.ndarray) -> None:
-    """One untimed encode/decode per codec so library and session set-up is not timed."""
+    """One untimed encode/decode per codec so library and session set-up is not timed; not
+    for the slow (per-image trained) codecs, whose minutes of training dwarf any set-up."""
     crop = np.ascontiguousarray(img[:64, :64])
     for c in codecs.values():
+        if getattr(c, "slow", False):
+            continue
         s = c.settings(1)[0]
         c.decode(c.encode(crop, s))
 
@@ -113,7 +116,7 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(make_codecs: Callable[[], dict[str, Codec]],
                  images: list[tuple[str, np.ndarray]]) -> None:
     codecs = make_codecs()
-    warm_up({n: c for n, c in codecs.items() if not getattr(c, "slow", False)}, images[0][1])
+    warm_up(codecs, images[0][1])
     _WORKER.update(codecs=codecs, images=images)
 
 
@@ -121,8 +124,11 @@ def _worker_point(name: str, k: int, setting: float) -> dict[str, Any]:
     return measure_point(_WORKER["codecs"][name], _WORKER["images"][k][1], setting)
 
 
-def _measure_in_workers(todo, images, settings, jobs, make_codecs, done, state, log,
-                        t0) -> None:
+def _measure_in_workers(
+    todo: list[tuple[str, str, int, int]], images: list[tuple[str, np.ndarray]],
+    settings: dict[str, list[float]], jobs: int, make_codecs: Callable[[], dict[str, Codec]],
+    done: dict[str, dict[str, Any]], state: Path | None, log: Callable[[str], None], t0: float,
+) -> None:
     """Measure `todo`'s points in `jobs` fresh (spawned) processes, saving each as it comes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
